@@ -1,0 +1,1 @@
+"""The `nerf` command-line interface. Only this package imports typer and rich."""

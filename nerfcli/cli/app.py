@@ -1,0 +1,74 @@
+"""The Typer application and the single error boundary.
+
+A NerfError prints one red line on stderr and exits 1; usage errors exit 2; Ctrl-C exits 130.
+Command modules import torch lazily, inside the command, so `nerf --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+import typer
+from typer.core import TyperGroup
+
+from nerfcli import __version__
+from nerfcli.cli.common import console
+from nerfcli.errors import NerfError
+
+
+class NerfGroup(TyperGroup):
+    """Click group whose invoke() is the error boundary for every command."""
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except NerfError as exc:
+            message = str(exc).replace("\n", " ")
+            console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]")
+            ctx.exit(130)
+
+
+app = typer.Typer(
+    name="nerf",
+    cls=NerfGroup,
+    help="Neural Radiance Fields from the command line: inspect LLFF poses, build rays, "
+    "train, render and evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"nerf {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Neural Radiance Fields from the command line."""
+
+
+def _register() -> None:
+    from nerfcli.cli import commands
+
+    for name, func, epilog in commands.COMMANDS:
+        app.command(name, epilog=epilog, no_args_is_help=False)(func)
+
+
+_register()
+
+
+def main() -> None:
+    app(prog_name="nerf")

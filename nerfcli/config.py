@@ -1,0 +1,340 @@
+"""Configuration: frozen dataclasses, YAML scene presets and `--set section.key=value` overrides.
+
+Precedence: dataclass defaults < scenes/<name>.yaml (following its `base:` chain) < --set < flags.
+Unknown keys are a ConfigError that lists the valid ones, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nerfcli.errors import ConfigError
+
+SCENES_DIR = Path(__file__).resolve().parent.parent / "scenes"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    factor: int = 8  # image downsampling; images_{factor}/ or resized from images/
+    bd_factor: float = 0.75  # rescale so the smallest near bound becomes 1/bd_factor (<= 0 disables)
+    recenter: bool = True  # move the average pose to the identity
+    spherify: bool = False  # captures around an object: spherify the poses, circle render path
+    llffhold: int = 8  # every llffhold-th view (0, 8, 16, ...) is held out for testing; 0: none
+    ndc: bool = True  # forward-facing scenes render in normalised device coordinates
+    white_bkgd: bool = False  # composite onto white instead of black
+    render_frames: int = 120  # frames of the default render path
+
+
+@dataclass(frozen=True)
+class NerfModelConfig:
+    netdepth: int = 8
+    netwidth: int = 256
+    netdepth_fine: int = 8
+    netwidth_fine: int = 256
+    multires: int = 10  # log2 of the max positional-encoding frequency for xyz
+    multires_views: int = 4  # same for view directions
+    use_viewdirs: bool = True
+    skips: tuple[int, ...] = (4,)  # the input is concatenated again after these layers
+
+
+@dataclass(frozen=True)
+class TensorfModelConfig:
+    density_components: tuple[int, int, int] = (16, 4, 4)
+    appearance_components: tuple[int, int, int] = (48, 12, 12)
+    app_dim: int = 27  # features fed to the colour decoder
+    decoder_width: int = 64
+    view_pe: int = 2  # positional-encoding frequencies of view directions in the decoder
+    feature_pe: int = 2  # positional-encoding frequencies of appearance features in the decoder
+    grid_init: tuple[int, int, int] = (128, 128, 96)  # starting voxels (x, y, z)
+    grid_final: tuple[int, int, int] = (320, 320, 256)  # voxels after the last upsampling
+    upsample_steps: tuple[int, ...] = (2000, 3000, 4000, 5500)
+    alpha_mask_steps: tuple[int, ...] = (2500, 4000)
+    density_shift: float = -10.0  # softplus(x + shift): empty space at initialisation
+    step_ratio: float = 0.5  # sample spacing in voxels
+    max_samples: int = 0  # 0: derived from the grid diagonal and step_ratio
+    weight_threshold: float = 1e-4  # colour is only evaluated where the ray weight exceeds this
+    alpha_mask_threshold: float = 1e-4
+    tv_weight_density: float = 1.0
+    tv_weight_app: float = 1.0
+    l1_weight: float = 0.0
+    lr_grid: float = 0.02
+    lr_network: float = 1e-3
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "tensorf"  # a key of nerfcli.models.MODELS
+    nerf: NerfModelConfig = field(default_factory=NerfModelConfig)
+    tensorf: TensorfModelConfig = field(default_factory=TensorfModelConfig)
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    n_samples: int = 64  # coarse (stratified) samples per ray
+    n_importance: int = 64  # extra fine (inverse-CDF) samples per ray; 0 disables the fine pass
+    perturb: bool = True  # stratified jitter during training
+    lindisp: bool = False  # sample linearly in inverse depth
+    raw_noise_std: float = 1.0  # noise added to raw density during training
+    chunk: int = 32768  # rays rendered at once; at most chunk * samples points held in memory
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iters: int = 200000
+    batch_rays: int = 1024
+    lr: float = 5e-4
+    lr_decay_steps: int = 250000  # lr * 0.1 ** (step / lr_decay_steps)
+    lr_decay_rate: float = 0.1
+    seed: int = 0
+    max_minutes: float = 0.0  # stop after this much wall time (0: no limit)
+    log_every: int = 50
+    eval_every: int = 2000  # held-out PSNR and a preview render
+    eval_downscale: int = 2  # held-out PSNR during training on images downscaled by this
+    ckpt_every: int = 1000
+    keep_checkpoints: int = 3
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ----------------------------------------------------------------------------- dict <-> dataclass
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict (tuples become lists) suitable for YAML and checkpoints."""
+    out = {}
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value):
+            out[f.name] = to_dict(value)
+        elif isinstance(value, tuple):
+            out[f.name] = list(value)
+        else:
+            out[f.name] = value
+    return out
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return int(value)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if origin is tuple:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], where) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, where) for v, a in zip(value, args))
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    return value
+
+
+def from_dict(cls: type, data: Any, where: str = "config") -> Any:
+    """Build dataclass `cls` from a nested dict, rejecting unknown keys and wrong types."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    valid = {f.name for f in fields(cls)}
+    unknown = sorted(set(map(str, data)) - valid)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(valid))}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        annotation = hints[name]
+        sub_where = f"{where}.{name}" if where != "config" else name
+        if is_dataclass(annotation):
+            kwargs[name] = from_dict(annotation, value, sub_where)
+        else:
+            kwargs[name] = _coerce(value, annotation, sub_where)
+    return cls(**kwargs)
+
+
+def merge_dicts(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_dicts(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# ----------------------------------------------------------------------------- YAML presets
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in SCENES_DIR.glob("*.yaml"))
+
+
+def _resolve_preset(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        return path
+    candidate = SCENES_DIR / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        raise ConfigError(
+            f"unknown config {str(name_or_path)!r}; presets: {', '.join(available_presets())}"
+            " (or give a path to a .yaml file)"
+        )
+    return candidate
+
+
+def read_yaml_config(name_or_path: str | Path, _seen: tuple = ()) -> dict:
+    """Read a preset or YAML file into a nested dict, following `base:` (another preset)."""
+    path = _resolve_preset(name_or_path)
+    if path.resolve() in _seen:
+        raise ConfigError(f"{path}: `base:` chain loops back to itself")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc})") from None
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
+        raise ConfigError(f"{path}: not valid YAML ({first})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (data, model, render, train)")
+    base = data.pop("base", None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise ConfigError(f"{path}: `base:` must name a preset")
+        data = merge_dicts(read_yaml_config(base, _seen + (path.resolve(),)), data)
+    return data
+
+
+def parse_override(text: str) -> dict:
+    """'train.lr=1e-3' -> {'train': {'lr': 0.001}}; the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. train.lr=1e-3")
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if len(parts) < 2:
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. train.lr=1e-3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    out: dict = {}
+    node = out
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def build_config(
+    preset: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    base: dict | None = None,
+) -> Config:
+    """Resolve defaults < preset (or `base` dict) < overrides into a validated Config."""
+    data: dict = dict(base or {})
+    if preset is not None:
+        data = merge_dicts(data, read_yaml_config(preset))
+    for text in overrides:
+        data = merge_dicts(data, parse_override(text))
+    cfg = from_dict(Config, data)
+    validate(cfg)
+    return cfg
+
+
+def with_values(cfg: Config, section: str, **values: Any) -> Config:
+    """Return cfg with some keys of one section replaced (first-class CLI flags)."""
+    values = {k: v for k, v in values.items() if v is not None}
+    if not values:
+        return cfg
+    new = replace(cfg, **{section: replace(getattr(cfg, section), **values)})
+    validate(new)
+    return new
+
+
+def validate(cfg: Config) -> None:
+    def positive(value: float, name: str) -> None:
+        if not value > 0:
+            raise ConfigError(f"{name} must be positive, got {value}")
+
+    positive(cfg.data.factor, "data.factor")
+    positive(cfg.render.n_samples, "render.n_samples")
+    positive(cfg.render.chunk, "render.chunk")
+    positive(cfg.train.batch_rays, "train.batch_rays")
+    positive(cfg.train.lr, "train.lr")
+    positive(cfg.train.lr_decay_steps, "train.lr_decay_steps")
+    if cfg.train.iters < 0:
+        raise ConfigError(f"train.iters must be >= 0, got {cfg.train.iters}")
+    if cfg.render.n_importance < 0:
+        raise ConfigError("render.n_importance must be >= 0")
+    if cfg.data.llffhold < 0:
+        raise ConfigError("data.llffhold must be >= 0")
+    if cfg.data.spherify and cfg.data.ndc:
+        raise ConfigError(
+            "data.spherify needs data.ndc=false (NDC is for forward-facing captures); "
+            "--spherify sets both"
+        )
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def config_from_checkpoint_dict(data: dict) -> Config:
+    return from_dict(Config, data, "checkpoint config")
+
+
+__all__ = [
+    "Config",
+    "DataConfig",
+    "ModelConfig",
+    "NerfModelConfig",
+    "TensorfModelConfig",
+    "RenderConfig",
+    "TrainConfig",
+    "build_config",
+    "with_values",
+    "to_dict",
+    "from_dict",
+    "dump_yaml",
+    "read_yaml_config",
+    "available_presets",
+    "dataclasses",
+]

@@ -1,0 +1,533 @@
+"""LLFF captures: `poses_bounds.npy` + images -> Scene, exactly as the reference nerf-pytorch loads them.
+
+Stored format: N rows of 17 floats; the first 15 are a 3x5 matrix [R | t | hwf] whose rotation
+columns are [down, right, back], the last two are the near and far depth bounds of that view.
+
+The math (axis reorder, bd_factor rescale, recentering, spherify, spiral path, llffhold split)
+matches nerf-pytorch's `load_llff_data` so numbers and checkpoints compare across tools. The
+behaviour does not: every failure is a DataError naming the file and the fix, the full-resolution
+images/ folder is never needed just to read a shape, and resizing happens in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nerfcli.errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+ORTHONORMAL_TOL = 1e-3
+
+
+# ----------------------------------------------------------------------------- poses_bounds.npy
+
+
+@dataclass
+class PosesBounds:
+    """The raw contents of poses_bounds.npy, validated, in the stored convention."""
+
+    path: Path
+    poses: np.ndarray  # [N, 3, 5] float64, rotation columns [down, right, back], last column hwf
+    bounds: np.ndarray  # [N, 2] near, far
+
+    @property
+    def num_views(self) -> int:
+        return self.poses.shape[0]
+
+    @property
+    def height(self) -> int:
+        return int(round(self.poses[0, 0, 4]))
+
+    @property
+    def width(self) -> int:
+        return int(round(self.poses[0, 1, 4]))
+
+    @property
+    def focal(self) -> float:
+        return float(self.poses[0, 2, 4])
+
+
+def resolve_poses_path(path: str | Path) -> Path:
+    """Accept a poses_bounds.npy file or the scene folder holding it."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / "poses_bounds.npy"
+        if not candidate.is_file():
+            raise DataError(
+                f"{path}: no poses_bounds.npy in this folder; run `nerf colmap2poses` on its "
+                "COLMAP model or point at the file"
+            )
+        return candidate
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    return path
+
+
+def read_poses_bounds(path: str | Path) -> PosesBounds:
+    """Load and validate poses_bounds.npy (shape, finiteness, orthonormal rotations, bounds, hwf)."""
+    path = resolve_poses_path(path)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:  # numpy raises ValueError/OSError/EOFError/UnpicklingError...
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(
+            f"{path}: not a readable .npy array ({reason}); regenerate it with "
+            "`nerf colmap2poses` or LLFF's imgs2poses"
+        ) from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
+        raise DataError(f"{path}: expected a numeric N x 17 array, got dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[1] != 17 or arr.shape[0] < 1:
+        raise DataError(
+            f"{path}: expected an N x 17 array (3x5 pose + near, far per view), got shape "
+            f"{'x'.join(map(str, arr.shape)) or 'scalar'}; this is not an LLFF poses_bounds.npy"
+        )
+    arr = arr.astype(np.float64)
+    bad_rows = np.where(~np.isfinite(arr).all(axis=1))[0]
+    if len(bad_rows):
+        raise DataError(
+            f"{path}: view {int(bad_rows[0])} has non-finite values (NaN or inf); "
+            "re-run pose estimation for that image or remove its row"
+        )
+    poses = arr[:, :15].reshape(-1, 3, 5)
+    bounds = arr[:, 15:17].copy()
+    rot = poses[:, :, :3]
+    err = np.abs(np.einsum("nji,njk->nik", rot, rot) - np.eye(3)).max(axis=(1, 2))
+    bad = np.where(err > ORTHONORMAL_TOL)[0]
+    if len(bad):
+        raise DataError(
+            f"{path}: view {int(bad[0])} has a rotation that is not orthonormal "
+            f"(max |R^T R - I| = {err[bad[0]]:.3g} > {ORTHONORMAL_TOL}); the file is corrupt or "
+            "not in LLFF layout"
+        )
+    bad = np.where((bounds[:, 0] <= 0) | (bounds[:, 0] >= bounds[:, 1]))[0]
+    if len(bad):
+        near, far = bounds[bad[0]]
+        raise DataError(
+            f"{path}: view {int(bad[0])} has invalid bounds near={near:g}, far={far:g} "
+            "(need 0 < near < far); recompute them from the sparse points"
+        )
+    hwf = poses[:, :, 4]
+    if (hwf <= 0).any():
+        raise DataError(f"{path}: height, width and focal (column 5) must be positive")
+    return PosesBounds(path=path, poses=poses, bounds=bounds)
+
+
+# ----------------------------------------------------------------------------- pose math
+
+
+def normalize(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+def view_matrix(z: np.ndarray, up: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Camera-to-world [3, 4] looking along -z with the given up hint, as LLFF's viewmatrix."""
+    vec2 = normalize(z)
+    vec0 = normalize(np.cross(up, vec2))
+    vec1 = normalize(np.cross(vec2, vec0))
+    return np.stack([vec0, vec1, vec2, pos], 1)
+
+
+def poses_avg(c2w: np.ndarray) -> np.ndarray:
+    """Average camera [3, 4]: mean position, summed back axis and up axis. c2w: [N, 3, >=4]."""
+    center = c2w[:, :3, 3].mean(0)
+    vec2 = normalize(c2w[:, :3, 2].sum(0))
+    up = c2w[:, :3, 1].sum(0)
+    return view_matrix(vec2, up, center)
+
+
+def to_homogeneous(c2w: np.ndarray) -> np.ndarray:
+    """[..., 3, 4] -> [..., 4, 4]."""
+    bottom = np.broadcast_to(np.array([0.0, 0.0, 0.0, 1.0]), c2w.shape[:-2] + (1, 4))
+    return np.concatenate([c2w[..., :3, :4], bottom], -2)
+
+
+def recenter_poses(c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Move the average pose to the identity. Returns (recentered [N,3,4], transform [4,4])."""
+    avg = to_homogeneous(poses_avg(c2w))
+    transform = np.linalg.inv(avg)
+    out = transform @ to_homogeneous(c2w)
+    return out[:, :3, :4], transform
+
+
+def spiral_path(
+    c2w: np.ndarray, bounds: np.ndarray, frames: int = 120, rots: float = 2.0, zrate: float = 0.5
+) -> tuple[np.ndarray, float]:
+    """LLFF's spiral render path around the average pose. Returns ([F, 3, 4], focus depth)."""
+    avg = poses_avg(c2w)
+    up = normalize(c2w[:, :3, 1].sum(0))
+    close_depth, inf_depth = bounds.min() * 0.9, bounds.max() * 5.0
+    dt = 0.75
+    focus = 1.0 / ((1.0 - dt) / close_depth + dt / inf_depth)
+    rads = np.percentile(np.abs(c2w[:, :3, 3]), 90, 0)
+    rads = np.append(rads, 1.0)
+    out = []
+    for theta in np.linspace(0.0, 2.0 * np.pi * rots, frames + 1)[:-1]:
+        c = avg[:3, :4] @ (
+            np.array([np.cos(theta), -np.sin(theta), -np.sin(theta * zrate), 1.0]) * rads
+        )
+        z = normalize(c - avg[:3, :4] @ np.array([0.0, 0.0, -focus, 1.0]))
+        out.append(view_matrix(z, up, c))
+    return np.stack(out, 0).reshape(frames, 3, 4), float(focus)
+
+
+def spherify_poses(
+    c2w: np.ndarray, bounds: np.ndarray, frames: int = 120
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """LLFF's spherify: centre on the point closest to all optical axes, scale to unit radius.
+
+    Returns (poses [N,3,4], circle path [F,3,4], bounds [N,2], transform [4,4] applied to poses
+    including the scale).
+    """
+    rays_d = c2w[:, :3, 2:3]
+    rays_o = c2w[:, :3, 3:4]
+    a_i = np.eye(3) - rays_d * np.transpose(rays_d, [0, 2, 1])
+    b_i = -a_i @ rays_o
+    center = np.squeeze(
+        -np.linalg.inv((np.transpose(a_i, [0, 2, 1]) @ a_i).mean(0)) @ b_i.mean(0)
+    )
+    up = (c2w[:, :3, 3] - center).mean(0)
+    vec0 = normalize(up)
+    vec1 = normalize(np.cross([0.1, 0.2, 0.3], vec0))
+    vec2 = normalize(np.cross(vec0, vec1))
+    frame = np.stack([vec1, vec2, vec0, center], 1)
+    inv = np.linalg.inv(to_homogeneous(frame))
+    reset = (inv @ to_homogeneous(c2w))[:, :3, :4]
+    rad = np.sqrt(np.mean(np.sum(np.square(reset[:, :3, 3]), -1)))
+    sc = 1.0 / rad
+    reset[:, :3, 3] *= sc
+    bounds = bounds * sc
+    rad *= sc
+    centroid = np.mean(reset[:, :3, 3], 0)
+    zh = centroid[2]
+    radcircle = np.sqrt(max(rad**2 - zh**2, 0.0))
+    path = []
+    for th in np.linspace(0.0, 2.0 * np.pi, frames):
+        origin = np.array([radcircle * np.cos(th), radcircle * np.sin(th), zh])
+        up_hint = np.array([0.0, 0.0, -1.0])
+        z = normalize(origin)
+        x = normalize(np.cross(z, up_hint))
+        y = normalize(np.cross(z, x))
+        path.append(np.stack([x, y, z, origin], 1))
+    transform = np.diag([sc, sc, sc, 1.0]) @ inv
+    return reset, np.stack(path, 0), bounds, transform
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files of a folder in name order (text order, as the reference)."""
+    return sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+        key=lambda p: p.name,
+    )
+
+
+def read_image(path: Path) -> np.ndarray:
+    """RGB uint8 [H, W, 3]; grey and RGBA are converted; failures are DataErrors."""
+    import imageio.v3 as iio
+
+    try:
+        img = np.asarray(iio.imread(path))
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: cannot read image ({reason}); replace or remove it") from None
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    if img.ndim != 3 or img.shape[-1] not in (1, 3, 4) or img.shape[0] < 1 or img.shape[1] < 1:
+        raise DataError(f"{path}: unsupported image layout {img.shape}; expected H x W x 3")
+    if img.shape[-1] == 1:
+        img = np.repeat(img, 3, axis=-1)
+    img = img[..., :3]
+    if img.dtype == np.uint16:
+        img = (img // 257).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    return img
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image without decoding all of it when the format allows."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            return h, w
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read image ({exc}); replace or remove it") from None
+
+
+def resize_area(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Area-averaging (box) resize of a uint8 image; the antialiased way to shrink by a factor."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(img).resize((width, height), Image.Resampling.BOX))
+
+
+def _write_image_atomic(path: Path, img: np.ndarray) -> None:
+    import imageio.v3 as iio
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        iio.imwrite(tmp, img)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def expected_size(pb: PosesBounds, factor: int) -> tuple[int, int]:
+    return int(round(pb.height / factor)), int(round(pb.width / factor))
+
+
+def _folder_matches(files: list[Path], n: int, size: tuple[int, int]) -> bool:
+    if len(files) != n:
+        return False
+    h, w = image_size(files[0])
+    return abs(h - size[0]) <= 1 and abs(w - size[1]) <= 1
+
+
+def find_image_files(root: Path, pb: PosesBounds, factor: int) -> tuple[Path, list[Path], bool]:
+    """Pick the image folder for `factor`: (folder, files, needs_resize).
+
+    images_{factor}/ is used when it holds one image per pose at the expected size; otherwise
+    images/ is resized in-process. Count mismatches are DataErrors naming both numbers.
+    """
+    n = pb.num_views
+    size = expected_size(pb, factor)
+    scaled = root / f"images_{factor}"
+    full = root / "images"
+    scaled_files = list_images(scaled) if scaled.is_dir() else []
+    if factor == 1 and full.is_dir():
+        files = list_images(full)
+        _check_count(full, files, n, pb.path)
+        return full, files, False
+    if scaled_files and _folder_matches(scaled_files, n, size):
+        return scaled, scaled_files, False
+    if full.is_dir():
+        files = list_images(full)
+        _check_count(full, files, n, pb.path)
+        return full, files, True
+    if scaled.is_dir():
+        _check_count(scaled, scaled_files, n, pb.path)
+        return scaled, scaled_files, False
+    raise DataError(
+        f"{root}: no images_{factor}/ or images/ folder with the photos; put the {n} images "
+        "named in poses_bounds.npy order into images/"
+    )
+
+
+def _check_count(folder: Path, files: list[Path], n: int, poses_path: Path) -> None:
+    if len(files) != n:
+        hint = (
+            "remove the images COLMAP did not register (`nerf colmap2poses --prune-images`)"
+            if len(files) > n
+            else "some photos are missing"
+        )
+        raise DataError(
+            f"{folder}: {len(files)} images but {poses_path.name} has {n} poses; {hint}"
+        )
+
+
+def load_images(
+    root: Path, pb: PosesBounds, factor: int, cache: bool = True
+) -> tuple[np.ndarray, list[Path]]:
+    """Images at `factor` as float32 [N, H, W, 3] in [0, 1], plus their source files."""
+    folder, files, needs_resize = find_image_files(root, pb, factor)
+    size = expected_size(pb, factor)
+    imgs = [read_image(f) for f in files]
+    if needs_resize:
+        imgs = [resize_area(im, *size) for im in imgs]
+        if cache:
+            _cache_resized(root / f"images_{factor}", files, imgs)
+    shapes = {im.shape for im in imgs}
+    if len(shapes) > 1:
+        first = imgs[0].shape
+        odd = next(i for i, im in enumerate(imgs) if im.shape != first)
+        raise DataError(
+            f"{files[odd]}: size {imgs[odd].shape[1]}x{imgs[odd].shape[0]} differs from "
+            f"{files[0].name} ({first[1]}x{first[0]}); all views must share one size"
+        )
+    h, w = imgs[0].shape[:2]
+    aspect_img = w / h
+    aspect_pose = pb.width / pb.height
+    if abs(aspect_img - aspect_pose) / aspect_pose > 0.02:
+        raise DataError(
+            f"{folder}: images are {w}x{h} (aspect {aspect_img:.3f}) but {pb.path.name} says "
+            f"{pb.width}x{pb.height} (aspect {aspect_pose:.3f}); images and poses do not belong "
+            "together"
+        )
+    return np.stack(imgs, 0).astype(np.float32) / 255.0, files
+
+
+def _cache_resized(folder: Path, sources: list[Path], imgs: list[np.ndarray]) -> None:
+    """Keep resized images as images_{factor}/ when that can be done atomically; else skip."""
+    if folder.exists():
+        return
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    except OSError:
+        return
+    try:
+        for src, img in zip(sources, imgs):
+            _write_image_atomic(tmp / (src.stem + ".png"), img)
+        os.replace(tmp, folder)
+    except OSError:
+        pass
+    finally:
+        if tmp.exists():
+            for p in tmp.iterdir():
+                p.unlink()
+            tmp.rmdir()
+
+
+# ----------------------------------------------------------------------------- Scene
+
+
+@dataclass
+class Scene:
+    """A capture in the training frame (rotation columns [right, up, back], rescaled, recentered)."""
+
+    root: Path
+    c2w: np.ndarray  # [N, 3, 4] float32 camera-to-world
+    bounds: np.ndarray  # [N, 2] float32 near, far after rescale
+    height: int  # at `factor`
+    width: int
+    focal: float  # at `factor` (stored focal / factor)
+    factor: int
+    i_train: list[int]
+    i_test: list[int]
+    render_poses: np.ndarray  # [F, 3, 4] default render path (spiral, or circle when spherified)
+    spherify: bool
+    scale: float  # translations were multiplied by this (bd_factor rescale)
+    transform: np.ndarray  # [4, 4] applied after the axis fix and rescale (recenter/spherify)
+    focus_depth: float | None  # spiral focus depth (None when spherified)
+    stored_height: int
+    stored_width: int
+    stored_focal: float
+    images: np.ndarray | None = None  # [N, H, W, 3] float32 in [0, 1]
+    image_files: list[str] = field(default_factory=list)
+    depths: np.ndarray | None = None  # [N, H, W] ground-truth depth when the capture has it
+
+    @property
+    def num_views(self) -> int:
+        return self.c2w.shape[0]
+
+    @property
+    def K(self) -> np.ndarray:  # noqa: N802  (intrinsics are K by convention)
+        return intrinsics(self.height, self.width, self.focal)
+
+    def near_far(self, ndc: bool) -> tuple[float, float]:
+        """Ray bounds: [0, 1] in NDC, else [0.9 * min bound, max bound] as the reference."""
+        if ndc:
+            return 0.0, 1.0
+        return float(self.bounds.min() * 0.9), float(self.bounds.max())
+
+
+def intrinsics(height: int, width: int, focal: float) -> np.ndarray:
+    return np.array(
+        [[focal, 0.0, 0.5 * width], [0.0, focal, 0.5 * height], [0.0, 0.0, 1.0]], dtype=np.float32
+    )
+
+
+def holdout_split(n: int, llffhold: int) -> tuple[list[int], list[int]]:
+    """Every llffhold-th view (0, llffhold, ...) is a test view; the rest train."""
+    if llffhold <= 0:
+        return list(range(n)), []
+    test = list(range(0, n, llffhold))
+    train = [i for i in range(n) if i not in test]
+    if not train:
+        train = list(range(n))
+    return train, test
+
+
+def stored_to_training_axes(poses: np.ndarray) -> np.ndarray:
+    """[N,3,5] stored [down, right, back] -> [N,3,4] c2w with columns [right, up, back]."""
+    return np.concatenate([poses[:, :, 1:2], -poses[:, :, 0:1], poses[:, :, 2:4]], 2)
+
+
+def load_scene(
+    path: str | Path,
+    factor: int = 8,
+    bd_factor: float | None = 0.75,
+    recenter: bool = True,
+    spherify: bool = False,
+    llffhold: int = 8,
+    render_frames: int = 120,
+    load_imgs: bool = True,
+) -> Scene:
+    """Load an LLFF capture folder (or its poses_bounds.npy) into the training frame."""
+    if factor < 1:
+        raise DataError(f"factor must be >= 1, got {factor}")
+    pb = read_poses_bounds(path)
+    root = pb.path.parent
+    images = None
+    files: list[Path] = []
+    height, width = expected_size(pb, factor)
+    if load_imgs:
+        images, files = load_images(root, pb, factor)
+        height, width = images.shape[1:3]
+    focal = pb.focal / factor
+
+    # The reference does this arithmetic in float32; so do we, so numbers compare exactly.
+    c2w = stored_to_training_axes(pb.poses).astype(np.float32)
+    bounds = pb.bounds.astype(np.float32)
+    scale = 1.0 if not bd_factor or bd_factor <= 0 else 1.0 / (float(bounds.min()) * bd_factor)
+    c2w[:, :3, 3] *= scale
+    bounds = bounds * np.float32(scale)
+    transform = np.eye(4)
+    if recenter:
+        c2w, transform = recenter_poses(c2w)
+    focus = None
+    if spherify:
+        c2w, render_poses, bounds, sph = spherify_poses(c2w, bounds, render_frames)
+        transform = sph @ transform
+    else:
+        render_poses, focus = spiral_path(c2w, bounds, render_frames)
+    i_train, i_test = holdout_split(pb.num_views, llffhold)
+    return Scene(
+        root=root,
+        c2w=c2w.astype(np.float32),
+        bounds=np.asarray(bounds, dtype=np.float32),
+        height=int(height),
+        width=int(width),
+        focal=float(focal),
+        factor=factor,
+        i_train=i_train,
+        i_test=i_test,
+        render_poses=render_poses.astype(np.float32),
+        spherify=spherify,
+        scale=float(scale),
+        transform=transform.astype(np.float64),
+        focus_depth=focus,
+        stored_height=pb.height,
+        stored_width=pb.width,
+        stored_focal=pb.focal,
+        images=images,
+        image_files=[str(f) for f in files],
+        depths=_load_depths(root, files, (int(height), int(width))) if load_imgs else None,
+    )
+
+
+def _load_depths(root: Path, files: list[Path], size: tuple[int, int]) -> np.ndarray | None:
+    """Ground-truth depth maps (generated scenes): depth/<image stem>.npy, in stored units."""
+    folder = root / "depth"
+    if not folder.is_dir() or not files:
+        return None
+    paths = [folder / (f.stem + ".npy") for f in files]
+    if not all(p.is_file() for p in paths):
+        return None
+    try:
+        depths = [np.load(p, allow_pickle=False) for p in paths]
+    except Exception:
+        return None
+    if any(d.shape != size for d in depths):
+        return None
+    return np.stack(depths, 0).astype(np.float32)

@@ -1,0 +1,159 @@
+"""The classic NeRF (Mildenhall et al. 2020), as the reference nerf-pytorch builds it.
+
+Field: positional encoding (10 frequencies for xyz, 4 for directions, input included: 63 and 27
+channels) -> 8 x 256 ReLU MLP with the input concatenated again after layer 4 -> density, and a
+256 feature -> (feature, view encoding) -> 128 -> RGB. Coarse pass on stratified samples, fine
+pass on the union of those and inverse-CDF samples from the coarse weights.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nerfcli.config import Config
+from nerfcli.encoding import encoded_channels, positional_encoding
+from nerfcli.models import RadianceModel
+from nerfcli.rays import Rays
+from nerfcli.render import (
+    RenderResult,
+    composite,
+    sample_pdf,
+    sample_points,
+    stratified_samples,
+)
+
+
+class NerfMLP(nn.Module):
+    """(xyz [..., 3], dirs [..., 3]) -> (sigma_raw [...], rgb_raw [..., 3]); no activations on
+    the outputs (the renderer applies ReLU/noise to density and sigmoid to colour)."""
+
+    def __init__(
+        self,
+        depth: int = 8,
+        width: int = 256,
+        multires: int = 10,
+        multires_views: int = 4,
+        skips: tuple[int, ...] = (4,),
+        use_viewdirs: bool = True,
+    ):
+        super().__init__()
+        self.multires = multires
+        self.multires_views = multires_views
+        self.skips = tuple(skips)
+        self.use_viewdirs = use_viewdirs
+        in_pts = encoded_channels(3, multires)
+        in_views = encoded_channels(3, multires_views)
+        self.pts_linears = nn.ModuleList(
+            [nn.Linear(in_pts, width)]
+            + [
+                nn.Linear(width + in_pts if i in self.skips else width, width)
+                for i in range(depth - 1)
+            ]
+        )
+        if use_viewdirs:
+            self.feature_linear = nn.Linear(width, width)
+            self.alpha_linear = nn.Linear(width, 1)
+            self.views_linears = nn.ModuleList([nn.Linear(in_views + width, width // 2)])
+            self.rgb_linear = nn.Linear(width // 2, 3)
+        else:
+            self.output_linear = nn.Linear(width, 4)
+
+    def forward(self, xyz: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x_in = positional_encoding(xyz, self.multires)  # [..., 63]
+        h = x_in
+        for i, layer in enumerate(self.pts_linears):
+            h = F.relu(layer(h))
+            if i in self.skips:
+                h = torch.cat([x_in, h], -1)
+        if not self.use_viewdirs:
+            out = self.output_linear(h)  # [..., 4]
+            return out[..., 3], out[..., :3]
+        sigma_raw = self.alpha_linear(h)[..., 0]  # [...]
+        feature = self.feature_linear(h)  # [..., W]
+        d_in = positional_encoding(dirs, self.multires_views)  # [..., 27]
+        h = torch.cat([feature, d_in], -1)
+        for layer in self.views_linears:
+            h = F.relu(layer(h))
+        return sigma_raw, self.rgb_linear(h)  # [...], [..., 3]
+
+
+class NerfModel(RadianceModel):
+    name = "nerf"
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        m = cfg.model.nerf
+        self.render_cfg = cfg.render
+        self.white_bkgd = cfg.data.white_bkgd
+        self.coarse = NerfMLP(
+            m.netdepth, m.netwidth, m.multires, m.multires_views, m.skips, m.use_viewdirs
+        )
+        self.fine = (
+            NerfMLP(
+                m.netdepth_fine,
+                m.netwidth_fine,
+                m.multires,
+                m.multires_views,
+                m.skips,
+                m.use_viewdirs,
+            )
+            if cfg.render.n_importance > 0
+            else None
+        )
+
+    def _run(
+        self,
+        field: NerfMLP,
+        rays: Rays,
+        t_vals: torch.Tensor,
+        noise_std: float,
+        generator: torch.Generator | None,
+    ):
+        pts = sample_points(rays.origins, rays.directions, t_vals)  # [R, S, 3]
+        dirs = rays.viewdirs[:, None, :].expand(pts.shape)  # [R, S, 3]
+        sigma_raw, rgb_raw = field(pts, dirs)  # [R, S], [R, S, 3]
+        if noise_std > 0:
+            sigma_raw = sigma_raw + noise_std * torch.randn(
+                sigma_raw.shape, generator=generator, device=sigma_raw.device
+            )
+        return composite(
+            torch.sigmoid(rgb_raw), F.relu(sigma_raw), t_vals, rays.directions, self.white_bkgd
+        )
+
+    def render_rays(self, rays, near, far, train, generator=None) -> RenderResult:
+        r = self.render_cfg
+        perturb = train and r.perturb
+        noise = r.raw_noise_std if train else 0.0
+        num_rays = len(rays)
+        device = rays.origins.device
+        t_coarse = stratified_samples(
+            near, far, num_rays, r.n_samples, perturb, r.lindisp, generator, device
+        )  # [R, S]
+        coarse = self._run(self.coarse, rays, t_coarse, noise, generator)
+        if self.fine is None:
+            return RenderResult(coarse.rgb, coarse.depth, coarse.disparity, coarse.opacity)
+        mids = 0.5 * (t_coarse[..., 1:] + t_coarse[..., :-1])  # [R, S-1]
+        t_fine = sample_pdf(
+            mids, coarse.weights[..., 1:-1], r.n_importance, not perturb, generator
+        ).detach()  # [R, n_importance]
+        t_all, _ = torch.sort(torch.cat([t_coarse, t_fine], -1), -1)  # [R, S + n_importance]
+        fine = self._run(self.fine, rays, t_all, noise, generator)
+        return RenderResult(
+            fine.rgb,
+            fine.depth,
+            fine.disparity,
+            fine.opacity,
+            extras={"rgb_coarse": coarse.rgb},
+        )
+
+    def loss(self, result, target, step):
+        mse_fine = torch.mean((result.rgb - target) ** 2)
+        scalars = {"mse": float(mse_fine.detach())}
+        loss = mse_fine
+        if "rgb_coarse" in result.extras:
+            mse_coarse = torch.mean((result.extras["rgb_coarse"] - target) ** 2)
+            loss = loss + mse_coarse
+            scalars["mse_coarse"] = float(mse_coarse.detach())
+        return loss, scalars

@@ -1,0 +1,119 @@
+"""Camera rays and normalised device coordinates, with the reference nerf-pytorch conventions.
+
+Pixel (i, j) = (column, row), no half-pixel offset; camera looks down -z with y up:
+    dirs = [(i - cx) / fx, -(j - cy) / fy, -1]     rays_d = R @ dirs,  rays_o = t
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Rays:
+    """A bundle of rays; every field shares the leading shape (e.g. [H, W] or [R])."""
+
+    origins: torch.Tensor  # [..., 3] (NDC when ndc was applied)
+    directions: torch.Tensor  # [..., 3] (NDC when ndc was applied; not normalised)
+    viewdirs: torch.Tensor  # [..., 3] unit directions before NDC (the network's view input)
+
+    def reshape(self, *shape: int) -> Rays:
+        return Rays(
+            self.origins.reshape(*shape, 3),
+            self.directions.reshape(*shape, 3),
+            self.viewdirs.reshape(*shape, 3),
+        )
+
+    def __getitem__(self, index) -> Rays:
+        return Rays(self.origins[index], self.directions[index], self.viewdirs[index])
+
+    def to(self, device: torch.device | str) -> Rays:
+        return Rays(self.origins.to(device), self.directions.to(device), self.viewdirs.to(device))
+
+    def __len__(self) -> int:
+        return self.origins.shape[0]
+
+
+def _as_tensor(x, dtype=torch.float32, device=None) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.to(dtype=dtype, device=device if device is not None else x.device)
+    return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
+
+
+def pixel_directions(
+    height: int, width: int, K, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Camera-frame ray directions [H, W, 3] for every pixel (meshgrid 'xy')."""
+    K = _as_tensor(K, device=device)
+    i, j = torch.meshgrid(
+        torch.arange(width, dtype=torch.float32, device=K.device),
+        torch.arange(height, dtype=torch.float32, device=K.device),
+        indexing="xy",
+    )  # i: [H, W] column index, j: [H, W] row index
+    return torch.stack(
+        [(i - K[0, 2]) / K[0, 0], -(j - K[1, 2]) / K[1, 1], -torch.ones_like(i)], -1
+    )  # [H, W, 3]
+
+
+def get_rays(height: int, width: int, K, c2w, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """World-frame ray origins and directions [H, W, 3] for camera c2w [3, 4]."""
+    c2w = _as_tensor(c2w, device=device)
+    dirs = pixel_directions(height, width, K, device=c2w.device)  # [H, W, 3]
+    rays_d = dirs @ c2w[:3, :3].T  # [H, W, 3]
+    rays_o = c2w[:3, 3].expand(rays_d.shape)  # [H, W, 3]
+    return rays_o, rays_d
+
+
+def rays_for_pixels(K, c2w, cols, rows) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rays [P, 3] through the given pixel columns and rows (same convention as get_rays)."""
+    c2w = _as_tensor(c2w)
+    K = _as_tensor(K)
+    cols = _as_tensor(cols)
+    rows = _as_tensor(rows)
+    dirs = torch.stack(
+        [(cols - K[0, 2]) / K[0, 0], -(rows - K[1, 2]) / K[1, 1], -torch.ones_like(cols)], -1
+    )  # [P, 3]
+    rays_d = dirs @ c2w[:3, :3].T
+    rays_o = c2w[:3, 3].expand(rays_d.shape)
+    return rays_o, rays_d
+
+
+def ndc_rays(
+    height: int, width: int, focal: float, near: float, rays_o: torch.Tensor, rays_d: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Map rays into normalised device coordinates of the forward-facing frustum.
+
+    Origins are first moved onto the plane z = -near; that plane maps to z = -1 and z = -inf to
+    z = +1, so t in [0, 1] covers near..infinity.
+    """
+    t = -(near + rays_o[..., 2]) / rays_d[..., 2]  # [...]
+    rays_o = rays_o + t[..., None] * rays_d
+    ox, oy, oz = rays_o[..., 0], rays_o[..., 1], rays_o[..., 2]
+    dx, dy, dz = rays_d[..., 0], rays_d[..., 1], rays_d[..., 2]
+    ax = -1.0 / (width / (2.0 * focal))
+    ay = -1.0 / (height / (2.0 * focal))
+    o0 = ax * ox / oz
+    o1 = ay * oy / oz
+    o2 = 1.0 + 2.0 * near / oz
+    d0 = ax * (dx / dz - ox / oz)
+    d1 = ay * (dy / dz - oy / oz)
+    d2 = -2.0 * near / oz
+    return torch.stack([o0, o1, o2], -1), torch.stack([d0, d1, d2], -1)
+
+
+def make_rays(
+    height: int, width: int, focal: float, c2w, ndc: bool, device=None, K=None
+) -> Rays:
+    """All rays [H, W] of one view in the training frame, NDC applied when asked (near = 1)."""
+    if K is None:
+        K = np.array(
+            [[focal, 0, 0.5 * width], [0, focal, 0.5 * height], [0, 0, 1]], dtype=np.float32
+        )
+    rays_o, rays_d = get_rays(height, width, K, c2w, device=device)
+    viewdirs = rays_d / torch.linalg.norm(rays_d, dim=-1, keepdim=True)
+    if ndc:
+        rays_o, rays_d = ndc_rays(height, width, focal, 1.0, rays_o, rays_d)
+    return Rays(rays_o, rays_d, viewdirs)

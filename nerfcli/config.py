@@ -6,7 +6,6 @@ Unknown keys are a ConfigError that lists the valid ones, so a typo never passes
 
 from __future__ import annotations
 
-import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -23,7 +22,9 @@ SCENES_DIR = Path(__file__).resolve().parent.parent / "scenes"
 @dataclass(frozen=True)
 class DataConfig:
     factor: int = 8  # image downsampling; images_{factor}/ or resized from images/
-    bd_factor: float = 0.75  # rescale so the smallest near bound becomes 1/bd_factor (<= 0 disables)
+    bd_factor: float = (
+        0.75  # rescale so the smallest near bound becomes 1/bd_factor (<= 0 disables)
+    )
     recenter: bool = True  # move the average pose to the identity
     spherify: bool = False  # captures around an object: spherify the poses, circle render path
     llffhold: int = 8  # every llffhold-th view (0, 8, 16, ...) is held out for testing; 0: none
@@ -99,6 +100,7 @@ class TrainConfig:
     eval_downscale: int = 2  # held-out PSNR during training on images downscaled by this
     ckpt_every: int = 1000
     keep_checkpoints: int = 3
+    amp: bool = True  # bf16 autocast on CUDA (TF32 matmuls are always on there)
 
 
 @dataclass(frozen=True)
@@ -336,5 +338,4 @@ __all__ = [
     "dump_yaml",
     "read_yaml_config",
     "available_presets",
-    "dataclasses",
 ]

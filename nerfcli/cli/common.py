@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +21,7 @@ from rich.progress import (
 )
 
 from nerfcli.errors import NerfError
+from nerfcli.fsutil import atomic_write
 
 # Humans read stderr; scripts read stdout.
 console = Console(stderr=True, highlight=False)
@@ -93,19 +92,11 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise NerfError(f"{path}: folder {parent} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix, dir=parent
-    )
-    os.close(fd)
-    tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        with atomic_write(path, suffix) as tmp:
+            yield tmp
     except OSError as exc:
         raise NerfError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
 
 
 def check_writable_target(path: Path, force: bool = False, what: str = "output") -> None:

@@ -78,6 +78,17 @@ MODELS: dict[str, ModelBuilder] = {
 }
 
 
+def model_profile(name: str, device_type: str) -> dict:
+    """Model- and device-specific config defaults (a nested dict merged over the dataclass
+    defaults and under scene presets, --set and flags). The classic model's defaults are the
+    reference nerf-pytorch settings already, so it has none."""
+    if name == "tensorf":
+        from nerfcli.models.tensorf import device_profile
+
+        return device_profile(device_type)
+    return {}
+
+
 def build_model(cfg: Config) -> RadianceModel:
     try:
         builder = MODELS[cfg.model.name]

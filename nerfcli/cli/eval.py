@@ -1,0 +1,79 @@
+"""`nerf eval CKPT`: render the held-out views and score them (PSNR, SSIM, depth error)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from nerfcli.cli.common import console, info, make_progress, stdout_json
+
+EPILOG = (
+    "Example: [bold]nerf eval runs/fern/ckpt.pt --json[/]  "
+    "(quick check: [bold]--downscale 4[/]; another copy of the scene: [bold]--scene DIR[/])"
+)
+
+
+def eval_command(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint file (or a run folder with ckpt.pt)."),
+    scene: Path = typer.Option(
+        None, "--scene", help="Scene folder for ground truth (default: the one it trained on)."
+    ),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Folder for PNGs and metrics.json (default: <run>/eval/step_<N>[_dsK]).",
+    ),
+    downscale: int = typer.Option(
+        1, "--downscale", min=1, help="Score at 1/K resolution against downscaled ground truth."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
+) -> None:
+    """Render every held-out view, score it, and write render / ground truth / error PNGs."""
+    from rich.table import Table
+
+    from nerfcli.checkpoint import load_checkpoint
+    from nerfcli.evaluate import evaluate, load_matching_scene
+    from nerfcli.train import select_device
+
+    dev = select_device(device)
+    ckpt = load_checkpoint(checkpoint, map_location="cpu")
+    loaded = load_matching_scene(ckpt, scene)
+    if out is None:
+        suffix = f"_ds{downscale}" if downscale > 1 else ""
+        out = ckpt.path.parent / "eval" / f"step_{ckpt.step:07d}{suffix}"
+    views = loaded.i_test or loaded.i_train
+    if downscale > 1:
+        info(
+            f"[yellow]scoring at 1/{downscale} resolution[/] (quick check, not comparable "
+            "with full-resolution numbers)",
+            quiet,
+        )
+    with make_progress(quiet) as progress:
+        task = progress.add_task("eval", total=len(views))
+        report = evaluate(
+            ckpt, loaded, out, dev, downscale, on_view=lambda s: progress.advance(task)
+        )
+    if json_out:
+        stdout_json(report.to_dict())
+    if not quiet:
+        table = Table(title=f"held-out views, step {report.step} ({report.width}x{report.height})")
+        for column in ("view", "PSNR", "SSIM"):
+            table.add_column(column, justify="right")
+        has_depth = report.depth_abs_rel is not None
+        if has_depth:
+            table.add_column("depth abs rel", justify="right")
+        for s in report.views:
+            row = [str(s.view), f"{s.psnr:.2f}", f"{s.ssim:.4f}"]
+            if has_depth:
+                row.append(f"{s.depth_abs_rel:.4f}")
+            table.add_row(*row)
+        mean = ["mean", f"{report.psnr:.2f}", f"{report.ssim:.4f}"]
+        if has_depth:
+            mean.append(f"{report.depth_abs_rel:.4f}")
+        table.add_row(*mean, style="bold")
+        console.print(table)
+        console.print(f"images and metrics.json in {out}")

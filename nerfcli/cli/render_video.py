@@ -1,0 +1,109 @@
+"""`nerf render-video CKPT`: render a camera path (spiral, circle or a file) to .mp4 or .gif."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from nerfcli.cli.common import check_writable_target, info, make_progress, stdout_json
+from nerfcli.errors import ConfigError
+
+EPILOG = (
+    "Example: [bold]nerf render-video runs/fern/ckpt.pt --spiral --out fern.mp4[/]  "
+    "(quick preview: [bold]--downscale 4 --frames 30[/]; depth too: [bold]--depth[/])"
+)
+
+
+def render_video(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint file (or a run folder with ckpt.pt)."),
+    spiral: bool = typer.Option(False, "--spiral", help="LLFF spiral path (forward-facing)."),
+    circle: bool = typer.Option(False, "--circle", help="Circle path (spherified captures)."),
+    path: Path = typer.Option(None, "--path", help="Camera path file [F, 3, 4] (.npy)."),
+    frames: int = typer.Option(120, "--frames", min=1, help="Frames of the spiral/circle."),
+    fps: int = typer.Option(30, "--fps", min=1, help="Frames per second."),
+    downscale: int = typer.Option(1, "--downscale", min=1, help="Render at 1/K resolution."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Output .mp4 or .gif (default <run>/video_<path>.mp4)."
+    ),
+    depth: bool = typer.Option(
+        False, "--depth", help="Also write a colour-mapped disparity video (<out>_depth)."
+    ),
+    poses_out: Path = typer.Option(
+        None, "--poses-out", help="Save the camera path used as .npy [F, 3, 4]."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Render the spiral (or circle, or a given) camera path of a trained model to a video."""
+    import time
+
+    import numpy as np
+
+    from nerfcli.checkpoint import load_checkpoint, restore_model
+    from nerfcli.cli.common import atomic_path
+    from nerfcli.train import select_device
+    from nerfcli.video import VideoWriter, camera_path, colorize_disparity, render_frames
+
+    if sum([spiral, circle, path is not None]) > 1:
+        raise ConfigError("choose one of --spiral, --circle and --path")
+    kind = "spiral" if spiral else "circle" if circle else "file" if path is not None else "default"
+    dev = select_device(device)
+    ckpt = load_checkpoint(checkpoint, map_location="cpu")
+    meta = ckpt.scene
+    poses = camera_path(meta, kind, frames, path)
+    name = "path" if kind == "file" else ("circle" if meta.spherify and kind == "default" else kind)
+    if kind == "default":
+        name = "circle" if meta.spherify else "spiral"
+    if out is None:
+        out = ckpt.path.parent / f"video_{name}.mp4"
+    if out.suffix.lower() not in (".mp4", ".gif"):
+        raise ConfigError(f"{out}: output must end in .mp4 or .gif")
+    depth_out = out.with_name(f"{out.stem}_depth{out.suffix}") if depth else None
+    for target in [out, depth_out, poses_out]:
+        if target is not None:
+            check_writable_target(target, force)
+    model = restore_model(ckpt, dev)
+    start = time.perf_counter()
+    writer = VideoWriter(out, fps)
+    disparities = []
+    try:
+        with make_progress(quiet) as progress:
+            task = progress.add_task("render", total=len(poses))
+            for rgb, disparity in render_frames(
+                model, meta, poses, ckpt.config.render.chunk, dev, downscale
+            ):
+                writer.append(rgb)
+                if depth:
+                    disparities.append(disparity)
+                progress.advance(task)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    seconds = time.perf_counter() - start
+    if depth_out is not None:
+        from nerfcli.video import write_video
+
+        write_video(depth_out, colorize_disparity(disparities), fps)
+    if poses_out is not None:
+        with atomic_path(poses_out, suffix=".npy") as tmp:
+            np.save(tmp, poses.astype(np.float32))
+    result = {
+        "video": str(out),
+        "depth_video": str(depth_out) if depth_out else None,
+        "poses": str(poses_out) if poses_out else None,
+        "path": name,
+        "frames": int(len(poses)),
+        "fps": fps,
+        "width": meta.width // downscale,
+        "height": meta.height // downscale,
+        "seconds": round(seconds, 3),
+        "seconds_per_frame": round(seconds / max(len(poses), 1), 4),
+        "checkpoint": str(ckpt.path),
+    }
+    if json_out:
+        stdout_json(result)
+    info(f"[green]wrote[/] {out} ({len(poses)} frames, {seconds:.1f}s)", quiet)

@@ -1,0 +1,211 @@
+"""`nerf train SCENE`: train a radiance field on an LLFF capture, writing checkpoints."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import typer
+from rich.progress import TextColumn
+
+from nerfcli.cli.common import console, info, make_progress, stdout_json
+from nerfcli.errors import ConfigError
+
+EPILOG = (
+    "Example: [bold]nerf train ../shared/data/fern --max-minutes 10 --out runs/fern[/]  "
+    "then [bold]nerf eval runs/fern/ckpt.pt[/] and [bold]nerf render-video runs/fern/ckpt.pt[/]. "
+    "Interrupt with Ctrl-C (a checkpoint is saved) and continue with --resume."
+)
+
+
+def resolve_config(
+    scene: Path,
+    config: str | None,
+    model: str | None,
+    overrides: list[str],
+    device_type: str,
+    spherify: bool,
+    factor: int | None,
+    iters: int | None,
+    max_minutes: float | None,
+    seed: int | None,
+):
+    """defaults < model/device profile < preset < --set < first-class flags."""
+    from nerfcli.config import available_presets, build_config, with_values
+    from nerfcli.models import model_profile
+
+    if config is None:
+        name = scene.name if scene.is_dir() else scene.parent.name
+        if spherify:
+            config = "surround"
+        elif name in available_presets():
+            config = name
+        else:
+            config = "llff"
+    extra = list(overrides)
+    if model is not None:
+        extra.append(f"model.name={model}")
+    probe = build_config(config, extra)
+    cfg = build_config(config, extra, base=model_profile(probe.model.name, device_type))
+    if spherify and not cfg.data.spherify:
+        cfg = build_config(
+            config,
+            extra + ["data.spherify=true", "data.ndc=false"],
+            base=model_profile(probe.model.name, device_type),
+        )
+    cfg = with_values(cfg, "data", factor=factor)
+    cfg = with_values(cfg, "train", iters=iters, max_minutes=max_minutes, seed=seed)
+    return cfg
+
+
+def train(
+    scene: Path = typer.Argument(..., help="Scene folder with poses_bounds.npy and images."),
+    config: str = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="Preset name from scenes/ (llff, fern, surround, synthetic) or a YAML file. "
+        "Default: the preset named like the scene folder, else llff (surround with --spherify).",
+    ),
+    model: str = typer.Option(
+        None, "--model", "-m", help="Model: tensorf (fast, default) or nerf (the classic MLP)."
+    ),
+    iters: int = typer.Option(None, "--iters", help="Training steps (default from the profile)."),
+    max_minutes: float = typer.Option(
+        None, "--max-minutes", help="Stop after this many minutes of training."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Run folder (default runs/<scene>). Never overwritten."
+    ),
+    seed: int = typer.Option(None, "--seed", help="Random seed (default 0)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --out from its latest checkpoint."
+    ),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Override a config key, e.g. --set train.lr=1e-3 (repeatable)."
+    ),
+    factor: int = typer.Option(None, "--factor", help="Image downsampling factor (default 8)."),
+    spherify: bool = typer.Option(
+        False, "--spherify", help="Capture around an object: spherify poses, no NDC."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or messages."),
+) -> None:
+    """Train a NeRF on a scene folder; writes config.yaml, metrics.jsonl and checkpoints."""
+    from nerfcli.checkpoint import load_checkpoint
+    from nerfcli.config import with_values
+    from nerfcli.llff import load_scene
+    from nerfcli.train import EvalEvent, StepEvent, Trainer, prepare_run_dir, select_device
+
+    dev = select_device(device)
+    if out is None:
+        out = Path("runs") / (scene.name if scene.is_dir() else scene.parent.name or "scene")
+    if resume:
+        if config or model or overrides or factor or spherify:
+            raise ConfigError(
+                "--resume continues with the run's own config; drop --config/--model/--set/"
+                "--factor/--spherify (only --iters, --max-minutes and --device may change)"
+            )
+        prepare_run_dir(out, None, resume=True)
+        cfg = load_checkpoint(out / "ckpt.pt").config
+        cfg = with_values(cfg, "train", iters=iters, max_minutes=max_minutes)
+    else:
+        cfg = resolve_config(
+            scene, config, model, overrides, dev.type, spherify, factor, iters, max_minutes, seed
+        )
+    d = cfg.data
+    loaded = load_scene(
+        scene,
+        factor=d.factor,
+        bd_factor=d.bd_factor,
+        recenter=d.recenter,
+        spherify=d.spherify,
+        llffhold=d.llffhold,
+        render_frames=d.render_frames,
+    )
+    if not resume:
+        prepare_run_dir(out, cfg, resume=False)
+    info(
+        f"[bold]train[/] {cfg.model.name} on {scene} ({loaded.num_views} views, "
+        f"{loaded.width}x{loaded.height}, test views {loaded.i_test}) -> {out} on {dev}",
+        quiet,
+    )
+
+    progress = make_progress(
+        quiet,
+        TextColumn("loss {task.fields[loss]:.4f}  PSNR {task.fields[psnr]:.2f}"),
+        TextColumn("test {task.fields[test]}"),
+        TextColumn("{task.fields[its]:.2f} it/s"),
+    )
+    task = None
+    last_test = ["-"]
+
+    def on_event(event) -> None:
+        if isinstance(event, StepEvent):
+            progress.update(
+                task,
+                completed=event.step,
+                loss=event.loss,
+                psnr=event.psnr,
+                its=event.its,
+                test=last_test[0],
+            )
+        elif isinstance(event, EvalEvent):
+            last_test[0] = f"{event.test_psnr:.2f}"
+
+    trainer = Trainer(cfg, loaded, out, dev, resume=resume, on_event=on_event)
+
+    def request_stop(signum, frame) -> None:
+        trainer.stop_requested = True
+
+    handlers = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            handlers[sig] = signal.signal(sig, request_stop)
+        except ValueError:  # not the main thread
+            pass
+    try:
+        with progress:
+            task = progress.add_task(
+                "train",
+                total=cfg.train.iters,
+                completed=trainer.step,
+                loss=0.0,
+                psnr=0.0,
+                its=0.0,
+                test="-",
+            )
+            summary = trainer.run()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+    result = {
+        "steps": summary.steps,
+        "start_step": summary.start_step,
+        "seconds": round(summary.train_seconds, 3),
+        "wall_seconds": round(summary.wall_seconds, 3),
+        "final_loss": summary.final_loss,
+        "final_psnr": summary.final_psnr,
+        "test_psnr": summary.test_psnr,
+        "checkpoint": str(summary.checkpoint),
+        "out_dir": str(summary.out_dir),
+        "model": cfg.model.name,
+        "device": str(dev),
+        "interrupted": summary.interrupted,
+        "stopped_by_time": summary.stopped_by_time,
+    }
+    if json_out:
+        stdout_json(result)
+    if summary.interrupted:
+        console.print(
+            f"[yellow]interrupted[/] at step {summary.steps}; checkpoint saved to "
+            f"{summary.checkpoint}; continue with: nerf train {scene} --out {out} --resume"
+        )
+        raise typer.Exit(130)
+    info(
+        f"[green]done[/] {summary.steps} steps in {summary.train_seconds:.1f}s, train PSNR "
+        f"{summary.final_psnr:.2f} dB; checkpoint {summary.checkpoint}",
+        quiet,
+    )

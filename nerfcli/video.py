@@ -1,0 +1,181 @@
+"""Camera path -> rendered frames -> .mp4 (imageio's ffmpeg plugin) or .gif, written atomically."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nerfcli.checkpoint import SceneMeta
+from nerfcli.errors import ConfigError, DataError, NerfError
+from nerfcli.fsutil import temp_path_beside
+from nerfcli.llff import circle_path, spiral_path
+from nerfcli.metrics import colormap, to8b
+from nerfcli.models import RadianceModel
+from nerfcli.train import render_view
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+def camera_path(
+    meta: SceneMeta, kind: str, frames: int, path_file: Path | None = None
+) -> np.ndarray:
+    """Camera-to-world matrices [F, 3, 4] in the training frame.
+
+    kind: 'spiral' (LLFF spiral around the average pose), 'circle' (spherified captures),
+    'default' (whichever the scene was trained with) or 'file' (path_file, [F, 3, 4] or [F, 4, 4]).
+    """
+    if kind == "file":
+        return load_path_file(path_file)
+    if frames < 1:
+        raise ConfigError(f"--frames must be at least 1, got {frames}")
+    if kind == "default":
+        kind = "circle" if meta.spherify else "spiral"
+    if kind == "circle":
+        if not meta.spherify:
+            raise ConfigError(
+                "--circle needs a model trained with --spherify (a capture around an object); "
+                "use --spiral for forward-facing scenes"
+            )
+        if frames == len(meta.render_poses):
+            return np.asarray(meta.render_poses, dtype=np.float32)
+        return circle_path(meta.c2w, frames).astype(np.float32)
+    if kind == "spiral":
+        if not meta.spherify and frames == len(meta.render_poses):
+            return np.asarray(meta.render_poses, dtype=np.float32)
+        poses, _ = spiral_path(meta.c2w.astype(np.float64), meta.bounds.astype(np.float64), frames)
+        return poses.astype(np.float32)
+    raise ConfigError(f"unknown camera path {kind!r}")
+
+
+def load_path_file(path: Path | None) -> np.ndarray:
+    if path is None or not Path(path).is_file():
+        raise DataError(f"{path}: camera path file not found; write one with `--poses-out`")
+    try:
+        poses = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable .npy file ({exc})") from None
+    if poses.ndim != 3 or poses.shape[1:] not in ((3, 4), (4, 4), (3, 5)) or len(poses) == 0:
+        raise DataError(
+            f"{path}: expected camera-to-world matrices [F, 3, 4], got shape {poses.shape}"
+        )
+    poses = poses[:, :3, :4].astype(np.float32)
+    if not np.isfinite(poses).all():
+        raise DataError(f"{path}: camera path has non-finite values")
+    return poses
+
+
+def render_frames(
+    model: RadianceModel,
+    meta: SceneMeta,
+    poses: np.ndarray,
+    chunk: int,
+    device: torch.device,
+    downscale: int = 1,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (rgb uint8 [H, W, 3], disparity float32 [H, W]) per camera."""
+    for c2w in poses:
+        out = render_view(model, meta, c2w, chunk, device, downscale)
+        disparity = _display_disparity(out.depth, out.opacity, meta.ndc)
+        yield to8b(out.rgb), disparity.cpu().numpy().astype(np.float32)
+
+
+def _display_disparity(depth: torch.Tensor, opacity: torch.Tensor, ndc: bool) -> torch.Tensor:
+    """Something monotone in closeness for display: 1 - t in NDC (t is ~inverse depth there),
+    1 / depth otherwise."""
+    t = depth / torch.clamp(opacity, min=1e-6)
+    if ndc:
+        return torch.clamp(1.0 - t, 0.0, 1.0)
+    return 1.0 / torch.clamp(t, min=1e-6)
+
+
+def colorize_disparity(maps: list[np.ndarray]) -> list[np.ndarray]:
+    """Colour-map disparity frames with one normalisation over the whole video."""
+    stacked = np.stack(maps)
+    lo, hi = np.percentile(stacked, [1, 99])
+    scale = max(hi - lo, 1e-6)
+    return [colormap((m - lo) / scale) for m in maps]
+
+
+class VideoWriter:
+    """Write frames to a temp file beside `path`, renamed into place on close()."""
+
+    def __init__(self, path: Path, fps: int):
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in VIDEO_SUFFIXES:
+            raise ConfigError(f"{self.path}: output must end in .mp4 or .gif")
+        if fps < 1:
+            raise ConfigError(f"--fps must be at least 1, got {fps}")
+        parent = self.path.parent if str(self.path.parent) else Path(".")
+        if not parent.is_dir():
+            raise NerfError(f"{self.path}: folder {parent} does not exist; create it first")
+        self.tmp = temp_path_beside(self.path)
+        self.fps = fps
+        self.suffix = suffix
+        self.frames: list[np.ndarray] = []
+        self._writer = None
+        if suffix == ".mp4":
+            import imageio.v2 as imageio
+
+            self._writer = imageio.get_writer(
+                self.tmp,
+                format="FFMPEG",
+                mode="I",
+                fps=fps,
+                codec="libx264",
+                quality=8,
+                macro_block_size=2,
+                pixelformat="yuv420p",
+                output_params=["-movflags", "+faststart"],
+            )
+
+    def append(self, frame: np.ndarray) -> None:
+        if self._writer is not None:
+            if frame.shape[0] % 2 or frame.shape[1] % 2:  # yuv420p needs even sizes
+                frame = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
+            self._writer.append_data(frame)
+        else:
+            self.frames.append(frame)
+
+    def close(self) -> Path:
+        try:
+            if self._writer is not None:
+                self._writer.close()
+            else:
+                import imageio.v3 as iio
+
+                iio.imwrite(
+                    self.tmp,
+                    np.stack(self.frames),
+                    duration=1000.0 / self.fps,
+                    loop=0,
+                    extension=".gif",
+                )
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            raise NerfError(f"{self.path}: cannot write video ({exc.strerror or exc})") from None
+        finally:
+            self.abort()
+        return self.path
+
+    def abort(self) -> None:
+        if self.tmp.exists():
+            self.tmp.unlink()
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int) -> Path:
+    writer = VideoWriter(path, fps)
+    try:
+        for frame in frames:
+            writer.append(frame)
+        return writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+ProgressFn = Callable[[int], None]

@@ -1,0 +1,143 @@
+"""Closed-form and property tests of the volume renderer."""
+
+from __future__ import annotations
+
+import math
+
+import hypothesis.strategies as st
+import numpy as np
+import torch
+from hypothesis import given, settings
+
+from nerfcli.render import (
+    LAST_DELTA,
+    composite,
+    sample_deltas,
+    sample_pdf,
+    stratified_samples,
+    transmittance,
+    weights_from_alpha,
+)
+
+
+def test_transmittance_hand_computed():
+    alpha = torch.tensor([[0.0, 0.3, 0.8, 0.8, 0.5]])
+    # transmittance: [1.0, 1.0, 0.7, 0.14, 0.028]
+    expected = torch.tensor([[1.0, 1.0, 0.7, 0.14, 0.028]])
+    assert torch.allclose(transmittance(alpha), expected, atol=1e-6)
+    # weights = T * alpha: [0, 0.3, 0.56, 0.112, 0.014]
+    expected_w = torch.tensor([[0.0, 0.3, 0.56, 0.112, 0.014]])
+    assert torch.allclose(weights_from_alpha(alpha), expected_w, atol=1e-6)
+
+
+def test_single_opaque_sample_gets_weight_one():
+    t_vals = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    sigma = torch.tensor([[0.0, 1e6, 5.0, 5.0]])
+    rgb = torch.tensor([[[0.0, 0, 0], [0.2, 0.4, 0.6], [1, 1, 1], [1, 1, 1]]])
+    out = composite(rgb, sigma, t_vals, torch.tensor([[0.0, 0.0, -1.0]]))
+    assert torch.allclose(out.weights, torch.tensor([[0.0, 1.0, 0.0, 0.0]]), atol=1e-5)
+    assert torch.allclose(out.rgb, torch.tensor([[0.2, 0.4, 0.6]]), atol=1e-5)
+    assert math.isclose(float(out.depth), 2.0, rel_tol=1e-5)
+    assert math.isclose(float(out.opacity), 1.0, rel_tol=1e-5)
+    assert math.isclose(float(out.disparity), 0.5, rel_tol=1e-5)
+
+
+def test_zero_density_gives_background():
+    t_vals = torch.linspace(0, 1, 8)[None]
+    sigma = torch.zeros(1, 8)
+    rgb = torch.rand(1, 8, 3)
+    d = torch.tensor([[0.0, 0.0, -1.0]])
+    black = composite(rgb, sigma, t_vals, d)
+    white = composite(rgb, sigma, t_vals, d, white_bkgd=True)
+    assert torch.allclose(black.rgb, torch.zeros(1, 3))
+    assert torch.allclose(white.rgb, torch.ones(1, 3))
+    assert float(black.opacity) == 0.0
+
+
+def test_constant_density_opacity_closed_form():
+    sigma_value, length = 0.7, 2.5
+    n = 64
+    # samples over [0, L]; the last sample's interval is infinite, so give it zero density
+    t_vals = torch.linspace(0.0, length, n + 1)[None]
+    sigma = torch.full((1, n + 1), sigma_value)
+    sigma[0, -1] = 0.0
+    rgb = torch.ones(1, n + 1, 3)
+    out = composite(rgb, sigma, t_vals, torch.tensor([[0.0, 0.0, -1.0]]))
+    expected = 1.0 - math.exp(-sigma_value * length)
+    assert math.isclose(float(out.opacity), expected, rel_tol=1e-5)
+
+
+def test_deltas_scale_with_direction_norm():
+    t_vals = torch.tensor([[0.0, 1.0, 3.0]])
+    d = torch.tensor([[0.0, 3.0, 4.0]])  # |d| = 5
+    deltas = sample_deltas(t_vals, d)
+    assert torch.allclose(deltas[0, :2], torch.tensor([5.0, 10.0]))
+    assert math.isclose(float(deltas[0, 2]), LAST_DELTA * 5.0, rel_tol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 4),
+    st.integers(2, 24),
+    st.floats(0.0, 50.0),
+    st.integers(0, 2**31 - 1),
+)
+def test_weights_bounded_and_transmittance_non_increasing(rays, samples, scale, seed):
+    g = torch.Generator().manual_seed(seed)
+    sigma = torch.rand(rays, samples, generator=g) * scale
+    t_vals, _ = torch.sort(torch.rand(rays, samples, generator=g) * 4.0, -1)
+    d = torch.randn(rays, 3, generator=g)
+    out = composite(torch.rand(rays, samples, 3, generator=g), sigma, t_vals, d)
+    assert (out.weights >= 0).all() and (out.weights <= 1 + 1e-6).all()
+    assert (out.weights.sum(-1) <= 1 + 1e-5).all()
+    alpha = 1 - torch.exp(-sigma * sample_deltas(t_vals, d))
+    trans = transmittance(alpha)
+    assert (trans[:, 1:] <= trans[:, :-1] + 1e-6).all()
+
+
+def test_stratified_samples_stay_in_their_bins():
+    g = torch.Generator().manual_seed(0)
+    t = stratified_samples(2.0, 6.0, 100, 8, perturb=True, generator=g)
+    edges = torch.linspace(2.0, 6.0, 8)
+    mids = 0.5 * (edges[1:] + edges[:-1])
+    lower = torch.cat([edges[:1], mids])
+    upper = torch.cat([mids, edges[-1:]])
+    assert ((t >= lower) & (t <= upper)).all()
+    plain = stratified_samples(2.0, 6.0, 3, 8, perturb=False)
+    assert torch.allclose(plain[0], edges)
+    lindisp = stratified_samples(1.0, 4.0, 1, 3, perturb=False, lindisp=True)
+    assert torch.allclose(1.0 / lindisp[0], torch.tensor([1.0, 0.625, 0.25]))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(2, 16), st.integers(1, 32), st.integers(0, 2**31 - 1), st.booleans())
+def test_sample_pdf_sorted_and_inside_bins(bins, n, seed, deterministic):
+    g = torch.Generator().manual_seed(seed)
+    edges, _ = torch.sort(torch.rand(3, bins + 1, generator=g) * 10.0, -1)
+    weights = torch.rand(3, bins, generator=g)
+    samples = sample_pdf(edges, weights, n, deterministic, generator=g)
+    assert samples.shape == (3, n)
+    assert (samples >= edges[:, :1] - 1e-5).all() and (samples <= edges[:, -1:] + 1e-5).all()
+    if deterministic:
+        assert (samples[:, 1:] >= samples[:, :-1] - 1e-5).all()
+    else:
+        sorted_samples, _ = torch.sort(samples, -1)
+        assert (sorted_samples[:, 1:] >= sorted_samples[:, :-1]).all()
+
+
+def test_sample_pdf_concentrates_where_the_weights_are():
+    edges = torch.linspace(0.0, 1.0, 11)[None]
+    weights = torch.zeros(1, 10)
+    weights[0, 6] = 1.0  # all mass in [0.6, 0.7]
+    g = torch.Generator().manual_seed(1)
+    samples = sample_pdf(edges, weights, 1000, deterministic=False, generator=g)
+    inside = ((samples >= 0.6) & (samples <= 0.7)).float().mean()
+    assert float(inside) > 0.95
+    det = sample_pdf(edges, weights, 5, deterministic=True)
+    assert (det[0, 1:-1] >= 0.6).all() and (det[0, 1:-1] <= 0.7).all()
+
+
+def test_sample_pdf_uniform_weights_give_uniform_samples():
+    edges = torch.linspace(0.0, 1.0, 5)[None]
+    det = sample_pdf(edges, torch.ones(1, 4), 5, deterministic=True)
+    assert np.allclose(det.numpy(), [[0.0, 0.25, 0.5, 0.75, 1.0]], atol=1e-4)

@@ -47,26 +47,33 @@ class NerfModelConfig:
 
 @dataclass(frozen=True)
 class TensorfModelConfig:
-    density_components: tuple[int, int, int] = (16, 4, 4)
+    """TensoRF-VM. Defaults are TensoRF's LLFF recipe; nerfcli.models.tensorf.device_profile
+    overrides some of them per device (CPU: smaller, faster; GPU: larger)."""
+
+    density_components: tuple[int, int, int] = (16, 4, 4)  # per mode: xy|z, xz|y, yz|x
     appearance_components: tuple[int, int, int] = (48, 12, 12)
     app_dim: int = 27  # features fed to the colour decoder
-    decoder_width: int = 64
-    view_pe: int = 2  # positional-encoding frequencies of view directions in the decoder
-    feature_pe: int = 2  # positional-encoding frequencies of appearance features in the decoder
-    grid_init: tuple[int, int, int] = (128, 128, 96)  # starting voxels (x, y, z)
-    grid_final: tuple[int, int, int] = (320, 320, 256)  # voxels after the last upsampling
+    decoder_width: int = 128
+    view_pe: int = 0  # positional-encoding frequencies of view directions in the decoder
+    feature_pe: int = 0  # positional-encoding frequencies of appearance features in the decoder
+    grid_init: tuple[int, int, int] = (128, 128, 128)  # starting vertices per axis (x, y, z)
+    grid_final: tuple[int, int, int] = (320, 320, 320)  # after the last upsampling
     upsample_steps: tuple[int, ...] = (2000, 3000, 4000, 5500)
     alpha_mask_steps: tuple[int, ...] = (2500, 4000)
-    density_shift: float = -10.0  # softplus(x + shift): empty space at initialisation
+    density_activation: str = "relu"  # relu, or softplus(feature + density_shift)
+    density_shift: float = -10.0
+    distance_scale: float = 25.0  # sigma = distance_scale * activation(feature)
+    init_scale: float = 0.1  # factors start as init_scale * N(0, 1)
     step_ratio: float = 0.5  # sample spacing in voxels
-    max_samples: int = 0  # 0: derived from the grid diagonal and step_ratio
+    max_samples: int = 0  # cap on samples per ray (0: none)
     weight_threshold: float = 1e-4  # colour is only evaluated where the ray weight exceeds this
     alpha_mask_threshold: float = 1e-4
-    tv_weight_density: float = 1.0
-    tv_weight_app: float = 1.0
+    tv_weight_density: float = 0.02  # times the mean squared neighbour difference of planes
+    tv_weight_app: float = 0.02
     l1_weight: float = 0.0
     lr_grid: float = 0.02
     lr_network: float = 1e-3
+    aabb: tuple[float, ...] = ()  # x0 y0 z0 x1 y1 z1; empty: NDC box, or [-1, 1]^3 (spherify)
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,7 @@ class TrainConfig:
     eval_downscale: int = 2  # held-out PSNR during training on images downscaled by this
     ckpt_every: int = 1000
     keep_checkpoints: int = 3
+    grad_chunk_rays: int = 0  # >0: accumulate gradients over ray chunks of this size (CPU cache)
     amp: bool = True  # bf16 autocast on CUDA (TF32 matmuls are always on there)
 
 

@@ -19,9 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from nerfcli.errors import DataError
+from nerfcli.fsutil import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-ORTHONORMAL_TOL = 1e-3
+ORTHONORMAL_TOL = 1e-3  # max |R^T R - I| of a stored rotation
+MAX_IMAGE_SIDE = 100_000  # pixels; larger stored sizes are corrupt values, not cameras
 
 
 # ----------------------------------------------------------------------------- poses_bounds.npy
@@ -68,52 +70,164 @@ def resolve_poses_path(path: str | Path) -> Path:
     return path
 
 
-def read_poses_bounds(path: str | Path) -> PosesBounds:
-    """Load and validate poses_bounds.npy (shape, finiteness, orthonormal rotations, bounds, hwf)."""
+def read_poses_array(path: str | Path) -> tuple[Path, np.ndarray]:
+    """Read poses_bounds.npy as a float64 [N, 17] array, checking only that it parses.
+
+    This is the fatal level: a file that is not a numeric .npy array of N x 17 values (N >= 1)
+    raises DataError. The header is read first, so a corrupt header can never make numpy
+    allocate more than the file holds. Content problems are left to `find_pose_problems`.
+    """
     path = resolve_poses_path(path)
+    fix = "regenerate it with `nerf colmap2poses` or LLFF's imgs2poses"
     try:
-        arr = np.load(path, allow_pickle=False)
-    except Exception as exc:  # numpy raises ValueError/OSError/EOFError/UnpicklingError...
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(
-            f"{path}: not a readable .npy array ({reason}); regenerate it with "
-            "`nerf colmap2poses` or LLFF's imgs2poses"
-        ) from None
-    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
-        raise DataError(f"{path}: expected a numeric N x 17 array, got dtype {arr.dtype}")
-    if arr.ndim != 2 or arr.shape[1] != 17 or arr.shape[0] < 1:
+        file_size = path.stat().st_size
+        with open(path, "rb") as handle:
+            try:
+                version = np.lib.format.read_magic(handle)
+                if version == (1, 0):
+                    shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(handle)
+                else:
+                    shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(handle)
+            except Exception:  # numpy raises ValueError/EOFError/SyntaxError for bad headers
+                raise DataError(
+                    f"{path}: not a NumPy .npy file (bad or missing header); {fix}"
+                ) from None
+            data_offset = handle.tell()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if dtype.kind not in "fiu" or dtype.fields is not None or dtype.subdtype is not None:
+        raise DataError(f"{path}: expected a numeric N x 17 array, got dtype {dtype}; {fix}")
+    if len(shape) != 2 or shape[1] != 17 or shape[0] < 1:
+        shown = "x".join(map(str, shape)) or "scalar"
         raise DataError(
             f"{path}: expected an N x 17 array (3x5 pose + near, far per view), got shape "
-            f"{'x'.join(map(str, arr.shape)) or 'scalar'}; this is not an LLFF poses_bounds.npy"
+            f"{shown}; this is not an LLFF poses_bounds.npy"
         )
-    arr = arr.astype(np.float64)
-    bad_rows = np.where(~np.isfinite(arr).all(axis=1))[0]
-    if len(bad_rows):
+    needed = shape[0] * shape[1] * dtype.itemsize
+    if file_size - data_offset < needed:
         raise DataError(
-            f"{path}: view {int(bad_rows[0])} has non-finite values (NaN or inf); "
-            "re-run pose estimation for that image or remove its row"
+            f"{path}: truncated: the header promises {shape[0]} x 17 values "
+            f"({needed} bytes) but only {max(file_size - data_offset, 0)} bytes follow; {fix}"
         )
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:  # anything numpy raises here means the file is unusable
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: not a readable .npy array ({reason}); {fix}") from None
+    if not isinstance(arr, np.ndarray) or arr.shape != tuple(shape):
+        raise DataError(f"{path}: not a readable .npy array; {fix}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        return path, arr.astype(np.float64)
+
+
+@dataclass
+class PoseProblem:
+    """One kind of content problem in poses_bounds.npy, with every view that has it."""
+
+    check: str  # "finite", "rotation", "intrinsics" or "bounds"
+    views: list[int]  # views (rows) with the problem; empty when it concerns the whole file
+    message: str  # one line: the first offending view with its numbers, and the fix
+
+
+def _views_text(views: list[int], limit: int = 8) -> str:
+    shown = ", ".join(str(v) for v in views[:limit])
+    more = f" and {len(views) - limit} more" if len(views) > limit else ""
+    return f"view{'s' if len(views) > 1 else ''} {shown}{more}"
+
+
+def find_pose_problems(arr: np.ndarray) -> list[PoseProblem]:
+    """Every content problem of a parsed [N, 17] array, in check order (empty when valid).
+
+    Checks: finite values; rotations orthonormal with determinant +1 (a proper rotation, not a
+    mirror); hwf (column 5) positive, whole-pixel height and width, the same in every view;
+    0 < near < far. Views with non-finite values are reported once, under "finite".
+    """
+    problems: list[PoseProblem] = []
+    finite_rows = np.isfinite(arr).all(axis=1)  # [N]
+    bad = [int(v) for v in np.where(~finite_rows)[0]]
+    if bad:
+        problems.append(
+            PoseProblem(
+                "finite",
+                bad,
+                f"{_views_text(bad)} {'have' if len(bad) > 1 else 'has'} non-finite values "
+                "(NaN or inf); re-run pose estimation for that image or remove its row",
+            )
+        )
+    poses = arr[:, :15].reshape(-1, 3, 5)  # [N, 3, 5]
+    rot = poses[:, :, :3]  # [N, 3, 3]
+    with np.errstate(over="ignore", invalid="ignore"):
+        err = np.abs(np.einsum("nji,njk->nik", rot, rot) - np.eye(3)).max(axis=(1, 2))  # [N]
+        det = np.linalg.det(np.where(finite_rows[:, None, None], rot, np.eye(3)))  # [N]
+    # `not (err <= tol)` also catches NaN from overflowing products.
+    bad_rot = finite_rows & ~((err <= ORTHONORMAL_TOL) & (det > 0))
+    bad = [int(v) for v in np.where(bad_rot)[0]]
+    if bad:
+        first = bad[0]
+        if err[first] <= ORTHONORMAL_TOL:
+            what = "is a mirror image (determinant -1), not a rotation"
+        else:
+            what = f"is not orthonormal (max |R^T R - I| = {err[first]:.3g} > {ORTHONORMAL_TOL})"
+        problems.append(
+            PoseProblem(
+                "rotation",
+                bad,
+                f"{_views_text(bad)}: the rotation of view {first} {what}; the file is corrupt or "
+                "not in LLFF layout",
+            )
+        )
+    message = _hwf_problem(poses, finite_rows)
+    if message:
+        problems.append(PoseProblem("intrinsics", [], message))
+    bounds = arr[:, 15:17]  # [N, 2]
+    bad_bounds = finite_rows & ~((bounds[:, 0] > 0) & (bounds[:, 0] < bounds[:, 1]))
+    bad = [int(v) for v in np.where(bad_bounds)[0]]
+    if bad:
+        near, far = bounds[bad[0]]
+        problems.append(
+            PoseProblem(
+                "bounds",
+                bad,
+                f"{_views_text(bad)}: view {bad[0]} has invalid bounds near={near:g}, "
+                f"far={far:g} (need 0 < near < far); recompute them from the sparse points",
+            )
+        )
+    return problems
+
+
+def _hwf_problem(poses: np.ndarray, finite_rows: np.ndarray) -> str | None:
+    """Why column 5 (height, width, focal) is unusable, or None when it is fine."""
+    if not finite_rows[0]:
+        return "height, width and focal (column 5) are unknown: view 0 is not finite"
+    height, width, focal = poses[0, :, 4]
+    for name, value in (("height", height), ("width", width)):
+        if not 1 <= round(value) <= MAX_IMAGE_SIDE or abs(value - round(value)) > 0.01:
+            return (
+                f"stored image {name} {value:g} is not a whole number of pixels in "
+                f"1..{MAX_IMAGE_SIDE}; column 5 must hold height, width, focal"
+            )
+    if not focal > 0:
+        return f"stored focal length {focal:g} must be positive; column 5 must hold h, w, focal"
+    hwf = poses[finite_rows, :, 4]  # [M, 3]
+    same = (np.abs(hwf - hwf[0]) <= 1e-4 * np.abs(hwf[0])).all(axis=1)  # [M]
+    if not same.all():
+        view = int(np.where(finite_rows)[0][np.where(~same)[0][0]])
+        h, w, f = poses[view, :, 4]
+        return (
+            f"view {view} has height, width, focal {h:g}, {w:g}, {f:g} but view 0 has "
+            f"{height:g}, {width:g}, {focal:g}; LLFF assumes one camera for all views"
+        )
+    return None
+
+
+def read_poses_bounds(path: str | Path) -> PosesBounds:
+    """Load and validate poses_bounds.npy (shape, finiteness, rotations, bounds, hwf)."""
+    path, arr = read_poses_array(path)
+    problems = find_pose_problems(arr)
+    if problems:
+        raise DataError(f"{path}: {problems[0].message}")
     poses = arr[:, :15].reshape(-1, 3, 5)
     bounds = arr[:, 15:17].copy()
-    rot = poses[:, :, :3]
-    err = np.abs(np.einsum("nji,njk->nik", rot, rot) - np.eye(3)).max(axis=(1, 2))
-    bad = np.where(err > ORTHONORMAL_TOL)[0]
-    if len(bad):
-        raise DataError(
-            f"{path}: view {int(bad[0])} has a rotation that is not orthonormal "
-            f"(max |R^T R - I| = {err[bad[0]]:.3g} > {ORTHONORMAL_TOL}); the file is corrupt or "
-            "not in LLFF layout"
-        )
-    bad = np.where((bounds[:, 0] <= 0) | (bounds[:, 0] >= bounds[:, 1]))[0]
-    if len(bad):
-        near, far = bounds[bad[0]]
-        raise DataError(
-            f"{path}: view {int(bad[0])} has invalid bounds near={near:g}, far={far:g} "
-            "(need 0 < near < far); recompute them from the sparse points"
-        )
-    hwf = poses[:, :, 4]
-    if (hwf <= 0).any():
-        raise DataError(f"{path}: height, width and focal (column 5) must be positive")
     return PosesBounds(path=path, poses=poses, bounds=bounds)
 
 
@@ -187,9 +301,7 @@ def spherify_poses(
     rays_o = c2w[:, :3, 3:4]
     a_i = np.eye(3) - rays_d * np.transpose(rays_d, [0, 2, 1])
     b_i = -a_i @ rays_o
-    center = np.squeeze(
-        -np.linalg.inv((np.transpose(a_i, [0, 2, 1]) @ a_i).mean(0)) @ b_i.mean(0)
-    )
+    center = np.squeeze(-np.linalg.inv((np.transpose(a_i, [0, 2, 1]) @ a_i).mean(0)) @ b_i.mean(0))
     up = (c2w[:, :3, 3] - center).mean(0)
     vec0 = normalize(up)
     vec1 = normalize(np.cross([0.1, 0.2, 0.3], vec0))
@@ -202,9 +314,17 @@ def spherify_poses(
     reset[:, :3, 3] *= sc
     bounds = bounds * sc
     rad *= sc
-    centroid = np.mean(reset[:, :3, 3], 0)
-    zh = centroid[2]
-    radcircle = np.sqrt(max(rad**2 - zh**2, 0.0))
+    transform = np.diag([sc, sc, sc, 1.0]) @ inv
+    return reset, circle_path(reset, frames, rad), bounds, transform
+
+
+def circle_path(c2w: np.ndarray, frames: int = 120, radius: float | None = None) -> np.ndarray:
+    """LLFF's circle render path [F, 3, 4] for spherified poses (unit RMS camera distance):
+    a horizontal circle at the cameras' mean height, every camera looking at the origin."""
+    if radius is None:
+        radius = float(np.sqrt(np.mean(np.sum(np.square(c2w[:, :3, 3]), -1))))
+    zh = np.mean(c2w[:, :3, 3], 0)[2]
+    radcircle = np.sqrt(max(radius**2 - zh**2, 0.0))
     path = []
     for th in np.linspace(0.0, 2.0 * np.pi, frames):
         origin = np.array([radcircle * np.cos(th), radcircle * np.sin(th), zh])
@@ -213,8 +333,7 @@ def spherify_poses(
         x = normalize(np.cross(z, up_hint))
         y = normalize(np.cross(z, x))
         path.append(np.stack([x, y, z, origin], 1))
-    transform = np.diag([sc, sc, sc, 1.0]) @ inv
-    return reset, np.stack(path, 0), bounds, transform
+    return np.stack(path, 0)
 
 
 # ----------------------------------------------------------------------------- images
@@ -270,17 +389,12 @@ def resize_area(img: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize((width, height), Image.Resampling.BOX))
 
 
-def _write_image_atomic(path: Path, img: np.ndarray) -> None:
+def write_image_atomic(path: Path, img: np.ndarray) -> None:
+    """Write an image via a temp file in the same folder, then rename (never half-written)."""
     import imageio.v3 as iio
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        iio.imwrite(tmp, img)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path) as tmp:
+        iio.imwrite(tmp, img, extension=path.suffix)
 
 
 def expected_size(pb: PosesBounds, factor: int) -> tuple[int, int]:
@@ -376,8 +490,8 @@ def _cache_resized(folder: Path, sources: list[Path], imgs: list[np.ndarray]) ->
     except OSError:
         return
     try:
-        for src, img in zip(sources, imgs):
-            _write_image_atomic(tmp / (src.stem + ".png"), img)
+        for src, img in zip(sources, imgs, strict=True):
+            write_image_atomic(tmp / (src.stem + ".png"), img)
         os.replace(tmp, folder)
     except OSError:
         pass
@@ -466,11 +580,42 @@ def load_scene(
     """Load an LLFF capture folder (or its poses_bounds.npy) into the training frame."""
     if factor < 1:
         raise DataError(f"factor must be >= 1, got {factor}")
-    pb = read_poses_bounds(path)
+    return scene_from_poses_bounds(
+        read_poses_bounds(path),
+        factor=factor,
+        bd_factor=bd_factor,
+        recenter=recenter,
+        spherify=spherify,
+        llffhold=llffhold,
+        render_frames=render_frames,
+        load_imgs=load_imgs,
+    )
+
+
+def scene_from_poses_bounds(
+    pb: PosesBounds,
+    factor: int = 8,
+    bd_factor: float | None = 0.75,
+    recenter: bool = True,
+    spherify: bool = False,
+    llffhold: int = 8,
+    render_frames: int = 120,
+    load_imgs: bool = True,
+) -> Scene:
+    """The training-frame Scene of already validated poses (images from pb's folder if asked)."""
+    if factor < 1:
+        raise DataError(f"factor must be >= 1, got {factor}")
+    if render_frames < 1:
+        raise DataError(f"render_frames must be >= 1, got {render_frames}")
     root = pb.path.parent
     images = None
     files: list[Path] = []
     height, width = expected_size(pb, factor)
+    if height < 1 or width < 1:
+        raise DataError(
+            f"{pb.path}: factor {factor} shrinks the {pb.height} x {pb.width} images to nothing; "
+            "use a smaller --factor"
+        )
     if load_imgs:
         images, files = load_images(root, pb, factor)
         height, width = images.shape[1:3]
@@ -484,13 +629,29 @@ def load_scene(
     bounds = bounds * np.float32(scale)
     transform = np.eye(4)
     if recenter:
-        c2w, transform = recenter_poses(c2w)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            try:
+                c2w, transform = recenter_poses(c2w)
+            except np.linalg.LinAlgError:
+                c2w = np.full_like(c2w, np.nan)
     focus = None
-    if spherify:
-        c2w, render_poses, bounds, sph = spherify_poses(c2w, bounds, render_frames)
-        transform = sph @ transform
-    else:
-        render_poses, focus = spiral_path(c2w, bounds, render_frames)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if spherify:
+            try:
+                c2w, render_poses, bounds, sph = spherify_poses(c2w, bounds, render_frames)
+            except np.linalg.LinAlgError:
+                render_poses = np.full((render_frames, 3, 4), np.nan)
+            else:
+                transform = sph @ transform
+        else:
+            render_poses, focus = spiral_path(c2w, bounds, render_frames)
+    if not (np.isfinite(c2w).all() and np.isfinite(render_poses).all()):
+        hint = (
+            "the optical axes do not meet (a forward-facing capture?); drop --spherify"
+            if spherify
+            else "the cameras' mean viewing direction or up vector is degenerate"
+        )
+        raise DataError(f"{pb.path}: cannot bring the poses into the training frame: {hint}")
     i_train, i_test = holdout_split(pb.num_views, llffhold)
     return Scene(
         root=root,

@@ -43,6 +43,32 @@ def _as_tensor(x, dtype=torch.float32, device=None) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
 
 
+def _camera_directions(cols: torch.Tensor, rows: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Camera-frame directions [..., 3] through pixel columns/rows [...] (no half-pixel shift)."""
+    return torch.stack(
+        [(cols - K[0, 2]) / K[0, 0], -(rows - K[1, 2]) / K[1, 1], -torch.ones_like(cols)], -1
+    )  # [..., 3]
+
+
+def _rotate(dirs: torch.Tensor, c2w: torch.Tensor) -> torch.Tensor:
+    """R @ d for every direction [..., 3], written elementwise (as the reference's sum).
+
+    Elementwise arithmetic gives bit-identical results whatever the batch shape, so the rays of
+    a few pixels equal the same pixels of a full image exactly (a matmul would not promise that).
+    """
+    rotation = c2w[:3, :3]
+    x, y, z = dirs[..., 0], dirs[..., 1], dirs[..., 2]
+    return torch.stack(
+        [rotation[k, 0] * x + rotation[k, 1] * y + rotation[k, 2] * z for k in range(3)], -1
+    )  # [..., 3]
+
+
+def normalize_directions(directions: torch.Tensor) -> torch.Tensor:
+    """Unit vectors [..., 3] (elementwise, so results do not depend on the batch shape)."""
+    x, y, z = directions[..., 0], directions[..., 1], directions[..., 2]
+    return directions / torch.sqrt(x * x + y * y + z * z)[..., None]
+
+
 def pixel_directions(
     height: int, width: int, K, device: torch.device | str | None = None
 ) -> torch.Tensor:
@@ -53,31 +79,27 @@ def pixel_directions(
         torch.arange(height, dtype=torch.float32, device=K.device),
         indexing="xy",
     )  # i: [H, W] column index, j: [H, W] row index
-    return torch.stack(
-        [(i - K[0, 2]) / K[0, 0], -(j - K[1, 2]) / K[1, 1], -torch.ones_like(i)], -1
-    )  # [H, W, 3]
+    return _camera_directions(i, j, K)  # [H, W, 3]
 
 
 def get_rays(height: int, width: int, K, c2w, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """World-frame ray origins and directions [H, W, 3] for camera c2w [3, 4]."""
     c2w = _as_tensor(c2w, device=device)
     dirs = pixel_directions(height, width, K, device=c2w.device)  # [H, W, 3]
-    rays_d = dirs @ c2w[:3, :3].T  # [H, W, 3]
+    rays_d = _rotate(dirs, c2w)  # [H, W, 3]
     rays_o = c2w[:3, 3].expand(rays_d.shape)  # [H, W, 3]
     return rays_o, rays_d
 
 
 def rays_for_pixels(K, c2w, cols, rows) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rays [P, 3] through the given pixel columns and rows (same convention as get_rays)."""
+    """Rays [P, 3] through the given pixel columns and rows (same numbers as get_rays)."""
     c2w = _as_tensor(c2w)
-    K = _as_tensor(K)
-    cols = _as_tensor(cols)
-    rows = _as_tensor(rows)
-    dirs = torch.stack(
-        [(cols - K[0, 2]) / K[0, 0], -(rows - K[1, 2]) / K[1, 1], -torch.ones_like(cols)], -1
-    )  # [P, 3]
-    rays_d = dirs @ c2w[:3, :3].T
-    rays_o = c2w[:3, 3].expand(rays_d.shape)
+    K = _as_tensor(K, device=c2w.device)
+    cols = _as_tensor(cols, device=c2w.device)
+    rows = _as_tensor(rows, device=c2w.device)
+    dirs = _camera_directions(cols, rows, K)  # [P, 3]
+    rays_d = _rotate(dirs, c2w)  # [P, 3]
+    rays_o = c2w[:3, 3].expand(rays_d.shape)  # [P, 3]
     return rays_o, rays_d
 
 
@@ -104,16 +126,35 @@ def ndc_rays(
     return torch.stack([o0, o1, o2], -1), torch.stack([d0, d1, d2], -1)
 
 
-def make_rays(
-    height: int, width: int, focal: float, c2w, ndc: bool, device=None, K=None
-) -> Rays:
+def make_rays(height: int, width: int, focal: float, c2w, ndc: bool, device=None, K=None) -> Rays:
     """All rays [H, W] of one view in the training frame, NDC applied when asked (near = 1)."""
     if K is None:
-        K = np.array(
-            [[focal, 0, 0.5 * width], [0, focal, 0.5 * height], [0, 0, 1]], dtype=np.float32
-        )
-    rays_o, rays_d = get_rays(height, width, K, c2w, device=device)
-    viewdirs = rays_d / torch.linalg.norm(rays_d, dim=-1, keepdim=True)
+        K = _intrinsics(height, width, focal)
+    rays_o, rays_d = get_rays(height, width, K, c2w, device=device)  # [H, W, 3] each
+    return _finish_rays(height, width, focal, rays_o, rays_d, ndc)
+
+
+def make_pixel_rays(
+    height: int, width: int, focal: float, c2w, ndc: bool, cols, rows, K=None
+) -> Rays:
+    """The rays [P] through pixels (cols[p], rows[p]); equal to make_rays(...)[rows, cols]."""
+    if K is None:
+        K = _intrinsics(height, width, focal)
+    rays_o, rays_d = rays_for_pixels(K, c2w, cols, rows)  # [P, 3] each
+    return _finish_rays(height, width, focal, rays_o, rays_d, ndc)
+
+
+def _intrinsics(height: int, width: int, focal: float) -> np.ndarray:
+    """K [3, 3] float32 with the principal point at the image centre (W/2, H/2)."""
+    return np.array(
+        [[focal, 0, 0.5 * width], [0, focal, 0.5 * height], [0, 0, 1]], dtype=np.float32
+    )
+
+
+def _finish_rays(
+    height: int, width: int, focal: float, rays_o: torch.Tensor, rays_d: torch.Tensor, ndc: bool
+) -> Rays:
+    viewdirs = normalize_directions(rays_d)  # [..., 3]
     if ndc:
         rays_o, rays_d = ndc_rays(height, width, focal, 1.0, rays_o, rays_d)
     return Rays(rays_o, rays_d, viewdirs)

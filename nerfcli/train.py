@@ -272,6 +272,36 @@ class Trainer:
         with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
 
+    def _forward_backward(
+        self, batch: Rays, target: torch.Tensor, use_amp: bool
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss and gradients for one batch [B]. With train.grad_chunk_rays > 0 the batch is
+        processed in ray chunks whose losses are weighted by their share of the batch and whose
+        gradients accumulate: the same gradient (losses are means over rays plus terms that do
+        not depend on the rays), with activations small enough to stay in cache."""
+        self.optimizer.zero_grad(set_to_none=True)
+        size = len(batch)
+        chunk = self.cfg.train.grad_chunk_rays if self.cfg.train.grad_chunk_rays > 0 else size
+        total_loss = 0.0
+        totals: dict[str, float] = {}
+        for start in range(0, size, chunk):
+            part = slice(start, min(start + chunk, size))
+            share = (part.stop - part.start) / size
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                result = self.model.render_rays(
+                    batch[part],
+                    self.meta.near,
+                    self.meta.far,
+                    train=True,
+                    generator=self.generator,
+                )
+            loss, scalars = self.model.loss(result, target[part], self.step)
+            (loss * share if share < 1 else loss).backward()
+            total_loss += float(loss.detach()) * share
+            for key, value in scalars.items():
+                totals[key] = totals.get(key, 0.0) + value * share
+        return torch.tensor(total_loss), totals
+
     def run(self) -> TrainSummary:
         cfg = self.cfg.train
         total = cfg.iters
@@ -299,15 +329,7 @@ class Trainer:
             index = torch.randint(
                 0, num_rays, (cfg.batch_rays,), generator=self.generator, device=self.device
             )  # [B]
-            batch = self.rays[index]
-            target = self.target[index]  # [B, 3]
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                result = self.model.render_rays(
-                    batch, self.meta.near, self.meta.far, train=True, generator=self.generator
-                )
-            loss, scalars = self.model.loss(result, target, self.step)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, scalars = self._forward_backward(self.rays[index], self.target[index], use_amp)
             self.optimizer.step()
             self.step += 1
             if self.device.type == "cuda":

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 
-
 import typer
 from typer.core import TyperGroup
 

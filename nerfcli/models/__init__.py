@@ -82,6 +82,8 @@ def model_profile(name: str, device_type: str) -> dict:
     """Model- and device-specific config defaults (a nested dict merged over the dataclass
     defaults and under scene presets, --set and flags). The classic model's defaults are the
     reference nerf-pytorch settings already, so it has none."""
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
     if name == "tensorf":
         from nerfcli.models.tensorf import device_profile
 

@@ -23,13 +23,32 @@ runner = CliRunner()
 
 # A classic NeRF shrunk so each step takes milliseconds.
 TINY_NERF = [
-    "--model", "nerf", "--factor", "1",
-    "--set", "model.nerf.netwidth=32", "--set", "model.nerf.netwidth_fine=32",
-    "--set", "model.nerf.netdepth=4", "--set", "model.nerf.netdepth_fine=4",
-    "--set", "model.nerf.skips=[2]",
-    "--set", "render.n_samples=16", "--set", "render.n_importance=16",
-    "--set", "train.batch_rays=128", "--set", "train.eval_every=10",
-    "--set", "train.ckpt_every=5", "--set", "train.log_every=5",
+    "--model",
+    "nerf",
+    "--factor",
+    "1",
+    "--set",
+    "model.nerf.netwidth=32",
+    "--set",
+    "model.nerf.netwidth_fine=32",
+    "--set",
+    "model.nerf.netdepth=4",
+    "--set",
+    "model.nerf.netdepth_fine=4",
+    "--set",
+    "model.nerf.skips=[2]",
+    "--set",
+    "render.n_samples=16",
+    "--set",
+    "render.n_importance=16",
+    "--set",
+    "train.batch_rays=128",
+    "--set",
+    "train.eval_every=10",
+    "--set",
+    "train.ckpt_every=5",
+    "--set",
+    "train.log_every=5",
 ]
 
 
@@ -40,8 +59,18 @@ def scene(tmp_path: Path) -> Path:
 
 def _train(scene: Path, out: Path, iters: int, *extra: str):
     return runner.invoke(
-        app, ["train", str(scene), *TINY_NERF, "--iters", str(iters), "--out", str(out),
-              "--json", *extra]
+        app,
+        [
+            "train",
+            str(scene),
+            *TINY_NERF,
+            "--iters",
+            str(iters),
+            "--out",
+            str(out),
+            "--json",
+            *extra,
+        ],
     )
 
 
@@ -75,8 +104,20 @@ def test_train_eval_render_from_checkpoint_alone(scene: Path, tmp_path: Path):
     video = tmp_path / "spiral.mp4"
     poses = tmp_path / "path.npy"
     result = runner.invoke(
-        app, ["render-video", str(out / "ckpt.pt"), "--spiral", "--frames", "6", "--out",
-              str(video), "--depth", "--poses-out", str(poses), "--json"],
+        app,
+        [
+            "render-video",
+            str(out / "ckpt.pt"),
+            "--spiral",
+            "--frames",
+            "6",
+            "--out",
+            str(video),
+            "--depth",
+            "--poses-out",
+            str(poses),
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
@@ -96,8 +137,16 @@ def test_train_eval_render_from_checkpoint_alone(scene: Path, tmp_path: Path):
 
     # render with the path file we saved
     result = runner.invoke(
-        app, ["render-video", str(out / "ckpt.pt"), "--path", str(poses), "--out",
-              str(tmp_path / "again.gif"), "--json"],
+        app,
+        [
+            "render-video",
+            str(out / "ckpt.pt"),
+            "--path",
+            str(poses),
+            "--out",
+            str(tmp_path / "again.gif"),
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["frames"] == 6
@@ -122,8 +171,19 @@ def test_resume_is_bit_identical(scene: Path, tmp_path: Path):
 
 def test_sigterm_saves_a_checkpoint_and_resume_continues(scene: Path, tmp_path: Path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "nerfcli", "train", str(scene), *TINY_NERF,
-           "--iters", "100000", "--out", str(out), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nerfcli",
+        "train",
+        str(scene),
+        *TINY_NERF,
+        "--iters",
+        "100000",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "checkpoints").is_dir():
@@ -136,8 +196,8 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues(scene: Path, tmp_path: 
     step = torch.load(out / "ckpt.pt", weights_only=True)["step"]
     assert step > 0
     result = runner.invoke(
-        app, ["train", str(scene), "--out", str(out), "--resume", "--iters", str(step + 3),
-              "--json"]
+        app,
+        ["train", str(scene), "--out", str(out), "--resume", "--iters", str(step + 3), "--json"],
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["steps"] == step + 3
@@ -165,7 +225,10 @@ def test_resume_without_checkpoint(scene: Path, tmp_path: Path):
         (["--set", "train.bogus=1"], "unknown key 'bogus'"),
         (["--set", "train.lr"], "section.key=value"),
         (["--config", "no-such-preset"], "unknown config"),
-        (["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "tpu"], "--device"),
+        (
+            ["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "tpu"],
+            "--device",
+        ),
     ],
 )
 def test_bad_train_options_are_one_line_errors(scene, tmp_path, args, message):

@@ -93,8 +93,12 @@ def test_override_parser_never_crashes(text):
 @given(
     st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=5),
-        lambda inner: st.lists(inner, max_size=3)
-        | st.dictionaries(st.sampled_from(["data", "train", "lr", "model", "x", "factor"]), inner, max_size=3),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(["data", "train", "lr", "model", "x", "factor"]), inner, max_size=3
+            )
+        ),
         max_leaves=8,
     )
 )

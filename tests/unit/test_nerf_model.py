@@ -27,12 +27,20 @@ def test_layer_shapes_match_the_reference():
 def test_render_rays_shapes_and_coarse_output():
     cfg = build_config(
         None,
-        ["model.name=nerf", "model.nerf.netwidth=32", "model.nerf.netwidth_fine=32",
-         "render.n_samples=8", "render.n_importance=8"],
+        [
+            "model.name=nerf",
+            "model.nerf.netwidth=32",
+            "model.nerf.netwidth_fine=32",
+            "render.n_samples=8",
+            "render.n_importance=8",
+        ],
     )
     model = build_model(cfg)
-    rays = Rays(torch.zeros(6, 3), torch.tensor([[0.0, 0.0, -1.0]]).repeat(6, 1),
-                torch.tensor([[0.0, 0.0, -1.0]]).repeat(6, 1))
+    rays = Rays(
+        torch.zeros(6, 3),
+        torch.tensor([[0.0, 0.0, -1.0]]).repeat(6, 1),
+        torch.tensor([[0.0, 0.0, -1.0]]).repeat(6, 1),
+    )
     g = torch.Generator().manual_seed(0)
     out = model.render_rays(rays, 0.0, 1.0, train=True, generator=g)
     assert out.rgb.shape == (6, 3) and out.depth.shape == (6,)

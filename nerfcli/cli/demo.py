@@ -1,0 +1,149 @@
+"""`nerf demo`: the whole loop on the project's own generated scene, in a few minutes.
+
+Generates the scene, trains the default model, scores the held-out views and renders the
+spiral video, then prints where everything went.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import typer
+
+from nerfcli.cli.common import console, info, make_progress, stdout_json
+from nerfcli.errors import NerfError
+
+EPILOG = "Example: [bold]nerf demo --out runs/demo --json[/]  (what `make demo` runs)"
+
+MARKER = ".nerf-demo"
+
+# Training length of the demo per (model, device type): the 160 x 120 demo scene needs far
+# fewer steps than a real capture. Anything not listed uses the model's own profile.
+DEMO_TRAIN: dict[tuple[str, str], dict] = {
+    ("tensorf", "cpu"): {"iters": 3000},
+    ("nerf", "cpu"): {"iters": 2000},
+}
+
+
+def _prepare_out(out: Path) -> None:
+    """A previous demo in `out` is replaced; anything else there is never touched."""
+    if out.exists():
+        if not (out / MARKER).is_file():
+            if out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
+            else:
+                raise NerfError(
+                    f"{out}: folder exists and is not a previous demo; choose another --out"
+                )
+        else:
+            shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / MARKER).write_text("created by `nerf demo`; rerunning the demo replaces this folder\n")
+
+
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for everything."),
+    model: str = typer.Option(None, "--model", "-m", help="Model (default: the default model)."),
+    iters: int = typer.Option(None, "--iters", help="Training steps (default: the demo profile)."),
+    frames: int = typer.Option(60, "--frames", min=1, help="Frames of the spiral video."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the scene and of training."),
+    json_out: bool = typer.Option(False, "--json", help="Print {psnr, ssim, seconds, ...}."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or messages."),
+) -> None:
+    """Generate a scene, train on it, evaluate the held-out views and render the spiral."""
+    from nerfcli.checkpoint import load_checkpoint, restore_model
+    from nerfcli.cli.train import resolve_config
+    from nerfcli.config import with_values
+    from nerfcli.evaluate import evaluate
+    from nerfcli.fsutil import atomic_write
+    from nerfcli.llff import load_scene
+    from nerfcli.synth import make_scene
+    from nerfcli.train import StepEvent, Trainer, prepare_run_dir, select_device
+    from nerfcli.video import VideoWriter, camera_path, render_frames
+
+    start = time.perf_counter()
+    dev = select_device(device)
+    _prepare_out(out)
+    scene_dir = out / "scene"
+    with make_progress(quiet) as progress:
+        task = progress.add_task("generate scene", total=None)
+        synth = make_scene(
+            scene_dir,
+            preset="demo",
+            seed=seed,
+            on_view=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    info(
+        f"[bold]scene[/] {synth.num_views} views {synth.width}x{synth.height} -> {scene_dir}", quiet
+    )
+
+    cfg = resolve_config(scene_dir, "synthetic", model, [], dev.type, False, None, None, None, seed)
+    cfg = with_values(cfg, "train", **DEMO_TRAIN.get((cfg.model.name, dev.type), {}))
+    cfg = with_values(cfg, "train", iters=iters, eval_every=0)
+    d = cfg.data
+    scene = load_scene(
+        scene_dir, factor=d.factor, llffhold=d.llffhold, render_frames=d.render_frames
+    )
+    run_dir = out / "run"
+    prepare_run_dir(run_dir, cfg, resume=False)
+    with make_progress(quiet) as progress:
+        task = progress.add_task(f"train {cfg.model.name}", total=cfg.train.iters)
+        trainer = Trainer(
+            cfg,
+            scene,
+            run_dir,
+            dev,
+            on_event=lambda e: (
+                progress.update(task, completed=e.step) if isinstance(e, StepEvent) else None
+            ),
+        )
+        summary = trainer.run()
+    ckpt = load_checkpoint(summary.checkpoint)
+    with make_progress(quiet) as progress:
+        task = progress.add_task("eval", total=len(scene.i_test))
+        report = evaluate(ckpt, scene, out / "eval", dev, on_view=lambda s: progress.advance(task))
+
+    video = out / "video.mp4"
+    poses = camera_path(ckpt.scene, "spiral", frames)
+    model_ = restore_model(ckpt, dev)
+    writer = VideoWriter(video, 30)
+    try:
+        with make_progress(quiet) as progress:
+            task = progress.add_task("render spiral", total=len(poses))
+            for rgb, _ in render_frames(model_, ckpt.scene, poses, cfg.render.chunk, dev):
+                writer.append(rgb)
+                progress.advance(task)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    seconds = time.perf_counter() - start
+    result = {
+        "psnr": report.psnr,
+        "ssim": report.ssim,
+        "depth_abs_rel": report.depth_abs_rel,
+        "seconds": round(seconds, 2),
+        "train_seconds": round(summary.train_seconds, 2),
+        "steps": summary.steps,
+        "model": cfg.model.name,
+        "device": str(dev),
+        "checkpoint": str(summary.checkpoint),
+        "video": str(video),
+        "scene": str(scene_dir),
+        "eval_dir": report.out_dir,
+    }
+    import json
+
+    with atomic_write(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    if json_out:
+        stdout_json(result)
+    if not quiet:
+        console.print(
+            f"[green]demo done[/] in {seconds:.0f}s: held-out PSNR [bold]{report.psnr:.2f} dB[/], "
+            f"SSIM {report.ssim:.3f}\n  checkpoint {summary.checkpoint}\n  video      {video}\n"
+            f"  eval       {report.out_dir}\n  metrics    {out / 'metrics.json'}"
+        )

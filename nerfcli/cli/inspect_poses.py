@@ -1,0 +1,222 @@
+"""`nerf inspect-poses PATH`: summarise and check an LLFF poses_bounds.npy (and its images)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from nerfcli.cli.common import atomic_path, check_writable_target, console, stdout_json
+from nerfcli.config import DataConfig
+from nerfcli.errors import DataError
+
+DATA_DEFAULTS = DataConfig()
+
+EPILOG = (
+    "Example: [bold]nerf inspect-poses ../shared/data/fern --plot fern_cameras.png[/]  "
+    "(summary and checks on stderr; add --json for one JSON document on stdout). "
+    "Exit code 1 when any check fails."
+)
+
+
+def _require_suffix(suffix: str):
+    def callback(value: Path | None) -> Path | None:
+        if value is not None and value.suffix.lower() != suffix:
+            raise typer.BadParameter(f"{value}: the file name must end in {suffix}")
+        return value
+
+    return callback
+
+
+def inspect_poses(
+    path: Path = typer.Argument(
+        ..., help="A poses_bounds.npy, or the scene folder holding it.", show_default=False
+    ),
+    factor: int = typer.Option(
+        DATA_DEFAULTS.factor, "--factor", min=1, help="Image downsampling factor to report at."
+    ),
+    spherify: bool = typer.Option(
+        DATA_DEFAULTS.spherify,
+        "--spherify",
+        help="Use the spherified frame and circle path (captures that walk around an object).",
+    ),
+    frames: int = typer.Option(
+        DATA_DEFAULTS.render_frames, "--frames", min=1, help="Frames of the default render path."
+    ),
+    llffhold: int = typer.Option(
+        DATA_DEFAULTS.llffhold, "--llffhold", min=0, help="Every N-th view is a test view; 0: none."
+    ),
+    json_output: bool = typer.Option(
+        False, "--json", help="Print one JSON document on stdout instead of the table."
+    ),
+    plot: Path | None = typer.Option(
+        None,
+        "--plot",
+        help="Write a PNG of the cameras (top and side views, render path drawn over them).",
+        callback=_require_suffix(".png"),
+    ),
+    path_out: Path | None = typer.Option(
+        None,
+        "--path-out",
+        help="Write the default render path as float32 [F, 3, 4] camera-to-world matrices "
+        "(.npy, training frame).",
+        callback=_require_suffix(".npy"),
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Overwrite existing --plot/--path-out files."
+    ),
+) -> None:
+    """Summarise an LLFF capture's poses and check them (and its images, when present).
+
+    Problems in the data are reported as failed checks (exit code 1, the report is still
+    printed); a file that is not an N x 17 .npy array at all is a one-line error.
+    """
+    from nerfcli.inspection import inspect_poses as run_inspection
+
+    for target in (plot, path_out):
+        if target is not None:
+            check_writable_target(target, force)
+    if plot is not None and path_out is not None and plot.resolve() == path_out.resolve():
+        raise typer.BadParameter("--plot and --path-out name the same file")
+
+    report = run_inspection(
+        path,
+        factor=factor,
+        bd_factor=DATA_DEFAULTS.bd_factor,
+        spherify=spherify,
+        llffhold=llffhold,
+        render_frames=frames,
+    )
+    if json_output:
+        stdout_json(report.to_json())
+    else:
+        _print_report(report)
+
+    failed = report.failed
+    if failed:
+        first = failed[0]
+        raise DataError(
+            f"{report.path}: {len(failed)} of {len(report.checks)} checks failed "
+            f"({', '.join(c.name for c in failed)}); first: {first.message}"
+        )
+    scene = report.scene
+    assert scene is not None  # every pose check passed
+    if path_out is not None:
+        import numpy as np
+
+        with atomic_path(path_out) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, scene.render_poses.astype(np.float32))
+        console.print(
+            f"wrote {path_out} ({scene.render_poses.shape[0]} x 3 x 4 float32 camera-to-world)"
+        )
+    if plot is not None:
+        from nerfcli.plot import plot_cameras
+
+        title = (
+            f"{report.path.parent.name}/{report.path.name}: {report.num_views} views, "
+            f"{report.capture}, {report.render_path} path"
+        )
+        with atomic_path(plot) as tmp:
+            plot_cameras(
+                tmp,
+                scene.c2w,
+                scene.render_poses,
+                scene.i_test,
+                title=title,
+                up_axis=2 if scene.spherify else 1,
+            )
+        console.print(f"wrote {plot}")
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def _print_report(report) -> None:
+    table = Table(title=escape(str(report.path)), title_justify="left", show_header=False, box=None)
+    table.add_column("item", style="bold")
+    table.add_column("value")
+    split = (
+        f"{len(report.train_views)} train, {len(report.test_views)} test: "
+        + ", ".join(map(str, report.test_views[:12]))
+        + (" ..." if len(report.test_views) > 12 else "")
+    )
+    table.add_row("views", f"{report.num_views} ({split})")
+    if report.height is not None:
+        table.add_row(
+            "image size (H x W)",
+            f"{report.height} x {report.width} full; "
+            f"{report.factor_height} x {report.factor_width} at --factor {report.factor}",
+        )
+        table.add_row(
+            "focal",
+            f"{report.focal:.1f} px full; {report.factor_focal:.1f} px at --factor {report.factor}",
+        )
+        table.add_row(
+            "field of view",
+            f"{report.fov_x_deg:.1f} deg horizontal, {report.fov_y_deg:.1f} deg vertical",
+        )
+    else:
+        table.add_row("image size (H x W)", "unknown (see the intrinsics check)")
+    table.add_row(
+        "near bound",
+        f"min {_fmt(report.near_min)}, median {_fmt(report.near_median)}, "
+        f"max {_fmt(report.near_max)}",
+    )
+    table.add_row(
+        "far bound",
+        f"min {_fmt(report.far_min)}, median {_fmt(report.far_median)}, max {_fmt(report.far_max)}",
+    )
+    if report.scene is not None:
+        table.add_row(
+            "rescale",
+            f"x{report.scale:.4g} (bd_factor {report.bd_factor}): near min "
+            f"{report.rescaled_near_min:.4g}, far max {report.rescaled_far_max:.4g}",
+        )
+        extent = report.position_extent
+        table.add_row(
+            "camera extent",
+            f"x {extent[0]:.3g}, y {extent[1]:.3g}, z {extent[2]:.3g} (training frame)",
+        )
+        table.add_row("mean neighbour baseline", f"{_fmt(report.mean_baseline, 3)}")
+        capture = (
+            f"{report.capture} (views within {report.view_spread_deg:.0f} deg of their mean "
+            "direction)"
+        )
+        if report.capture == "surround" and not report.spherify:
+            capture += "; [yellow]hint: pass --spherify, here and to `nerf train`[/]"
+        elif report.capture == "forward-facing" and report.spherify:
+            capture += "; [yellow]hint: --spherify is meant for surround captures[/]"
+        table.add_row("capture", capture)
+        if report.focus_depth is not None:
+            table.add_row(
+                "render path",
+                f"spiral, {report.render_frames} frames, focus depth {report.focus_depth:.4g}",
+            )
+        else:
+            table.add_row("render path", f"circle, {report.render_frames} frames (spherified)")
+    else:
+        table.add_row("training frame", "not computed: the loader refuses these poses (see checks)")
+    if report.image_folders:
+        table.add_row(
+            "images",
+            "; ".join(
+                f"{folder.folder}/: {folder.count}"
+                + (f" of {folder.height} x {folder.width}" if folder.height else "")
+                for folder in report.image_folders
+            ),
+        )
+    else:
+        table.add_row("images", "none beside the poses (image checks skipped)")
+    console.print(table)
+    console.print("[bold]checks[/]")
+    unicode = (console.encoding or "").lower().startswith("utf")
+    for check in report.checks:
+        if check.ok:
+            mark = "[green]" + ("\u2713" if unicode else "ok") + "[/]"
+        else:
+            mark = "[bold red]" + ("\u2717" if unicode else "FAIL") + "[/]"
+        console.print(f"  {mark} {check.name}: {escape(check.message)}")

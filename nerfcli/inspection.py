@@ -1,0 +1,433 @@
+"""What `nerf inspect-poses` reports: a summary of an LLFF capture and a list of checks.
+
+Fatal (a DataError, no report): the path does not exist, or the file is not a numeric .npy
+array of N x 17 values (N >= 1) -- nothing else can be said about such a file. A factor that
+shrinks the images to nothing is fatal too (it is a bad option, not a property of the data).
+
+Everything else is a check with ok true/false; any failed check makes the CLI exit 1 after
+printing the full report, so one run lists every problem, not just the first:
+
+| check | fails when |
+|---|---|
+| `finite` | a view has NaN or inf among its 17 values |
+| `rotation` | a rotation is not orthonormal (max abs(R^T R - I) > 1e-3) or is a mirror (det < 0) |
+| `intrinsics` | height/width are not whole pixels in 1..100000, focal <= 0, or views disagree |
+| `bounds` | a view lacks 0 < near < far |
+| `views` | fewer than 2 views (no parallax to learn from) |
+| `positions` | all cameras sit at one point |
+| `training_frame` | recentring/spherify is undefined (e.g. the viewing directions cancel out) |
+| `images`, `images_K` | (for each image folder present) count != number of poses, an unreadable image, sizes differ, or the size does not match the poses (images_K: the size at factor K within 1 px; images/: the aspect ratio within 2 %) |
+| `images_for_factor` | (when any image folder is present) the loader finds no usable images at `factor` |
+
+The first four are the loader's own validation (`llff.find_pose_problems`); when any of them
+fails, the training-frame numbers (rescale, extent, baseline, focus) are null because the
+loader would refuse the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nerfcli.errors import DataError
+from nerfcli.llff import (
+    PosesBounds,
+    Scene,
+    find_image_files,
+    find_pose_problems,
+    holdout_split,
+    list_images,
+    read_poses_array,
+    scene_from_poses_bounds,
+    stored_to_training_axes,
+)
+
+# Views spread wider than this around their mean direction make a surround capture.
+SURROUND_SPREAD_DEG = 45.0
+ASPECT_TOL = 0.02  # the loader's tolerance between image and pose aspect ratios
+POSE_CHECKS = ("finite", "rotation", "intrinsics", "bounds")
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    message: str
+
+
+@dataclass
+class ImageFolder:
+    """One image folder beside the poses (images/ or images_K/)."""
+
+    folder: str  # name, e.g. "images_8"
+    factor: int | None  # K of images_K; None for images/
+    count: int
+    height: int | None  # of the first readable image
+    width: int | None
+
+
+@dataclass
+class PoseReport:
+    """Everything inspect-poses says about one poses_bounds.npy (null where not computable)."""
+
+    path: Path
+    num_views: int
+    # as stored (full resolution)
+    height: int | None
+    width: int | None
+    focal: float | None
+    fov_x_deg: float | None
+    fov_y_deg: float | None
+    # at --factor
+    factor: int
+    factor_height: int | None
+    factor_width: int | None
+    factor_focal: float | None
+    # depth bounds as stored, over views with finite values
+    near_min: float | None
+    near_median: float | None
+    near_max: float | None
+    far_min: float | None
+    far_median: float | None
+    far_max: float | None
+    # split
+    llffhold: int
+    test_views: list[int]
+    train_views: list[int]
+    # training frame (after the axis fix, bd_factor rescale, recentering / spherify)
+    bd_factor: float
+    scale: float | None  # stored translations and bounds were multiplied by this
+    rescaled_near_min: float | None
+    rescaled_far_max: float | None
+    position_extent: list[float] | None  # [3] max - min of camera centres along x, y, z
+    mean_baseline: float | None  # mean distance from each camera to its nearest neighbour
+    view_spread_deg: float | None  # largest angle between a view direction and the mean one
+    capture: str | None  # "forward-facing" or "surround"
+    spherify: bool
+    render_path: str  # "spiral" or "circle" (spherify)
+    render_frames: int
+    focus_depth: float | None  # spiral focus depth (training units), None when spherified
+    image_folders: list[ImageFolder] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    scene: Scene | None = field(default=None, repr=False)  # the training-frame scene, if valid
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [check for check in self.checks if not check.ok]
+
+    def to_json(self) -> dict:
+        """A plain dict for `--json` (the Scene is left out; its numbers are already here)."""
+        doc: dict = {"path": str(self.path), "ok": self.ok}
+        for item in dataclasses.fields(self):
+            if item.name in ("path", "scene"):
+                continue
+            value = getattr(self, item.name)
+            if item.name in ("image_folders", "checks"):
+                value = [dataclasses.asdict(entry) for entry in value]
+            doc[item.name] = value
+        return doc
+
+
+def inspect_poses(
+    path: str | Path,
+    factor: int = 8,
+    bd_factor: float = 0.75,
+    spherify: bool = False,
+    llffhold: int = 8,
+    render_frames: int = 120,
+) -> PoseReport:
+    """Read, check and summarise a capture (raises DataError only for the fatal cases)."""
+    if factor < 1:
+        raise DataError(f"factor must be >= 1, got {factor}")
+    path, arr = read_poses_array(path)
+    num_views = arr.shape[0]
+    problems = {problem.check: problem for problem in find_pose_problems(arr)}
+    checks = [_pose_check(name, problems.get(name), num_views) for name in POSE_CHECKS]
+
+    hwf = arr[0, :15].reshape(3, 5)[:, 4]  # [3] height, width, focal of view 0
+    hwf_ok = "intrinsics" not in problems
+    height = int(round(hwf[0])) if hwf_ok else None
+    width = int(round(hwf[1])) if hwf_ok else None
+    focal = float(hwf[2]) if hwf_ok else None
+    factor_height = factor_width = factor_focal = None
+    fov_x = fov_y = None
+    if hwf_ok:
+        factor_height, factor_width = int(round(height / factor)), int(round(width / factor))
+        factor_focal = focal / factor
+        fov_x = math.degrees(2.0 * math.atan(0.5 * width / focal))
+        fov_y = math.degrees(2.0 * math.atan(0.5 * height / focal))
+        if factor_height < 1 or factor_width < 1:
+            raise DataError(
+                f"{path}: factor {factor} shrinks the {height} x {width} images to nothing; "
+                "use a smaller --factor"
+            )
+
+    finite_bounds = arr[np.isfinite(arr).all(axis=1), 15:17]  # [M, 2]
+    near_stats = _stats(finite_bounds[:, 0])
+    far_stats = _stats(finite_bounds[:, 1])
+
+    train_views, test_views = holdout_split(num_views, llffhold)
+    report = PoseReport(
+        path=path,
+        num_views=num_views,
+        height=height,
+        width=width,
+        focal=focal,
+        fov_x_deg=fov_x,
+        fov_y_deg=fov_y,
+        factor=factor,
+        factor_height=factor_height,
+        factor_width=factor_width,
+        factor_focal=factor_focal,
+        near_min=near_stats[0],
+        near_median=near_stats[1],
+        near_max=near_stats[2],
+        far_min=far_stats[0],
+        far_median=far_stats[1],
+        far_max=far_stats[2],
+        llffhold=llffhold,
+        test_views=test_views,
+        train_views=train_views,
+        bd_factor=bd_factor,
+        scale=None,
+        rescaled_near_min=None,
+        rescaled_far_max=None,
+        position_extent=None,
+        mean_baseline=None,
+        view_spread_deg=None,
+        capture=None,
+        spherify=spherify,
+        render_path="circle" if spherify else "spiral",
+        render_frames=render_frames,
+        focus_depth=None,
+        checks=checks,
+    )
+    split = f"every {llffhold}th view from 0" if llffhold > 0 else "no held-out views"
+    report.checks.append(
+        Check(
+            "views",
+            num_views >= 2,
+            f"{num_views} views: {len(train_views)} train, {len(test_views)} test ({split})"
+            if num_views >= 2
+            else f"only {num_views} view; NeRF needs several overlapping photos",
+        )
+    )
+    report.image_folders, image_checks = _image_folder_checks(path.parent, report)
+    if not problems:
+        pb = PosesBounds(path=path, poses=arr[:, :15].reshape(-1, 3, 5), bounds=arr[:, 15:17])
+        try:
+            _fill_geometry(report, pb)
+        except DataError as exc:  # e.g. poses whose average direction is undefined
+            report.scene = None
+            report.checks.append(Check("training_frame", False, str(exc)))
+        if report.image_folders:
+            image_checks.append(_factor_images_check(pb, factor))
+    report.checks.extend(image_checks)
+    return report
+
+
+def _pose_check(name: str, problem, num_views: int) -> Check:
+    if problem is not None:
+        return Check(name, False, problem.message)
+    passed = {
+        "finite": f"all {num_views} views have 17 finite values",
+        "rotation": "every rotation is orthonormal with determinant +1",
+        "intrinsics": "height, width and focal are valid and the same in every view",
+        "bounds": "0 < near < far in every view",
+    }
+    return Check(name, True, passed[name])
+
+
+def _stats(values: np.ndarray) -> tuple[float | None, float | None, float | None]:
+    if values.size == 0:
+        return None, None, None
+    return float(values.min()), float(np.median(values)), float(values.max())
+
+
+def _fill_geometry(report: PoseReport, pb: PosesBounds) -> None:
+    """Training-frame numbers, computed exactly as the loader computes them."""
+    scene = scene_from_poses_bounds(
+        pb,
+        factor=report.factor,
+        bd_factor=report.bd_factor,
+        spherify=report.spherify,
+        llffhold=report.llffhold,
+        render_frames=report.render_frames,
+        load_imgs=False,
+    )
+    report.scene = scene
+    report.scale = scene.scale
+    report.rescaled_near_min = float(scene.bounds[:, 0].min())
+    report.rescaled_far_max = float(scene.bounds[:, 1].max())
+    report.focus_depth = scene.focus_depth
+
+    centres = scene.c2w[:, :3, 3].astype(np.float64)  # [N, 3]
+    extent = centres.max(0) - centres.min(0)  # [3]
+    report.position_extent = [float(v) for v in extent]
+    if len(centres) >= 2:
+        distances = np.linalg.norm(centres[:, None] - centres[None], axis=-1)  # [N, N]
+        np.fill_diagonal(distances, np.inf)
+        report.mean_baseline = float(distances.min(1).mean())
+
+    directions = -stored_to_training_axes(pb.poses)[:, :3, 2]  # [N, 3] viewing directions
+    mean = directions.sum(0)
+    norm = np.linalg.norm(mean)
+    if norm > 1e-9:
+        cosines = np.clip(directions @ (mean / norm), -1.0, 1.0)  # [N]
+        report.view_spread_deg = float(np.degrees(np.arccos(cosines.min())))
+    else:
+        report.view_spread_deg = 180.0
+    report.capture = (
+        "surround" if report.view_spread_deg > SURROUND_SPREAD_DEG else "forward-facing"
+    )
+
+    stored_extent = float(np.ptp(pb.poses[:, :, 3], axis=0).max())
+    coincide = stored_extent <= 1e-9 * (1.0 + float(np.abs(pb.poses[:, :, 3]).max()))
+    report.checks.append(
+        Check(
+            "positions",
+            not coincide,
+            "all cameras are at the same point; there is no parallax to learn depth from"
+            if coincide
+            else "cameras are spread out (see extent and baseline)",
+        )
+    )
+
+
+_FACTOR_FOLDER = re.compile(r"^images_(\d+)$")
+
+
+def _image_folder_checks(root: Path, report: PoseReport) -> tuple[list[ImageFolder], list[Check]]:
+    """One check per image folder beside the poses: count, readability, one size, size."""
+    folders: list[tuple[Path, int | None]] = []
+    if (root / "images").is_dir():
+        folders.append((root / "images", None))
+    try:
+        children = sorted(root.iterdir(), key=lambda p: p.name)
+    except OSError:
+        children = []
+    for child in children:
+        match = _FACTOR_FOLDER.match(child.name)
+        if match and child.is_dir() and int(match.group(1)) >= 1:
+            folders.append((child, int(match.group(1))))
+    infos, checks = [], []
+    for folder, factor in folders:
+        try:
+            info, check = _check_image_folder(folder, factor, report)
+        except OSError as exc:
+            info = ImageFolder(folder.name, factor, 0, None, None)
+            check = Check(folder.name, False, f"{folder}: cannot list ({exc.strerror or exc})")
+        infos.append(info)
+        checks.append(check)
+    return infos, checks
+
+
+def _check_image_folder(
+    folder: Path, factor: int | None, report: PoseReport
+) -> tuple[ImageFolder, Check]:
+    files = list_images(folder)
+    sizes: list[tuple[int, int]] = []
+    unreadable: list[tuple[Path, str]] = []
+    for file in files:
+        try:
+            sizes.append(_verified_size(file))
+        except DataError as exc:
+            unreadable.append((file, str(exc)))
+    info = ImageFolder(
+        folder=folder.name,
+        factor=factor,
+        count=len(files),
+        height=sizes[0][0] if sizes else None,
+        width=sizes[0][1] if sizes else None,
+    )
+    n = report.num_views
+    name = folder.name
+    poses_name = report.path.name
+    if not files:
+        return info, Check(name, False, f"{folder}: no .png/.jpg images; it should hold {n}")
+    if len(files) != n:
+        hint = (
+            "remove the images COLMAP did not register (`nerf colmap2poses --prune-images`)"
+            if len(files) > n
+            else "some photos are missing"
+        )
+        return info, Check(
+            name, False, f"{folder}: {len(files)} images but {poses_name} has {n} poses; {hint}"
+        )
+    if unreadable:
+        more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
+        return info, Check(name, False, unreadable[0][1] + more)
+    if len(set(sizes)) > 1:
+        odd = next(i for i, size in enumerate(sizes) if size != sizes[0])
+        return info, Check(
+            name,
+            False,
+            f"{files[odd]}: size {sizes[odd][0]} x {sizes[odd][1]} differs from "
+            f"{files[0].name} ({sizes[0][0]} x {sizes[0][1]}); all views must share one size",
+        )
+    got_h, got_w = sizes[0]
+    if report.height is None or report.width is None:
+        return info, Check(name, True, f"{n} images of {got_h} x {got_w}")
+    if factor is not None:
+        want_h, want_w = int(round(report.height / factor)), int(round(report.width / factor))
+        if abs(got_h - want_h) > 1 or abs(got_w - want_w) > 1:
+            return info, Check(
+                name,
+                False,
+                f"{folder}: images are {got_h} x {got_w} but {poses_name} at factor {factor} "
+                f"means {want_h} x {want_w}; the loader will ignore this folder; delete it or "
+                "regenerate it from images/",
+            )
+        return info, Check(name, True, f"{n} images of {got_h} x {got_w}, as the poses say")
+    aspect_img, aspect_pose = got_w / got_h, report.width / report.height
+    if abs(aspect_img - aspect_pose) / aspect_pose > ASPECT_TOL:
+        return info, Check(
+            name,
+            False,
+            f"{folder}: images are {got_h} x {got_w} (aspect {aspect_img:.3f}) but "
+            f"{poses_name} says {report.height} x {report.width} (aspect {aspect_pose:.3f}); "
+            "images and poses do not belong together",
+        )
+    same = (got_h, got_w) == (report.height, report.width)
+    return info, Check(
+        name,
+        True,
+        f"{n} images of {got_h} x {got_w}"
+        + (", as the poses say" if same else f" (poses say {report.height} x {report.width})"),
+    )
+
+
+def _verified_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image whose file structure is intact, else a DataError."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            image.verify()
+        return height, width
+    except Exception as exc:  # PIL raises many types for damaged files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: cannot read image ({reason}); replace or remove it") from None
+
+
+def _factor_images_check(pb: PosesBounds, factor: int) -> Check:
+    """Which folder training at `factor` would read, exactly as the loader decides."""
+    try:
+        folder, files, needs_resize = find_image_files(pb.path.parent, pb, factor)
+    except DataError as exc:
+        return Check("images_for_factor", False, str(exc))
+    if needs_resize:
+        message = f"factor {factor}: training resizes the {len(files)} images of {folder.name}/"
+    else:
+        message = f"factor {factor}: training reads the {len(files)} images of {folder.name}/"
+    return Check("images_for_factor", True, message)

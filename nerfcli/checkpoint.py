@@ -8,6 +8,7 @@ path). Only tensors, numbers, strings, lists and dicts are stored, so loading ne
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,13 +130,42 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
         "scene": ckpt.scene.to_dict(),
         "train_seconds": float(ckpt.train_seconds),
     }
+    writer = None
     try:
         with atomic_write(path, suffix=".tmp", durable=True) as tmp:
             with open(tmp, "wb") as handle:
-                torch.save(payload, handle)
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot write checkpoint ({exc.strerror or exc})") from None
+                writer = _ErrorRecordingWriter(handle)
+                torch.save(payload, writer)
+                handle.flush()
+                os.fsync(handle.fileno())  # a late ENOSPC/EIO surfaces here, not after rename
+    except (OSError, RuntimeError) as exc:
+        # torch.save reports a failed write (disk full, quota, file too large) as a
+        # RuntimeError ("unexpected pos ..."); the OSError the writer saw names the real cause.
+        cause = writer.error if writer is not None and writer.error is not None else exc
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
+        raise CheckpointError(
+            f"{path}: cannot write checkpoint ({reason.splitlines()[0][:160]}); the previous "
+            "checkpoint, if any, is untouched: free space or fix the folder, then --resume"
+        ) from None
     return path
+
+
+class _ErrorRecordingWriter:
+    """File-like wrapper for torch.save that remembers the first OSError of a write."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
@@ -159,18 +189,21 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise CheckpointError(f"{path}: not a nerfcli checkpoint (no format_version)")
     version = payload["format_version"]
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:
         raise CheckpointError(
-            f"{path}: checkpoint format {version} is not supported by this nerfcli "
+            f"{path}: checkpoint format {str(version)[:40]} is not supported by this nerfcli "
             f"(format {FORMAT_VERSION}); use the nerfcli version that wrote it"
         )
     try:
         config = config_from_checkpoint_dict(payload["config"])
         scene = SceneMeta.from_dict(payload["scene"])
         model_state = payload["model"]
-        step = int(payload["step"])
-        if not isinstance(model_state, dict):
-            raise TypeError("model state is not a dict")
+        step = payload["step"]
+        optimizer_state = payload.get("optimizer")
+        rng_state = payload.get("rng")
+        rng_state = {} if rng_state is None else rng_state
+        train_seconds = payload.get("train_seconds", 0.0)
+        _check_contents(scene, model_state, step, optimizer_state, rng_state, train_seconds)
     except ConfigError as exc:
         raise CheckpointError(f"{path}: stored config is invalid ({exc})") from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -180,11 +213,82 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         model_state=model_state,
         scene=scene,
         step=step,
-        optimizer_state=payload.get("optimizer"),
-        rng_state=payload.get("rng") or {},
-        train_seconds=float(payload.get("train_seconds", 0.0)),
+        optimizer_state=optimizer_state,
+        rng_state=rng_state,
+        train_seconds=float(train_seconds),
         path=path,
     )
+
+
+def _check_contents(
+    scene: SceneMeta,
+    model_state: Any,
+    step: Any,
+    optimizer_state: Any,
+    rng_state: Any,
+    train_seconds: Any,
+) -> None:
+    """Types and shapes of what eval, render-video and --resume use; ValueError names the
+    first bad entry (a damaged or hand-edited checkpoint must not fail later with a traceback)."""
+
+    def bad(what: str) -> ValueError:
+        return ValueError(f"{what} (the file is damaged or was not written by nerfcli)")
+
+    def is_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def is_real(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    if not isinstance(model_state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model_state.items()
+    ):
+        raise bad("model: expected a dict of named tensors")
+    if not is_int(step) or step < 0:
+        raise bad(f"step: expected a whole number >= 0, got {str(step)[:40]}")
+    if optimizer_state is not None and not isinstance(optimizer_state, dict):
+        raise bad("optimizer: expected a dict")
+    if not isinstance(rng_state, dict) or not all(
+        isinstance(v, torch.Tensor) for v in rng_state.values()
+    ):
+        raise bad("rng: expected a dict of tensors")
+    if not is_real(train_seconds):
+        raise bad("train_seconds: expected a number")
+    for name in ("height", "width", "factor", "stored_height", "stored_width"):
+        if not is_int(getattr(scene, name)) or getattr(scene, name) < 0:
+            raise bad(f"scene.{name}: expected a whole number")
+    if scene.height < 1 or scene.width < 1:
+        raise bad("scene.height/width: must be at least 1")
+    for name in ("focal", "near", "far", "scale", "stored_focal"):
+        if not is_real(getattr(scene, name)) or not np.isfinite(getattr(scene, name)):
+            raise bad(f"scene.{name}: expected a finite number")
+    if not scene.focal > 0 or not scene.near < scene.far:
+        raise bad("scene: need focal > 0 and near < far")
+    if not isinstance(scene.ndc, bool) or not isinstance(scene.spherify, bool):
+        raise bad("scene.ndc/spherify: expected true or false")
+    if not isinstance(scene.root, str):
+        raise bad("scene.root: expected a string")
+    arrays = {"transform": (4, 4), "c2w": (-1, 3, 4), "bounds": (-1, 2), "render_poses": (-1, 3, 4)}
+    for name, shape in arrays.items():
+        value = getattr(scene, name)
+        if (
+            not isinstance(value, np.ndarray)
+            or value.dtype.kind != "f"
+            or value.ndim != len(shape)
+            or any(want not in (-1, got) for want, got in zip(shape, value.shape))
+        ):
+            raise bad(f"scene.{name}: expected a float array shaped {shape}")
+    views = len(scene.c2w)
+    if views < 1 or len(scene.bounds) != views:
+        raise bad("scene.c2w/bounds: expected one pose and one bound pair per view")
+    for name in ("i_train", "i_test"):
+        value = getattr(scene, name)
+        if not isinstance(value, list) or not all(is_int(v) and 0 <= v < views for v in value):
+            raise bad(f"scene.{name}: expected a list of view numbers below {views}")
+    if not isinstance(scene.image_names, list) or not all(
+        isinstance(v, str) for v in scene.image_names
+    ):
+        raise bad("scene.image_names: expected a list of strings")
 
 
 def restore_model(ckpt: Checkpoint, device: str | torch.device = "cpu"):
@@ -192,10 +296,10 @@ def restore_model(ckpt: Checkpoint, device: str | torch.device = "cpu"):
     from nerfcli.models import build_model
 
     model = build_model(ckpt.config)
-    model.adapt_to_state_dict(ckpt.model_state)
     try:
+        model.adapt_to_state_dict(ckpt.model_state)
         model.load_state_dict(ckpt.model_state)
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as exc:
         first = str(exc).splitlines()[0]
         where = f"{ckpt.path}: " if ckpt.path else ""
         raise CheckpointError(

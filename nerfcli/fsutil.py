@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def _umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -27,7 +27,7 @@ def temp_path_beside(path: str | Path, suffix: str | None = None) -> Path:
         prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix, dir=parent
     )
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, 0o666 & ~current_umask())
     return Path(tmp)
 
 

@@ -356,8 +356,12 @@ def read_image(path: Path) -> np.ndarray:
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: cannot read image ({reason}); replace or remove it") from None
+    if img.dtype == np.bool_:  # 1-bit images
+        img = img.astype(np.uint8) * 255
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=-1)
+    if img.ndim == 3 and img.shape[-1] == 2:  # grey + alpha
+        img = img[..., :1]
     if img.ndim != 3 or img.shape[-1] not in (1, 3, 4) or img.shape[0] < 1 or img.shape[1] < 1:
         raise DataError(f"{path}: unsupported image layout {img.shape}; expected H x W x 3")
     if img.shape[-1] == 1:
@@ -378,7 +382,7 @@ def image_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as im:
             w, h = im.size
             return h, w
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: cannot read image ({exc}); replace or remove it") from None
 
 

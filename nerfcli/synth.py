@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from nerfcli.errors import ConfigError, NerfError
+from nerfcli.fsutil import current_umask
 
 GENERATOR = "nerfcli.synth"
 GENERATOR_VERSION = 1
@@ -809,6 +810,7 @@ def make_scene(
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         build = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.build.", dir=out_dir.parent))
+        os.chmod(build, 0o777 & ~current_umask())  # mkdtemp makes it private; the scene is not
     except OSError as exc:
         raise NerfError(
             f"{out_dir}: cannot create the scene folder ({exc.strerror or exc})"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -184,6 +185,25 @@ class Trainer:
         else:
             self.optimizer = _build_optimizer(self.model, cfg)
         self.rays, self.target = training_rays(scene, cfg.data.ndc, self.device)
+        self._check_free_space()
+
+    def _check_free_space(self) -> None:
+        """Refuse to start when the disk cannot hold the next checkpoint (it is written beside
+        the previous one before replacing it): weights, two Adam moments, 1 MB of the rest."""
+        weights = sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
+        needed = 3 * weights + (1 << 20)
+        folder = self.out_dir.absolute()
+        while not folder.is_dir() and folder != folder.parent:  # a new run: not created yet
+            folder = folder.parent
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            return
+        if free < needed:
+            raise NerfError(
+                f"{self.out_dir}: only {free / 1e6:.1f} MB free but a checkpoint of this model "
+                f"needs about {needed / 1e6:.1f} MB; free some space or choose another --out"
+            )
 
     # -- checkpoints
 
@@ -194,19 +214,27 @@ class Trainer:
                 f"{ckpt.path}: trained with model {ckpt.config.model.name!r}, "
                 f"not {self.cfg.model.name!r}"
             )
-        self.model.adapt_to_state_dict(ckpt.model_state)
-        self.model.load_state_dict(ckpt.model_state)
-        self.model.to(self.device)
-        self.optimizer = _build_optimizer(self.model, self.cfg)
-        if ckpt.optimizer_state is not None:
-            self.optimizer.load_state_dict(ckpt.optimizer_state)
-        state = ckpt.rng_state.get("generator")
-        if state is not None:
-            self.generator.set_state(state.cpu() if self.device.type == "cpu" else state)
-        if "torch" in ckpt.rng_state:
-            torch.set_rng_state(ckpt.rng_state["torch"].cpu())
+        try:
+            self.model.adapt_to_state_dict(ckpt.model_state)
+            self.model.load_state_dict(ckpt.model_state)
+            self.model.to(self.device)
+            self.optimizer = _build_optimizer(self.model, self.cfg)
+            if ckpt.optimizer_state is not None:
+                self.optimizer.load_state_dict(ckpt.optimizer_state)
+            state = ckpt.rng_state.get("generator")
+            if state is not None:
+                self.generator.set_state(state.cpu() if self.device.type == "cpu" else state)
+            if "torch" in ckpt.rng_state:
+                torch.set_rng_state(ckpt.rng_state["torch"].cpu())
+        except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as exc:
+            first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            raise CheckpointError(
+                f"{ckpt.path}: cannot resume from this checkpoint ({first}); use an earlier one "
+                "from checkpoints/ (copy it over ckpt.pt)"
+            ) from None
         self.step = ckpt.step
         self.train_seconds = ckpt.train_seconds
+        _trim_log(self.out_dir / "metrics.jsonl", self.step)
 
     def checkpoint(self) -> Checkpoint:
         return Checkpoint(
@@ -222,7 +250,10 @@ class Trainer:
     def save(self) -> Path:
         latest = save_checkpoint(self.checkpoint(), self.out_dir / "ckpt.pt")
         folder = self.out_dir / "checkpoints"
-        folder.mkdir(exist_ok=True)
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise CheckpointError(f"{folder}: cannot create ({exc.strerror or exc})") from None
         numbered = folder / f"step_{self.step:07d}.pt"
         tmp = folder / f".{numbered.name}.link"
         try:
@@ -235,7 +266,10 @@ class Trainer:
         keep = self.cfg.train.keep_checkpoints
         old = sorted(folder.glob("step_*.pt"))
         for stale in old[:-keep] if keep > 0 else []:
-            stale.unlink(missing_ok=True)
+            try:
+                stale.unlink(missing_ok=True)
+            except OSError:
+                pass  # an old copy left behind is harmless
         return latest
 
     # -- evaluation during training
@@ -261,16 +295,29 @@ class Trainer:
         preview = None
         if preview_image is not None:
             folder = self.out_dir / "previews"
-            folder.mkdir(exist_ok=True)
             preview = folder / f"step_{self.step:07d}.png"
-            write_image_atomic(preview, preview_image)
+            try:
+                folder.mkdir(exist_ok=True)
+                write_image_atomic(preview, preview_image)
+            except OSError as exc:
+                raise NerfError(
+                    f"{preview}: cannot write ({exc.strerror or exc}); the last checkpoint is "
+                    "intact: free space or fix the folder, then --resume"
+                ) from None
         return EvalEvent(self.step, psnr_from_mse(float(np.mean(errors))), preview)
 
     # -- the loop
 
     def _log(self, record: dict) -> None:
-        with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        path = self.out_dir / "metrics.jsonl"
+        try:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            raise NerfError(
+                f"{path}: cannot write ({exc.strerror or exc}); the last checkpoint is intact: "
+                "free space or fix the folder, then --resume"
+            ) from None
 
     def _forward_backward(
         self, batch: Rays, target: torch.Tensor, use_amp: bool
@@ -302,6 +349,18 @@ class Trainer:
                 totals[key] = totals.get(key, 0.0) + value * share
         return torch.tensor(total_loss), totals
 
+    def _evaluate_and_log(self, history: list[dict]) -> float:
+        event = self.evaluate()
+        record = {
+            "step": self.step,
+            "test_psnr": event.test_psnr,
+            "elapsed": round(self.train_seconds, 3),
+        }
+        self._log(record)
+        history.append(record)
+        self.on_event(event)
+        return event.test_psnr
+
     def run(self) -> TrainSummary:
         cfg = self.cfg.train
         total = cfg.iters
@@ -316,6 +375,8 @@ class Trainer:
         num_rays = self.rays.origins.shape[0]
         self.model.train()
         use_amp = self.device.type == "cuda" and getattr(cfg, "amp", False)
+        if self.step == 0 and cfg.eval_every > 0 and total > 0:
+            last_test = self._evaluate_and_log(history)  # the baseline of the curve
         while self.step < total and not self.stop_requested:
             if self.train_seconds >= max_seconds:
                 stopped_by_time = True
@@ -363,16 +424,7 @@ class Trainer:
                 )
             )
             if cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
-                event = self.evaluate()
-                last_test = event.test_psnr
-                record = {
-                    "step": self.step,
-                    "test_psnr": event.test_psnr,
-                    "elapsed": round(self.train_seconds, 3),
-                }
-                self._log(record)
-                history.append(record)
-                self.on_event(event)
+                last_test = self._evaluate_and_log(history)
             if cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0:
                 self.save()
         checkpoint = self.save()
@@ -393,27 +445,118 @@ class Trainer:
 
 
 def prepare_run_dir(out_dir: Path, cfg: Config, resume: bool) -> None:
-    """Create the run folder; an existing non-empty one needs --resume (never overwritten)."""
+    """Create the run folder; an existing non-empty one needs --resume (never overwritten).
+
+    Both paths check that the folder takes a write before any training, and --resume first
+    removes the temp files of writes that a killed run left behind.
+    """
     if resume:
         if not (out_dir / "ckpt.pt").is_file():
-            raise CheckpointError(
-                f"{out_dir}: nothing to resume (no ckpt.pt); start a run without --resume"
+            hint = (
+                "the run stopped before its first checkpoint; delete the folder or choose "
+                "another --out and train again"
+                if (out_dir / "config.yaml").is_file()
+                else "start a run without --resume"
             )
+            raise CheckpointError(f"{out_dir}: nothing to resume (no ckpt.pt); {hint}")
+        _check_writable(out_dir)
+        remove_stale_temp_files(out_dir)
         return
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+    check_new_run_dir(out_dir)
+    created = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NerfError(
+            f"{out_dir}: cannot create the run folder ({exc.strerror or exc})"
+        ) from None
+    try:
+        _check_writable(out_dir)
+        with atomic_write(out_dir / "config.yaml") as tmp:
+            tmp.write_text(dump_yaml(cfg), encoding="utf-8")
+    except (NerfError, OSError) as exc:
+        if created:
+            try:
+                out_dir.rmdir()
+            except OSError:
+                pass
+        if isinstance(exc, NerfError):
+            raise
+        raise NerfError(f"{out_dir}: cannot write the run folder ({exc.strerror or exc})") from None
+
+
+_PROBE = ".write-test"
+
+
+def check_new_run_dir(out_dir: Path) -> None:
+    """A new run needs a missing or empty folder: an existing run is never overwritten."""
+    if out_dir.exists() and (
+        not out_dir.is_dir() or any(p.name != _PROBE for p in out_dir.iterdir())
+    ):
         raise NerfError(
             f"{out_dir}: run folder already exists; pass --resume to continue it or choose "
             "another --out"
         )
+
+
+def _check_writable(out_dir: Path) -> None:
+    """Write and remove a small file: a read-only or full disk fails here, before training."""
+    probe = out_dir / _PROBE
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
         probe.write_bytes(b"x" * 4096)
         probe.unlink()
     except OSError as exc:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
         raise NerfError(f"{out_dir}: cannot write the run folder ({exc.strerror or exc})") from None
-    with atomic_write(out_dir / "config.yaml") as tmp:
-        tmp.write_text(dump_yaml(cfg), encoding="utf-8")
+
+
+def remove_stale_temp_files(out_dir: Path) -> list[Path]:
+    """Delete the temp files of atomic writes a killed run left behind (`.ckpt.pt.*.tmp` and the
+    like; never a finished file). Returns what was removed."""
+    removed = []
+    for folder, pattern in (
+        (out_dir, ".ckpt.pt.*"),
+        (out_dir, ".config.yaml.*"),
+        (out_dir, ".metrics.jsonl.*"),
+        (out_dir, _PROBE),
+        (out_dir / "checkpoints", ".step_*"),
+        (out_dir / "previews", ".step_*"),
+    ):
+        for path in folder.glob(pattern) if folder.is_dir() else []:
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """On resume, drop metrics.jsonl records past the checkpoint's step (a killed run got further
+    than its last checkpoint) and any unreadable line, so the log reads as one run."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            if record["step"] <= step:
+                kept.append(line)
+    if len(kept) == len(lines):
+        return
+    try:
+        with atomic_write(path) as tmp:
+            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    except OSError as exc:
+        raise NerfError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
 def train(
@@ -426,6 +569,10 @@ def train(
 ) -> TrainSummary:
     """Train `cfg.model` on `scene`, writing into `out_dir`; see Trainer."""
     out_dir = Path(out_dir)
-    prepare_run_dir(out_dir, cfg, resume)
+    if resume:
+        prepare_run_dir(out_dir, cfg, resume=True)
+    # A new run's folder is created only once the Trainer has checked there is room for it.
     trainer = Trainer(cfg, scene, out_dir, select_device(device), resume, on_event)
+    if not resume:
+        prepare_run_dir(out_dir, cfg, resume=False)
     return trainer.run()

@@ -57,12 +57,19 @@ def load_path_file(path: Path | None) -> np.ndarray:
     try:
         poses = np.load(path, allow_pickle=False)
     except Exception as exc:
-        raise DataError(f"{path}: not a readable .npy file ({exc})") from None
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: not a readable .npy file ({reason})") from None
+    if not isinstance(poses, np.ndarray):  # an .npz archive
+        poses.close()
+        raise DataError(f"{path}: an .npz archive, not a .npy array of camera-to-world matrices")
+    if poses.dtype.kind not in "fiu" or poses.dtype.fields is not None:
+        raise DataError(f"{path}: expected numbers, got dtype {poses.dtype}")
     if poses.ndim != 3 or poses.shape[1:] not in ((3, 4), (4, 4), (3, 5)) or len(poses) == 0:
         raise DataError(
             f"{path}: expected camera-to-world matrices [F, 3, 4], got shape {poses.shape}"
         )
-    poses = poses[:, :3, :4].astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        poses = poses[:, :3, :4].astype(np.float32)
     if not np.isfinite(poses).all():
         raise DataError(f"{path}: camera path has non-finite values")
     return poses

@@ -96,7 +96,14 @@ def train(
     from nerfcli.checkpoint import load_checkpoint
     from nerfcli.config import with_values
     from nerfcli.llff import load_scene
-    from nerfcli.train import EvalEvent, StepEvent, Trainer, prepare_run_dir, select_device
+    from nerfcli.train import (
+        EvalEvent,
+        StepEvent,
+        Trainer,
+        check_new_run_dir,
+        prepare_run_dir,
+        select_device,
+    )
 
     dev = select_device(device)
     if out is None:
@@ -114,6 +121,7 @@ def train(
         cfg = resolve_config(
             scene, config, model, overrides, dev.type, spherify, factor, iters, max_minutes, seed
         )
+        check_new_run_dir(out)
     d = cfg.data
     loaded = load_scene(
         scene,
@@ -124,8 +132,6 @@ def train(
         llffhold=d.llffhold,
         render_frames=d.render_frames,
     )
-    if not resume:
-        prepare_run_dir(out, cfg, resume=False)
     info(
         f"[bold]train[/] {cfg.model.name} on {scene} ({loaded.num_views} views, "
         f"{loaded.width}x{loaded.height}, test views {loaded.i_test}) -> {out} on {dev}",
@@ -155,6 +161,8 @@ def train(
             last_test[0] = f"{event.test_psnr:.2f}"
 
     trainer = Trainer(cfg, loaded, out, dev, resume=resume, on_event=on_event)
+    if not resume:  # only once the Trainer has checked there is room for its checkpoints
+        prepare_run_dir(out, cfg, resume=False)
 
     def request_stop(signum, frame) -> None:
         trainer.stop_requested = True

@@ -191,7 +191,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     version = payload["format_version"]
     if type(version) is not int or version != FORMAT_VERSION:
         raise CheckpointError(
-            f"{path}: checkpoint format {str(version)[:40]} is not supported by this nerfcli "
+            f"{path}: checkpoint format {_one_line(version, 40)} is not supported by this nerfcli "
             f"(format {FORMAT_VERSION}); use the nerfcli version that wrote it"
         )
     try:
@@ -205,9 +205,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         train_seconds = payload.get("train_seconds", 0.0)
         _check_contents(scene, model_state, step, optimizer_state, rng_state, train_seconds)
     except ConfigError as exc:
-        raise CheckpointError(f"{path}: stored config is invalid ({exc})") from None
+        raise CheckpointError(f"{path}: stored config is invalid ({_one_line(exc)})") from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise CheckpointError(f"{path}: checkpoint is missing or has a bad {exc}") from None
+        raise CheckpointError(
+            f"{path}: checkpoint is missing or has a bad {_one_line(exc)}"
+        ) from None
     return Checkpoint(
         config=config,
         model_state=model_state,
@@ -218,6 +220,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         train_seconds=float(train_seconds),
         path=path,
     )
+
+
+def _one_line(value: Any, limit: int = 200) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_contents(
@@ -299,8 +306,12 @@ def restore_model(ckpt: Checkpoint, device: str | torch.device = "cpu"):
     try:
         model.adapt_to_state_dict(ckpt.model_state)
         model.load_state_dict(ckpt.model_state)
-    except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as exc:
-        first = str(exc).splitlines()[0]
+    except CheckpointError as exc:  # from the model, which does not know the file
+        if ckpt.path is None or str(ckpt.path) in str(exc):
+            raise
+        raise CheckpointError(f"{ckpt.path}: {exc}") from None
+    except (RuntimeError, ValueError, LookupError, TypeError, AttributeError) as exc:
+        first = _one_line(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         where = f"{ckpt.path}: " if ckpt.path else ""
         raise CheckpointError(
             f"{where}weights do not fit model {ckpt.config.model.name!r} ({first})"

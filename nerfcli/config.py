@@ -6,6 +6,7 @@ Unknown keys are a ConfigError that lists the valid ones, so a typo never passes
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -66,7 +67,8 @@ class TensorfModelConfig:
     init_scale: float = 0.1  # factors start as init_scale * N(0, 1)
     step_ratio: float = 0.5  # sample spacing in voxels
     max_samples: int = 0  # cap on samples per ray (0: none)
-    weight_threshold: float = 1e-4  # colour is only evaluated where the ray weight exceeds this
+    colour_samples: int = 8  # colour evaluations per ray, at weight quantiles (0: threshold)
+    weight_threshold: float = 1e-4  # colour_samples=0: colour only where the weight exceeds this
     alpha_mask_threshold: float = 1e-4
     tv_weight_density: float = 0.02  # times the mean squared neighbour difference of planes
     tv_weight_app: float = 0.02
@@ -90,7 +92,7 @@ class RenderConfig:
     perturb: bool = True  # stratified jitter during training
     lindisp: bool = False  # sample linearly in inverse depth
     raw_noise_std: float = 1.0  # noise added to raw density during training
-    chunk: int = 32768  # rays rendered at once; at most chunk * samples points held in memory
+    chunk: int = 2048  # rays rendered at once: at most chunk x samples points in memory
 
 
 @dataclass(frozen=True)
@@ -136,16 +138,30 @@ def to_dict(cfg: Any) -> dict:
     return out
 
 
+def _shown(value: Any) -> str:
+    """A short one-line repr for error messages (values may be tensors or huge lists)."""
+    try:
+        text = " ".join(repr(value).split())
+    except ValueError:  # an int too long to print
+        text = f"an {type(value).__name__} of that size"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if annotation is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        raise ConfigError(f"{where}: expected true or false, got {_shown(value)}")
     if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (isinstance(value, float) and not math.isfinite(value))
+            or int(value) != value
+        ):
+            raise ConfigError(f"{where}: expected an integer, got {_shown(value)}")
         return int(value)
     if annotation is float:
         if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
@@ -154,17 +170,20 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+            raise ConfigError(f"{where}: expected a number, got {_shown(value)}")
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(f"{where}: number too large, got an integer of that size") from None
     if annotation is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {_shown(value)}")
         return value
     if origin is tuple:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = [value]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {_shown(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(v, args[0], where) for v in value)
         if len(value) != len(args):
@@ -189,7 +208,7 @@ def from_dict(cls: type, data: Any, where: str = "config") -> Any:
     unknown = sorted(set(map(str, data)) - valid)
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(valid))}"
+            f"{where}: unknown key {_shown(unknown[0])}; valid keys: {', '.join(sorted(valid))}"
         )
     kwargs = {}
     for name, value in data.items():
@@ -246,6 +265,9 @@ def read_yaml_config(name_or_path: str | Path, _seen: tuple = ()) -> dict:
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
         raise ConfigError(f"{path}: not valid YAML ({first})") from None
+    except (RecursionError, ValueError) as exc:  # nesting too deep; an int of 4300+ digits
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else "a value is too long"
+        raise ConfigError(f"{path}: not a usable YAML config ({reason})") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -268,7 +290,7 @@ def parse_override(text: str) -> dict:
         raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. train.lr=1e-3")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, ValueError):
         value = raw
     if isinstance(value, str):
         try:
@@ -315,11 +337,38 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{name} must be positive, got {value}")
 
     positive(cfg.data.factor, "data.factor")
-    positive(cfg.render.n_samples, "render.n_samples")
+    # The fine pass resamples the bins between inner coarse samples: it needs at least one.
+    fewest = 3 if cfg.render.n_importance > 0 else 1
+    if not cfg.render.n_samples >= fewest:
+        raise ConfigError(
+            f"render.n_samples must be at least {fewest}"
+            f"{' with render.n_importance > 0' if fewest > 1 else ''}, got {cfg.render.n_samples}"
+        )
     positive(cfg.render.chunk, "render.chunk")
     positive(cfg.train.batch_rays, "train.batch_rays")
     positive(cfg.train.lr, "train.lr")
     positive(cfg.train.lr_decay_steps, "train.lr_decay_steps")
+    positive(cfg.train.lr_decay_rate, "train.lr_decay_rate")
+    positive(cfg.train.log_every, "train.log_every")
+    positive(cfg.data.render_frames, "data.render_frames")
+    nerf = cfg.model.nerf
+    for name, low, high in (
+        ("netdepth", 1, 1024),
+        ("netwidth", 1, 65536),
+        ("netdepth_fine", 1, 1024),
+        ("netwidth_fine", 1, 65536),
+        ("multires", 0, 64),
+        ("multires_views", 0, 64),
+    ):
+        value = getattr(nerf, name)
+        if not low <= value <= high:
+            raise ConfigError(f"model.nerf.{name} must be in {low}..{high}, got {value}")
+    for skip in nerf.skips:  # input concatenated after layer `skip`: a later layer must take it
+        if skip < 0 or skip in (nerf.netdepth - 1, nerf.netdepth_fine - 1):
+            raise ConfigError(
+                f"model.nerf.skips: {skip} is not a layer followed by another (layers 0.."
+                f"{min(nerf.netdepth, nerf.netdepth_fine) - 2} of netdepth {nerf.netdepth})"
+            )
     if cfg.train.iters < 0:
         raise ConfigError(f"train.iters must be >= 0, got {cfg.train.iters}")
     if cfg.render.n_importance < 0:
@@ -338,7 +387,9 @@ def dump_yaml(cfg: Config) -> str:
 
 
 def config_from_checkpoint_dict(data: dict) -> Config:
-    return from_dict(Config, data, "checkpoint config")
+    cfg = from_dict(Config, data, "checkpoint config")
+    validate(cfg)
+    return cfg
 
 
 __all__ = [

@@ -348,11 +348,17 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """RGB uint8 [H, W, 3]; grey and RGBA are converted; failures are DataErrors."""
+    """RGB uint8 [H, W, 3]; grey, grey+alpha, RGBA, palette, 1-bit, 16-bit and CMYK are
+    converted; failures are DataErrors."""
     import imageio.v3 as iio
+    from PIL import Image
 
     try:
-        img = np.asarray(iio.imread(path))
+        with Image.open(path) as opened:  # colour spaces whose channels are not R, G, B
+            other_space = opened.mode in ("CMYK", "YCbCr", "LAB", "HSV")
+            img = np.asarray(opened.convert("RGB")) if other_space else None
+        if img is None:
+            img = np.asarray(iio.imread(path))
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: cannot read image ({reason}); replace or remove it") from None
@@ -626,11 +632,18 @@ def scene_from_poses_bounds(
     focal = pb.focal / factor
 
     # The reference does this arithmetic in float32; so do we, so numbers compare exactly.
-    c2w = stored_to_training_axes(pb.poses).astype(np.float32)
-    bounds = pb.bounds.astype(np.float32)
+    with np.errstate(over="ignore"):
+        c2w = stored_to_training_axes(pb.poses).astype(np.float32)
+        bounds = pb.bounds.astype(np.float32)
+    if not (np.isfinite(bounds).all() and (bounds > 0).all()):
+        raise DataError(
+            f"{pb.path}: depth bounds {pb.bounds.min():g}..{pb.bounds.max():g} do not fit in "
+            "float32 (about 1e-38..3e38); rescale the capture"
+        )
     scale = 1.0 if not bd_factor or bd_factor <= 0 else 1.0 / (float(bounds.min()) * bd_factor)
-    c2w[:, :3, 3] *= scale
-    bounds = bounds * np.float32(scale)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught below
+        c2w[:, :3, 3] *= scale
+        bounds = bounds * np.float32(scale)
     transform = np.eye(4)
     if recenter:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -649,7 +662,8 @@ def scene_from_poses_bounds(
                 transform = sph @ transform
         else:
             render_poses, focus = spiral_path(c2w, bounds, render_frames)
-    if not (np.isfinite(c2w).all() and np.isfinite(render_poses).all()):
+    finite = np.isfinite(c2w).all() and np.isfinite(render_poses).all()
+    if not (finite and np.isfinite(bounds).all() and (bounds > 0).all()):
         hint = (
             "the optical axes do not meet (a forward-facing capture?); drop --spherify"
             if spherify

@@ -41,6 +41,10 @@ def ssim(
     (the window never leaves the image), as the usual NeRF evaluation code computes it."""
     x = a.detach().to(torch.float64).permute(2, 0, 1)[:, None]  # [C, 1, H, W]
     y = b.detach().to(torch.float64).permute(2, 0, 1)[:, None]
+    fits = min(window, x.shape[-2], x.shape[-1])
+    if fits < window:  # a tiny image (say a heavily downscaled quick eval): the largest odd fit
+        fits -= 1 - fits % 2
+        sigma, window = sigma * fits / window, fits
     g = gaussian_window(window, sigma).to(x.device)
     gx = g.reshape(1, 1, 1, -1)
     gy = g.reshape(1, 1, -1, 1)

@@ -147,6 +147,48 @@ def _build_optimizer(model: RadianceModel, cfg: Config) -> torch.optim.Optimizer
     return torch.optim.Adam(groups, betas=(0.9, 0.999))
 
 
+def _check_adam_state(optimizer: torch.optim.Optimizer, fresh: list[dict]) -> None:
+    """load_state_dict trusts the stored settings and moments; a damaged or edited one would
+    fail (or divide by zero) at the first step. `fresh`: the param groups before loading.
+    ValueError names the first bad entry."""
+
+    def is_number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    for group, before in zip(optimizer.param_groups, fresh, strict=True):
+        for key, expected in before.items():
+            value = group.get(key)
+            if key == "params" or value is None and expected is None:
+                continue
+            if is_number(expected):
+                fits = is_number(value) and math.isfinite(value)
+            elif isinstance(expected, tuple):
+                fits = isinstance(value, (tuple, list)) and len(value) == len(expected)
+                fits = fits and all(is_number(v) and math.isfinite(v) for v in value)
+            else:
+                fits = type(value) is type(expected)
+            if not fits:
+                raise ValueError(f"optimizer setting {key!r} is {str(value)[:40]}")
+    for param, moments in optimizer.state.items():
+        if not isinstance(moments, dict):
+            raise ValueError("optimizer state is not a dict per weight")
+        if not moments:
+            continue
+        for name in ("step", "exp_avg", "exp_avg_sq"):
+            if name not in moments:
+                raise ValueError(f"optimizer state lacks {name!r}")
+        step = moments["step"]
+        if not isinstance(step, torch.Tensor) or step.numel() != 1 or not float(step) >= 1:
+            raise ValueError("optimizer state 'step' must be a count >= 1")
+        for name, value in moments.items():
+            if name != "step" and not (
+                isinstance(value, torch.Tensor)
+                and value.is_floating_point()
+                and value.shape == param.shape
+            ):
+                raise ValueError(f"optimizer state {name!r} does not fit its weights")
+
+
 # ----------------------------------------------------------------------------- trainer
 
 
@@ -195,6 +237,8 @@ class Trainer:
         folder = self.out_dir.absolute()
         while not folder.is_dir() and folder != folder.parent:  # a new run: not created yet
             folder = folder.parent
+        if not os.access(folder, os.W_OK):
+            return  # read-only: prepare_run_dir names that, more usefully than free space
         try:
             free = shutil.disk_usage(folder).free
         except OSError:
@@ -220,13 +264,22 @@ class Trainer:
             self.model.to(self.device)
             self.optimizer = _build_optimizer(self.model, self.cfg)
             if ckpt.optimizer_state is not None:
+                fresh = [dict(group) for group in self.optimizer.param_groups]
                 self.optimizer.load_state_dict(ckpt.optimizer_state)
+                _check_adam_state(self.optimizer, fresh)
             state = ckpt.rng_state.get("generator")
             if state is not None:
                 self.generator.set_state(state.cpu() if self.device.type == "cpu" else state)
             if "torch" in ckpt.rng_state:
                 torch.set_rng_state(ckpt.rng_state["torch"].cpu())
-        except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as exc:
+        except (
+            CheckpointError,
+            RuntimeError,
+            ValueError,
+            LookupError,
+            TypeError,
+            AttributeError,
+        ) as exc:
             first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
             raise CheckpointError(
                 f"{ckpt.path}: cannot resume from this checkpoint ({first}); use an earlier one "

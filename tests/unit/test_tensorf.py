@@ -1,0 +1,548 @@
+"""TensoRF-VM: fast paths against their plain references, upsampling, alpha mask, checkpoints,
+regularisers and the device profiles."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nerfcli.config import build_config, merge_dicts
+from nerfcli.errors import ConfigError
+from nerfcli.models import build_model
+from nerfcli.models.tensorf import (
+    NDC_BOX,
+    TensorfModel,
+    device_profile,
+    grid_schedule,
+    scene_box_from_cameras,
+    total_variation,
+    total_variation_reference,
+    trilinear_gather,
+)
+from nerfcli.rays import Rays, make_rays
+
+
+def make_model(*overrides: str, ndc: bool = True, seed: int = 0) -> TensorfModel:
+    torch.manual_seed(seed)
+    base = [
+        "model.tensorf.grid_init=[11,9,7]",
+        "model.tensorf.grid_final=[23,19,13]",
+        "model.tensorf.upsample_steps=[10,20]",
+        "model.tensorf.alpha_mask_steps=[15]",
+        "model.tensorf.density_components=[4,2,2]",
+        "model.tensorf.appearance_components=[6,3,3]",
+        "model.tensorf.app_dim=5",
+        "model.tensorf.decoder_width=16",
+        "model.tensorf.view_pe=1",
+        "model.tensorf.feature_pe=1",
+    ]
+    if not ndc:
+        base += ["data.ndc=false", "data.spherify=true"]
+    model = TensorfModel(build_config(overrides=base + list(overrides)))
+    return model
+
+
+def random_coords(count: int, seed: int = 1) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(count, 3, generator=generator) * 2.0 - 1.0  # [P, 3] inside the box
+
+
+def ndc_rays(count: int, seed: int = 2) -> Rays:
+    """Rays of a small forward-facing camera, in NDC."""
+    rays = make_rays(12, 16, 14.0, torch.eye(4)[:3], ndc=True).reshape(-1)
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randint(0, len(rays), (count,), generator=generator)
+    return rays[index]
+
+
+def grads(parameters) -> list[torch.Tensor]:
+    return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in parameters]
+
+
+# ----------------------------------------------------------------------------- fast == reference
+
+
+@pytest.mark.parametrize("count", [1, 7, 300])
+def test_density_fast_matches_reference_values_and_gradients(count):
+    model = make_model()
+    coords = random_coords(count)
+    params = [*model.density_planes, *model.density_lines]
+    reference = model.density_feature_reference(coords)  # [P]
+    weights = torch.randn(count)
+    (reference * weights).sum().backward()
+    grads_reference = grads(params)
+    model.zero_grad()
+    fast = model.density_feature_fast(coords)
+    (fast * weights).sum().backward()
+    assert fast.shape == (count,)
+    torch.testing.assert_close(fast, reference, atol=1e-6, rtol=1e-5)
+    for a, b in zip(grads(params), grads_reference):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("count", [1, 5, 257])
+@pytest.mark.parametrize("grid", ["[11,9,7]", "[8,8,8]", "[8,8,5]"])
+def test_appearance_fast_matches_reference_values_and_gradients(count, grid):
+    # [11, 9, 7]: three plane sizes (three batches); [8, 8, 8]: one batch; [8, 8, 5]: xy alone,
+    # xz and yz together.
+    model = make_model(f"model.tensorf.grid_init={grid}")
+    coords = random_coords(count, seed=count)
+    params = [*model.app_planes, *model.app_lines, *model.basis.parameters()]
+    reference = model.appearance_reference(coords)  # [P, app_dim]
+    upstream = torch.randn_like(reference)
+    (reference * upstream).sum().backward()
+    grads_reference = grads(params)
+    model.zero_grad()
+    fast = model.appearance_fast(coords)
+    (fast * upstream).sum().backward()
+    torch.testing.assert_close(fast, reference, atol=1e-6, rtol=1e-5)
+    for a, b in zip(grads(params), grads_reference):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("count", [1, 16, 64])
+def test_render_fast_matches_reference_without_threshold(count):
+    """With the weight threshold off, the fast render is the reference render: same values
+    and the same gradients for every parameter."""
+    model = make_model("model.tensorf.colour_samples=0", "model.tensorf.weight_threshold=-1")
+    rays = ndc_rays(count)
+    reference = model.render_rays_reference(rays, 0.0, 1.0, train=False)
+    upstream = torch.randn(count, 3)
+    (reference.rgb * upstream).sum().backward()
+    grads_reference = grads(model.parameters())
+    model.zero_grad()
+    fast = model.render_rays(rays, 0.0, 1.0, train=False)
+    (fast.rgb * upstream).sum().backward()
+    torch.testing.assert_close(fast.rgb, reference.rgb, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(fast.depth, reference.depth, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(fast.opacity, reference.opacity, atol=1e-5, rtol=1e-4)
+    for a, b in zip(grads(model.parameters()), grads_reference):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_render_threshold_error_is_bounded():
+    """Skipped samples each weigh at most weight_threshold, so colour moves by at most
+    samples * threshold (colours are in [0, 1])."""
+    threshold = 1e-3
+    model = make_model(
+        "model.tensorf.colour_samples=0", f"model.tensorf.weight_threshold={threshold}"
+    )
+    rays = ndc_rays(64)
+    with torch.no_grad():
+        reference = model.render_rays_reference(rays, 0.0, 1.0, train=False)
+        fast = model.render_rays(rays, 0.0, 1.0, train=False)
+    bound = model.num_samples(0.0, 1.0) * threshold
+    assert float((fast.rgb - reference.rgb).abs().max()) <= bound
+    torch.testing.assert_close(fast.opacity, reference.opacity)
+
+
+def test_render_fast_matches_reference_in_world_coordinates():
+    """Spherified scenes take the general (trilinear) density path."""
+    model = make_model(
+        "model.tensorf.colour_samples=0", "model.tensorf.weight_threshold=-1", ndc=False
+    )
+    c2w = torch.eye(4)[:3].clone()
+    c2w[:, 3] = torch.tensor([0.2, -0.1, 1.5])
+    rays = make_rays(6, 8, 7.0, c2w, ndc=False).reshape(-1)
+    reference = model.render_rays_reference(rays, 0.2, 3.0, train=False)
+    upstream = torch.randn(48, 3)
+    (reference.rgb * upstream).sum().backward()
+    grads_reference = grads(model.parameters())
+    model.zero_grad()
+    fast = model.render_rays(rays, 0.2, 3.0, train=False)
+    (fast.rgb * upstream).sum().backward()
+    assert model.last_sample_counts[1] < model.last_sample_counts[0]  # some samples outside
+    torch.testing.assert_close(fast.rgb, reference.rgb, atol=1e-5, rtol=1e-4)
+    for a, b in zip(grads(model.parameters()), grads_reference):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("count", [1, 33])
+def test_density_slices_match_reference(count):
+    """NDC rays share the z of each sample: the slice path equals trilinear interpolation."""
+    model = make_model()
+    rays = ndc_rays(count, seed=count)
+    t_row = torch.linspace(0.0, 1.0, 9)
+    sigma = model.density_slices(rays, t_row)  # [R, S]
+    upstream = torch.rand_like(sigma)
+    (sigma * upstream).sum().backward()
+    params = [*model.density_planes, *model.density_lines]
+    grads_fast = grads(params)
+    model.zero_grad()
+    points = rays.origins[:, None] + t_row[None, :, None] * rays.directions[:, None]  # [R, S, 3]
+    coords = model.normalize(points).reshape(-1, 3)
+    inside = torch.all(coords.abs() <= 1.0, -1)
+    feature = model.density_feature_reference(coords.clamp(-1.0, 1.0))
+    expected = (model.activate_density(feature) * inside).view(count, 9)
+    (expected * upstream).sum().backward()
+    torch.testing.assert_close(sigma, expected, atol=1e-5, rtol=1e-4)
+    for a, b in zip(grads_fast, grads(params)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def constant_colour_model(**kwargs) -> TensorfModel:
+    """Appearance factors constant in space: colour only depends on the view direction."""
+    model = make_model(*[f"model.tensorf.{k}={v}" for k, v in kwargs.items()])
+    with torch.no_grad():
+        for factor in [*model.app_planes, *model.app_lines]:
+            factor.copy_(
+                torch.linspace(0.2, 0.9, factor.shape[1]).view(1, -1, 1, 1).expand_as(factor)
+            )
+    return model
+
+
+def test_colour_quantiles_exact_when_colour_is_constant_along_rays():
+    model = constant_colour_model(colour_samples=3)
+    rays = ndc_rays(40)
+    reference = model.render_rays_reference(rays, 0.0, 1.0, train=False)
+    upstream = torch.randn(40, 3)
+    (reference.rgb * upstream).sum().backward()
+    params = [*model.density_planes, *model.density_lines, *model.decoder.parameters()]
+    grads_reference = grads(params)
+    model.zero_grad()
+    fast = model.render_rays(rays, 0.0, 1.0, train=False)
+    (fast.rgb * upstream).sum().backward()
+    assert model.last_sample_counts[2] <= 3 * 40  # at most K colour evaluations per ray
+    torch.testing.assert_close(fast.rgb, reference.rgb, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(fast.depth, reference.depth, atol=1e-5, rtol=1e-4)
+    for a, b in zip(grads(params), grads_reference):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_colour_quantile_error_shrinks_with_more_quantiles():
+    rays = ndc_rays(64)
+    errors = []
+    for count in (1, 4, 64):
+        model = make_model(f"model.tensorf.colour_samples={count}")
+        with torch.no_grad():
+            reference = model.render_rays_reference(rays, 0.0, 1.0, train=False)
+            fast = model.render_rays(rays, 0.0, 1.0, train=False)
+        errors.append(float((fast.rgb - reference.rgb).abs().mean()))
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 0.02
+
+
+def test_trilinear_gather_reproduces_a_linear_field_and_vertices():
+    rz, ry, rx = 5, 4, 6
+    z, y, x = torch.meshgrid(
+        torch.linspace(-1, 1, rz),
+        torch.linspace(-1, 1, ry),
+        torch.linspace(-1, 1, rx),
+        indexing="ij",
+    )
+    volume = 2.0 * x - 3.0 * y + 0.5 * z + 1.0  # [Rz, Ry, Rx]
+    coords = random_coords(100)
+    expected = 2.0 * coords[:, 0] - 3.0 * coords[:, 1] + 0.5 * coords[:, 2] + 1.0
+    torch.testing.assert_close(trilinear_gather(volume, coords), expected, atol=1e-5, rtol=0)
+    # The far corner vertex (x = y = z = 1) is read exactly.
+    corner = torch.ones(1, 3)
+    assert float(trilinear_gather(volume, corner)[0]) == pytest.approx(float(volume[-1, -1, -1]))
+
+
+def test_density_volume_is_the_field_at_grid_vertices():
+    model = make_model()
+    rx, ry, rz = model.resolution
+    volume = model.density_volume().detach()  # [Rz, Ry, Rx]
+    k, j, i = 3, 2, 5
+    coords = torch.tensor([[i / (rx - 1), j / (ry - 1), k / (rz - 1)]]) * 2.0 - 1.0
+    with torch.no_grad():
+        expected = model.density_feature_reference(coords)[0]
+    assert float(volume[k, j, i]) == pytest.approx(float(expected), abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- upsampling
+
+
+def smooth_model() -> TensorfModel:
+    """Factors that are low-frequency functions of position, so resampling is nearly exact."""
+    model = make_model()
+    with torch.no_grad():
+        for planes, lines in (
+            (model.density_planes, model.density_lines),
+            (model.app_planes, model.app_lines),
+        ):
+            for plane in planes:
+                channels, height, width = plane.shape[1:]
+                v = torch.linspace(-1, 1, height)[:, None]
+                u = torch.linspace(-1, 1, width)[None, :]
+                for c in range(channels):
+                    plane[0, c] = torch.cos(0.7 * u + 0.3 * c) * torch.sin(0.5 * v + 1.0 + c)
+            for line in lines:
+                channels, length = line.shape[1:3]
+                w = torch.linspace(-1, 1, length)
+                for c in range(channels):
+                    line[0, c, :, 0] = 0.5 + 0.3 * torch.sin(0.8 * w + c)
+    return model
+
+
+def test_upsampling_preserves_the_represented_field():
+    model = smooth_model()
+    coords = random_coords(500)
+    with torch.no_grad():
+        density_before = model.density_feature_reference(coords)
+        app_before = model.appearance_reference(coords)
+        model.upsample((23, 19, 13))
+        density_after = model.density_feature_reference(coords)
+        app_after = model.appearance_reference(coords)
+    assert model.resolution == (23, 19, 13)
+    assert model.density_planes[0].shape[2:] == (19, 23)
+    assert model.density_lines[0].shape[2] == 13
+    scale = float(density_before.abs().max())
+    assert float((density_after - density_before).abs().max()) < 0.02 * scale
+    torch.testing.assert_close(
+        app_after, app_before, atol=0.02 * float(app_before.abs().max()), rtol=0
+    )
+
+
+def test_upsampling_a_trilinear_field_at_its_vertices_is_exact():
+    """New grid vertices that coincide with old ones keep their value exactly (11 -> 21 puts
+    an old vertex at every other new one)."""
+    model = make_model()
+    before = model.density_volume().detach()  # [7, 9, 11]
+    model.upsample((21, 17, 13))
+    after = model.density_volume().detach()  # [13, 17, 21]
+    torch.testing.assert_close(after[::2, ::2, ::2], before, atol=1e-6, rtol=1e-5)
+
+
+def test_before_step_follows_the_schedule():
+    model = make_model()
+    schedule = grid_schedule((11, 9, 7), (23, 19, 13), 2)
+    assert schedule[0] == (11, 9, 7) and schedule[-1] == (23, 19, 13)
+    assert model.before_step(0) is False
+    assert model.before_step(10) is True
+    assert model.resolution == schedule[1]
+    assert model.before_step(15) is False  # alpha mask only: parameters unchanged
+    assert model.alpha_mask.numel() == math.prod(r - 1 for r in schedule[1])
+    assert model.before_step(20) is True
+    assert model.resolution == (23, 19, 13)
+    # the mask follows the grid after an upsample
+    assert tuple(model.alpha_mask.shape) == (12, 18, 22)
+
+
+def test_num_samples_follows_the_grid_in_ndc():
+    model = make_model("model.tensorf.step_ratio=0.5")
+    assert model.num_samples(0.0, 1.0) == math.ceil((7 - 1) / 0.5) + 1
+    capped = make_model("model.tensorf.max_samples=5")
+    assert capped.num_samples(0.0, 1.0) == 5
+
+
+# ----------------------------------------------------------------------------- alpha mask
+
+
+def blob_model(seed: int) -> TensorfModel:
+    """Density in a few random blobs, empty elsewhere (so the mask has something to drop)."""
+    model = make_model("model.tensorf.density_activation=relu", seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for plane, line in zip(model.density_planes, model.density_lines):
+            plane.copy_(torch.randn(plane.shape, generator=generator) - 1.0)
+            line.copy_(torch.rand(line.shape, generator=generator))
+            plane[0, 0, 2, 3] = 4.0  # at least one dense spot
+            line[0, 0, 3, 0] = 1.0
+    return model
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_alpha_mask_never_drops_significant_density(seed):
+    model = blob_model(seed)
+    model.update_alpha_mask()
+    assert 0.0 < model.occupancy() < 1.0
+    coords = random_coords(4000, seed=seed)
+    with torch.no_grad():
+        sigma = model.activate_density(model.density_feature_reference(coords))
+    alpha = 1.0 - torch.exp(-sigma * model.mask_step())
+    significant = alpha > model.cfg.alpha_mask_threshold
+    assert bool(model.alpha_mask_lookup(coords)[significant].all())
+
+
+def test_alpha_mask_keeps_rendering_unchanged_for_significant_samples():
+    model = blob_model(3)
+    rays = ndc_rays(64)
+    with torch.no_grad():
+        before = model.render_rays(rays, 0.0, 1.0, train=False)
+        model.update_alpha_mask()
+        after = model.render_rays(rays, 0.0, 1.0, train=False)
+    # dropped samples had alpha below 1e-4 each
+    assert float((after.rgb - before.rgb).abs().max()) < model.num_samples(0.0, 1.0) * 1e-4
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def test_adapt_to_state_dict_round_trip():
+    model = make_model()
+    model.before_step(10)  # upsample
+    model.before_step(15)  # alpha mask
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    fresh = make_model(seed=5)
+    assert fresh.resolution != model.resolution
+    fresh.adapt_to_state_dict(state)
+    fresh.load_state_dict(state)
+    assert fresh.resolution == model.resolution
+    rays = ndc_rays(32)
+    with torch.no_grad():
+        a = model.render_rays(rays, 0.0, 1.0, train=False)
+        b = fresh.render_rays(rays, 0.0, 1.0, train=False)
+    torch.testing.assert_close(a.rgb, b.rgb)
+    torch.testing.assert_close(a.depth, b.depth)
+    # a model without a mask (never updated) also round-trips
+    plain = make_model()
+    other = make_model(seed=7)
+    other.adapt_to_state_dict(plain.state_dict())
+    other.load_state_dict(plain.state_dict())
+    assert other.alpha_mask.numel() == 0
+
+
+def test_build_model_registry_and_box():
+    cfg = build_config(overrides=["model.name=tensorf", "model.tensorf.grid_init=[8,8,8]"])
+    model = build_model(cfg)
+    assert isinstance(model, TensorfModel)
+    lo, hi = model.scene_bounds()
+    assert lo.tolist() == pytest.approx(list(NDC_BOX[0]))
+    assert hi.tolist() == pytest.approx(list(NDC_BOX[1]))
+
+
+# ----------------------------------------------------------------------------- regularisers
+
+
+def test_total_variation_zero_on_constant_and_positive_otherwise():
+    constant = torch.full((1, 3, 5, 6), 0.7)
+    assert float(total_variation(constant)) == 0.0
+    ramp = torch.arange(6.0).expand(1, 1, 5, 6).clone()  # steps of 1 along W, 0 along H
+    assert float(total_variation(ramp)) == pytest.approx(1.0)
+    line = torch.arange(4.0).view(1, 1, 4, 1) * 2.0  # steps of 2 along its length
+    assert float(total_variation(line)) == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 4, 5), (1, 3, 6, 1), (1, 1, 1, 4)])
+def test_total_variation_matches_the_plain_formula(shape):
+    plane = torch.randn(shape, requires_grad=True)
+    value = total_variation(plane)
+    value.backward()
+    fast = plane.grad.clone()
+    plane.grad = None
+    plain = total_variation_reference(plane)
+    plain.backward()
+    torch.testing.assert_close(value, plain)
+    torch.testing.assert_close(fast, plane.grad)
+
+
+def test_model_tv_loss_zero_on_constant_grid():
+    model = make_model()
+    with torch.no_grad():
+        for p in model.grid_parameters():
+            p.fill_(0.3)
+    density, appearance = (t.detach() for t in model.tv_loss())
+    assert float(density) == 0.0 and float(appearance) == 0.0
+    result = model.render_rays(ndc_rays(8), 0.0, 1.0, train=True)
+    loss, scalars = model.loss(result, torch.zeros(8, 3), step=0)
+    assert scalars["tv_density"] == 0.0
+    assert float(loss.detach()) == pytest.approx(scalars["mse"], rel=1e-6)
+    with torch.no_grad():
+        model.app_planes[0][0, 0, 0, 0] += 1.0
+    assert float(model.tv_loss()[1].detach()) > 0.0
+
+
+def test_l1_term_only_when_configured():
+    model = make_model("model.tensorf.l1_weight=0.5")
+    result = model.render_rays(ndc_rays(8), 0.0, 1.0, train=True)
+    loss, scalars = model.loss(result, torch.zeros(8, 3), step=0)
+    assert scalars["l1"] > 0.0
+    expected = scalars["mse"] + 0.02 * (scalars["tv_density"] + scalars["tv_app"])
+    assert float(loss.detach()) == pytest.approx(expected + 0.5 * scalars["l1"], rel=1e-5)
+    assert "l1" not in make_model().loss(result, torch.zeros(8, 3), 0)[1]
+
+
+# ----------------------------------------------------------------------------- sanity
+
+
+def test_param_groups_cover_every_parameter_once():
+    model = make_model("model.tensorf.lr_grid=0.03", "model.tensorf.lr_network=0.002")
+    groups = model.param_groups(5e-4)
+    assert [g["lr"] for g in groups] == [0.03, 0.002]
+    optimizer = torch.optim.Adam(groups)  # the group options (betas, fused) are valid
+    model.render_rays(ndc_rays(4), 0.0, 1.0, train=True).rgb.sum().backward()
+    optimizer.step()
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())
+
+
+def test_parameter_count_matches_the_factor_shapes():
+    model = make_model()
+    rx, ry, rz = model.resolution
+    planes = (ry * rx, rz * rx, rz * ry)
+    lines = (rz, ry, rx)
+    expected = sum(c * (p + q) for c, p, q in zip((4, 2, 2), planes, lines))
+    expected += sum(c * (p + q) for c, p, q in zip((6, 3, 3), planes, lines))
+    expected += 12 * 5  # basis
+    decoder_in = 5 + 3 + 2 * 5 + 2 * 3
+    expected += decoder_in * 16 + 16 + 16 * 16 + 16 + 16 * 3 + 3
+    assert sum(p.numel() for p in model.parameters()) == expected
+
+
+@pytest.mark.parametrize("device_type", ["cpu", "cuda"])
+def test_device_profiles_build_and_stay_modest(device_type):
+    profile = device_profile(device_type)
+    cfg = build_config(base=merge_dicts({}, profile))
+    m = cfg.model.tensorf
+    rx, ry, rz = m.grid_final
+    planes = (ry * rx, rz * rx, rz * ry)  # xy, xz, yz
+    components = [a + b for a, b in zip(m.density_components, m.appearance_components)]
+    grid_params = sum(c * p for c, p in zip(components, planes))
+    limit = 12e6 if device_type == "cpu" else 60e6
+    assert grid_params < limit
+    assert 4 * rx * ry * rz < 1.5e9  # the dense density volume (bytes) stays well under 4 GB
+    if device_type == "cpu":
+        assert cfg.train.batch_rays <= 8192
+        assert cfg.train.iters > 0
+
+
+def test_training_steps_reduce_the_loss():
+    """A few Adam steps fit a constant colour."""
+    model = make_model()
+    optimizer = torch.optim.Adam(model.param_groups(1e-3))
+    rays = ndc_rays(256)
+    target = torch.tensor([0.8, 0.3, 0.1]).expand(256, 3)
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for step in range(60):
+        result = model.render_rays(rays, 0.0, 1.0, train=True, generator=generator)
+        loss, scalars = model.loss(result, target, step)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(scalars["mse"])
+    assert losses[-1] < 0.4 * losses[0]
+
+
+# ----------------------------------------------------------------------------- world boxes
+
+
+def test_world_scene_box_and_rendering():
+    model = make_model(ndc=False)
+    lo, hi = model.scene_bounds()
+    assert lo.tolist() == [-1.0, -1.0, -1.0] and hi.tolist() == [1.0, 1.0, 1.0]
+    c2w = torch.eye(4)[:3].expand(3, 3, 4).clone()
+    c2w[:, :3, 3] = torch.tensor([[0.0, 0.0, 2.0], [1.0, 1.0, 1.0], [0.5, 0.0, -1.0]])
+    box_lo, box_hi = scene_box_from_cameras(c2w)
+    assert box_hi[0] == pytest.approx(2.0)  # the farthest camera, at (0, 0, 2)
+    model.set_scene_box(box_lo, box_hi)
+    assert model.normalize(torch.tensor([box_hi]))[0].tolist() == pytest.approx([1.0, 1.0, 1.0])
+    rays = make_rays(6, 8, 7.0, c2w[0], ndc=False).reshape(-1)
+    result = model.render_rays(rays, 0.5, 3.5, train=False)
+    assert result.rgb.shape == (48, 3)
+    assert bool(torch.isfinite(result.rgb).all())
+    with pytest.raises(ConfigError):
+        model.set_scene_box([0, 0, 0], [1, -1, 1])
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="aabb"):
+        make_model("model.tensorf.aabb=[0,0,0,1,1]")
+    with pytest.raises(ConfigError, match="density_activation"):
+        make_model("model.tensorf.density_activation=exp")

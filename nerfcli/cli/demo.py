@@ -22,7 +22,7 @@ MARKER = ".nerf-demo"
 # Training length of the demo per (model, device type): the 160 x 120 demo scene needs far
 # fewer steps than a real capture. Anything not listed uses the model's own profile.
 DEMO_TRAIN: dict[tuple[str, str], dict] = {
-    ("tensorf", "cpu"): {"iters": 1500, "lr_decay_steps": 1500},
+    ("tensorf", "cpu"): {"iters": 600, "lr_decay_steps": 600},
     ("nerf", "cpu"): {"iters": 2000},
 }
 

@@ -123,7 +123,7 @@ CPU_TENSORF: dict = {
     "colour_samples": 8,
     "decoder_width": 64,
 }
-CPU_TRAIN: dict = {"iters": 3000, "batch_rays": 4096, "lr_decay_steps": 3000}
+CPU_TRAIN: dict = {"iters": 2600, "batch_rays": 4096, "lr_decay_steps": 2600}
 CPU_RENDER: dict = {"chunk": 8192}
 GPU_TENSORF: dict = {
     "grid_init": [128, 128, 96],

@@ -81,21 +81,24 @@ def device_profile(device_type: str) -> dict:
     after the dataclass defaults and before the scene preset and --set.
 
     CPU ("cpu"): built for `nerf train fern/` in 10 minutes on 2 cores. Measured on fern at
-    factor 8 (bench/profile_tensorf.py, quiet machine): 22.3 dB held-out at 1 min, 23.1 at
-    2 min, 24.1 at 5 min; the 2400-iteration version of this schedule ended at 24.3 dB after
-    7.3 min. Why each number:
+    factor 8 (bench/profile_tensorf.py, this profile, fairly quiet machine): held-out PSNR
+    (views 0, 8, 16, full size) 22.4 dB at 1 min, 23.1 at 2 min, 24.1 at 5 min and 24.3 at the
+    end (2600 iterations, 8.3 min of training); 1.1 GB peak memory. Why each number:
     - coarse to fine, 96x96x64 -> 320x320x128 vertices, upsampled at 350/700/1050/1400: early
       steps cost ~95 ms and already reach 22 dB by step 600; the xy plane (the image plane in
       NDC) ends near one vertex per 1.5 pixels of the 504-pixel-wide view, z stays coarse.
     - step_ratio 1.0, at most 112 samples per ray: one sample per z voxel.
     - colour_samples 8: colour at 8 weight quantiles per ray instead of the ~30 samples above
-      a 1e-4 weight threshold (the threshold path: 0.48 s/step vs 0.24 s at 237^2 on 1 core,
-      and 7 s vs 1.2 s per spiral frame); -0.05 dB at eval on a model trained with the
-      threshold.
-    - decoder_width 64 (TensoRF's 128 doubles the decoder cost for no gain in 10 minutes).
+      a 1e-4 weight threshold (1 core, 237^2 grid, 2048 rays: 0.48 s/step with the threshold,
+      0.39 s with quantiles, 0.24 s adding the z-slice density); costs 0.08 dB at eval on a
+      model trained with the threshold (0.04 dB with 12 quantiles).
+    - decoder_width 64, as the probe (TensoRF's 128 would double the decoder cost; not
+      compared).
     - batch 4096 rays: the per-step costs that scale with the grid (z-slices, TV, Adam)
-      are paid once for twice the rays; 3000 iterations take ~9 minutes of training time.
-    - render chunk 8192 rays: 1.2 s per 504x378 frame (2.4 min for the 120-frame spiral).
+      are paid once for twice the rays; 2600 iterations take ~8.3 minutes (~230 ms per step
+      at the final grid, ~90 ms at the first), leaving room for a slower or busier machine.
+    - render chunk 8192 rays: 1.2-1.7 s per 504x378 frame (2.4-3.3 min for the 120-frame
+      spiral).
     GPU (anything else): TensoRF's LLFF recipe, shortened: 128x128x96 -> 448x448x256, half-
     voxel steps, 16 colour quantiles, the 128-wide decoder, 8000 iterations of 4096 rays
     (aimed at ~25 dB on fern in under 5 minutes on one H100; not measured here).

@@ -81,14 +81,16 @@ MODELS: dict[str, ModelBuilder] = {
 def model_profile(name: str, device_type: str) -> dict:
     """Model- and device-specific config defaults (a nested dict merged over the dataclass
     defaults and under scene presets, --set and flags). The classic model's defaults are the
-    reference nerf-pytorch settings already, so it has none."""
+    reference nerf-pytorch settings; its profile only changes how the work is chunked."""
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
     if name == "tensorf":
         from nerfcli.models.tensorf import device_profile
 
         return device_profile(device_type)
-    return {}
+    from nerfcli.models.nerf import device_profile as nerf_profile
+
+    return nerf_profile(device_type)
 
 
 def build_model(cfg: Config) -> RadianceModel:

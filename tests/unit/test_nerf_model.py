@@ -50,3 +50,57 @@ def test_render_rays_shapes_and_coarse_output():
     loss.backward()
     assert model.fine.pts_linears[0].weight.grad is not None
     assert model.coarse.pts_linears[0].weight.grad is not None
+
+
+def test_cpu_profile_only_changes_how_work_is_chunked():
+    from nerfcli.config import to_dict
+    from nerfcli.models import model_profile
+
+    for device_type in ("cpu", "cuda"):
+        profile = model_profile("nerf", device_type)
+        assert set(profile) <= {"train", "render"}
+        assert set(profile.get("train", {})) <= {"grad_chunk_rays"}
+        assert set(profile.get("render", {})) <= {"chunk"}
+        cfg = build_config(None, ["model.name=nerf"], base=profile)
+        defaults = build_config(None, ["model.name=nerf"])
+        assert to_dict(cfg)["model"] == to_dict(defaults)["model"]
+    assert model_profile("nerf", "cpu")["train"]["grad_chunk_rays"] > 0
+
+
+def test_chunked_gradients_equal_the_whole_batch(tmp_path):
+    """train.grad_chunk_rays accumulates share-weighted chunk losses: the same loss and the
+    same gradient as one pass over the batch (deterministic sampling, no density noise)."""
+    from nerfcli.llff import load_scene
+    from nerfcli.train import Trainer
+    from tests.conftest import write_llff
+
+    scene = load_scene(write_llff(tmp_path / "s", n=4, height=8, width=10), factor=1)
+    grads = {}
+    losses = {}
+    for chunk in (0, 5, 16):
+        cfg = build_config(
+            None,
+            [
+                "model.name=nerf",
+                "model.nerf.netwidth=16",
+                "model.nerf.netwidth_fine=16",
+                "model.nerf.netdepth=3",
+                "model.nerf.netdepth_fine=3",
+                "model.nerf.skips=[1]",
+                "render.n_samples=8",
+                "render.n_importance=8",
+                "render.perturb=false",
+                "render.raw_noise_std=0",
+                "data.factor=1",
+                f"train.grad_chunk_rays={chunk}",
+            ],
+        )
+        trainer = Trainer(cfg, scene, tmp_path / f"run{chunk}", "cpu")
+        batch = trainer.rays[torch.arange(37)]
+        loss, _ = trainer._forward_backward(batch, trainer.target[:37], use_amp=False)
+        losses[chunk] = float(loss)
+        grads[chunk] = [p.grad.clone() for p in trainer.model.parameters()]
+    for chunk in (5, 16):
+        assert abs(losses[chunk] - losses[0]) < 1e-6 * max(1.0, losses[0])
+        for a, b in zip(grads[chunk], grads[0]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)

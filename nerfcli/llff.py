@@ -492,8 +492,15 @@ def load_images(
 
 
 def _cache_resized(folder: Path, sources: list[Path], imgs: list[np.ndarray]) -> None:
-    """Keep resized images as images_{factor}/ when that can be done atomically; else skip."""
+    """Keep resized images as images_{factor}/ when that can be done atomically; else skip.
+    A scene folder without write permission is left alone even where the process could write
+    it anyway (root ignores permission bits): someone made it read-only on purpose."""
     if folder.exists():
+        return
+    try:
+        if not folder.parent.stat().st_mode & 0o222 or not os.access(folder.parent, os.W_OK):
+            return
+    except OSError:
         return
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))

@@ -86,6 +86,31 @@ def composite_weights(
 ) -> Composite:
     """Sum weighted colour and depth [R, S] -> per-ray outputs."""
     rgb_map = torch.sum(weights[..., None] * rgb, -2)  # [R, 3]
+    return _per_ray(weights, rgb_map, t_vals, white_bkgd)
+
+
+def composite_grouped(
+    weights: torch.Tensor,
+    group: torch.Tensor,
+    colours: torch.Tensor,
+    t_vals: torch.Tensor,
+    white_bkgd: bool = False,
+) -> Composite:
+    """composite_weights for colour that is piecewise constant along each ray: sample s of
+    ray r has colour colours[r, group[r, s]] (colours [R, K, 3], group [R, S] in 0..K-1).
+    The weights of each group are summed first ([R, K]), so the colours are never expanded
+    to every sample ([R, S, 3]); the result is the same up to float rounding."""
+    group_weights = torch.zeros(
+        colours.shape[:2], dtype=weights.dtype, device=weights.device
+    ).scatter_add(1, group, weights)  # [R, K]
+    rgb_map = torch.sum(group_weights[..., None] * colours, -2)  # [R, 3]
+    return _per_ray(weights, rgb_map, t_vals, white_bkgd)
+
+
+def _per_ray(
+    weights: torch.Tensor, rgb_map: torch.Tensor, t_vals: torch.Tensor, white_bkgd: bool
+) -> Composite:
+    """Depth, opacity and disparity [R] from the weights [R, S]; the white background."""
     depth = torch.sum(weights * t_vals, -1)  # [R]
     opacity = torch.sum(weights, -1)  # [R]
     disparity = 1.0 / torch.clamp(depth / torch.clamp(opacity, min=1e-10), min=1e-10)  # [R]

@@ -60,7 +60,7 @@ class StepEvent:
     total: int
     loss: float
     psnr: float
-    lr: float
+    lr: float  # the current rate of the first parameter group (TensoRF: the grids)
     train_seconds: float
     its: float
 
@@ -440,6 +440,8 @@ class Trainer:
             factor = learning_rate_factor(self.cfg, self.step)
             for group in self.optimizer.param_groups:
                 group["lr"] = group["initial_lr"] * factor
+            # What the optimizer uses, per parameter group (TensoRF: grids, then networks).
+            lrs = [group["lr"] for group in self.optimizer.param_groups]
             index = torch.randint(
                 0, num_rays, (cfg.batch_rays,), generator=self.generator, device=self.device
             )  # [B]
@@ -459,10 +461,12 @@ class Trainer:
                     "step": self.step,
                     "loss": last_loss,
                     "psnr": last_psnr,
-                    "lr": cfg.lr * factor,
+                    "lr": lrs[0],
                     "elapsed": round(self.train_seconds, 3),
                     "wall": round(time.perf_counter() - wall_start, 3),
                 }
+                if len(lrs) > 1:
+                    record["lr_groups"] = lrs
                 self._log(record)
                 history.append(record)
             self.on_event(
@@ -471,7 +475,7 @@ class Trainer:
                     total,
                     last_loss,
                     last_psnr,
-                    cfg.lr * factor,
+                    lrs[0],
                     self.train_seconds,
                     len(recent) / max(sum(recent), 1e-9),
                 )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
@@ -72,3 +73,44 @@ def write_llff(
 @pytest.fixture
 def tiny_llff(tmp_path: Path) -> Path:
     return write_llff(tmp_path / "tiny")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight a busy machine for cores).
+    Modules opt in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def settings_args(settings: dict) -> list[str]:
+    """{'train.lr': 3e-3} -> ['--set', 'train.lr=0.003'] for the CLI."""
+    args: list[str] = []
+    for key, value in settings.items():
+        args += ["--set", f"{key}={value}"]
+    return args
+
+
+def tiny_nerf_args(
+    width: int = 32,
+    depth: int = 4,
+    skips: str = "[2]",
+    samples: int = 16,
+    fine_samples: int | None = None,
+    **train,
+) -> list[str]:
+    """`nerf train` options for a classic NeRF shrunk so a step takes milliseconds; keyword
+    arguments add train.KEY=VALUE settings (batch_rays=64, eval_every=0, ...)."""
+    settings = {
+        "model.nerf.netwidth": width,
+        "model.nerf.netwidth_fine": width,
+        "model.nerf.netdepth": depth,
+        "model.nerf.netdepth_fine": depth,
+        "model.nerf.skips": skips,
+        "render.n_samples": samples,
+        "render.n_importance": samples if fine_samples is None else fine_samples,
+        **{f"train.{key}": value for key, value in train.items()},
+    }
+    return ["--model", "nerf", "--factor", "1", *settings_args(settings)]

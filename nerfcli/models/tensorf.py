@@ -55,6 +55,7 @@ from nerfcli.rays import Rays
 from nerfcli.render import (
     RenderResult,
     alpha_from_density,
+    composite_grouped,
     composite_weights,
     sample_deltas,
     sample_points,
@@ -649,15 +650,19 @@ class TensorfModel(RadianceModel):
         rgb = torch.zeros(num_rays * num_samples, 3, device=colour.device, dtype=colour.dtype)
         return rgb.index_put((flat_index,), colour).view(num_rays, num_samples, 3)
 
-    def _colour_by_quantiles(self, rays, t_vals, weights) -> tuple[torch.Tensor, torch.Tensor]:
-        """Colour [R, S, 3] from K = colour_samples evaluations per ray.
+    def _colour_by_quantiles(
+        self, rays, t_vals, weights
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Colour from K = colour_samples evaluations per ray: (colours [R, K, 3], the group
+        [R, S] whose colour each sample takes, evaluated flat indices [U]).
 
         Each ray's weight mass is cut into K equal quantiles; the colour of quantile k is
         evaluated once, at the sample holding its middle ((k + 0.5) / K of the mass), and
         every sample whose mass lies in quantile k takes that colour. Compositing then uses
         the exact weights, so depth, opacity and the density gradients keep every sample; only
         the colour along the ray is held piecewise constant over K stretches of equal mass.
-        Exact when colour does not change along a ray; returns (rgb, evaluated flat indices).
+        Exact when colour does not change along a ray. Sample s of ray r has colour
+        colours[r, group[r, s]]; `composite_grouped` composites that without expanding it.
         """
         num_rays, num_samples = t_vals.shape
         count = self.cfg.colour_samples
@@ -676,8 +681,7 @@ class TensorfModel(RadianceModel):
         features = self.appearance_fast(coords)  # [U, app_dim]
         colour = self.decoder(features, rays.viewdirs[ray_index])  # [U, 3]
         per_quantile = colour[inverse]  # [R, K, 3]
-        rgb = torch.gather(per_quantile, 1, group[..., None].expand(-1, -1, 3))  # [R, S, 3]
-        return rgb, unique
+        return per_quantile, group, unique
 
     def _render(self, rays, near, far, train, generator, reference: bool) -> RenderResult:
         num_rays = len(rays)
@@ -711,7 +715,8 @@ class TensorfModel(RadianceModel):
             app_index = valid_index  # colour at every sample inside the box
             rgb = self._colour_at(rays, t_vals, app_index, reference=True)  # [R, S, 3]
         elif self.cfg.colour_samples > 0:
-            rgb, app_index = self._colour_by_quantiles(rays, t_vals, weights)  # [R, S, 3]
+            colours, group, app_index = self._colour_by_quantiles(rays, t_vals, weights)
+            rgb = None  # [R, K, 3] colours by group [R, S]: composited without expanding
         else:
             threshold = self.cfg.weight_threshold
             app_index = torch.nonzero(weights.detach().reshape(-1) > threshold).squeeze(-1)
@@ -720,7 +725,10 @@ class TensorfModel(RadianceModel):
         # (all samples, samples given density, samples given colour), for profiling
         given_density = num_rays * num_samples if valid_index is None else len(valid_index)
         self.last_sample_counts = (num_rays * num_samples, given_density, len(app_index))
-        out = composite_weights(weights, rgb, t_vals, self.white_bkgd)
+        if rgb is None:
+            out = composite_grouped(weights, group, colours, t_vals, self.white_bkgd)
+        else:
+            out = composite_weights(weights, rgb, t_vals, self.white_bkgd)
         return RenderResult(out.rgb, out.depth, out.disparity, out.opacity)
 
     # ------------------------------------------------------------------ loss

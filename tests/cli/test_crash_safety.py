@@ -51,60 +51,27 @@ import nerfcli.checkpoint as checkpoint_module
 from nerfcli.checkpoint import load_checkpoint, save_checkpoint
 from nerfcli.cli.app import app
 from nerfcli.errors import CheckpointError
-from tests.conftest import write_llff
+from tests.conftest import settings_args, tiny_nerf_args, write_llff
 
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight a busy machine for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # A classic NeRF shrunk so each step takes milliseconds; a checkpoint every 2 steps (~280 KB).
-TINY = [
-    "--model",
-    "nerf",
-    "--factor",
-    "1",
-    "--set",
-    "model.nerf.netwidth=32",
-    "--set",
-    "model.nerf.netwidth_fine=32",
-    "--set",
-    "model.nerf.netdepth=4",
-    "--set",
-    "model.nerf.netdepth_fine=4",
-    "--set",
-    "model.nerf.skips=[2]",
-    "--set",
-    "render.n_samples=16",
-    "--set",
-    "render.n_importance=16",
-    "--set",
-    "train.batch_rays=64",
-    "--set",
-    "train.eval_every=0",
-    "--set",
-    "train.ckpt_every=2",
-    "--set",
-    "train.log_every=1",
-]
+TINY = tiny_nerf_args(batch_rays=64, eval_every=0, ckpt_every=2, log_every=1)
 # Wide layers but few rays: cheap steps, a ~17 MB checkpoint that takes tens of ms to write.
 WIDE = [
     *TINY,
-    "--set",
-    "model.nerf.netwidth=384",
-    "--set",
-    "model.nerf.netwidth_fine=384",
-    "--set",
-    "train.batch_rays=16",
-    "--set",
-    "train.ckpt_every=1",
+    *settings_args(
+        {
+            "model.nerf.netwidth": 384,
+            "model.nerf.netwidth_fine": 384,
+            "train.batch_rays": 16,
+            "train.ckpt_every": 1,
+        }
+    ),
 ]
 
 

@@ -12,52 +12,20 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from nerfcli.checkpoint import load_checkpoint
 from nerfcli.cli.app import app
 from nerfcli.llff import load_scene
-from tests.conftest import write_llff
+from tests.conftest import tiny_nerf_args, write_llff
 
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight a busy machine for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-TINY = [
-    "--model",
-    "nerf",
-    "--factor",
-    "1",
-    "--set",
-    "model.nerf.netwidth=16",
-    "--set",
-    "model.nerf.netwidth_fine=16",
-    "--set",
-    "model.nerf.netdepth=2",
-    "--set",
-    "model.nerf.netdepth_fine=2",
-    "--set",
-    "model.nerf.skips=[]",
-    "--set",
-    "render.n_samples=8",
-    "--set",
-    "render.n_importance=8",
-    "--set",
-    "train.batch_rays=64",
-    "--set",
-    "train.eval_every=2",
-    "--set",
-    "train.ckpt_every=2",
-]
+TINY = tiny_nerf_args(16, 2, "[]", 8, batch_rays=64, eval_every=2, ckpt_every=2)
 
 
 def image_name(view: int) -> str:

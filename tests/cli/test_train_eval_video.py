@@ -17,39 +17,12 @@ import torch
 from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
-from tests.conftest import write_llff
+from tests.conftest import settings_args, tiny_nerf_args, write_llff
 
 runner = CliRunner()
 
 # A classic NeRF shrunk so each step takes milliseconds.
-TINY_NERF = [
-    "--model",
-    "nerf",
-    "--factor",
-    "1",
-    "--set",
-    "model.nerf.netwidth=32",
-    "--set",
-    "model.nerf.netwidth_fine=32",
-    "--set",
-    "model.nerf.netdepth=4",
-    "--set",
-    "model.nerf.netdepth_fine=4",
-    "--set",
-    "model.nerf.skips=[2]",
-    "--set",
-    "render.n_samples=16",
-    "--set",
-    "render.n_importance=16",
-    "--set",
-    "train.batch_rays=128",
-    "--set",
-    "train.eval_every=10",
-    "--set",
-    "train.ckpt_every=5",
-    "--set",
-    "train.log_every=5",
-]
+TINY_NERF = tiny_nerf_args(batch_rays=128, eval_every=10, ckpt_every=5, log_every=5)
 
 
 @pytest.fixture
@@ -310,24 +283,19 @@ def test_training_on_the_generated_scene_raises_held_out_psnr(tmp_path: Path):
             "--out",
             str(out),
             "--json",
-            "--set",
-            "model.nerf.netwidth=64",
-            "--set",
-            "model.nerf.netwidth_fine=64",
-            "--set",
-            "model.nerf.netdepth=4",
-            "--set",
-            "model.nerf.netdepth_fine=4",
-            "--set",
-            "model.nerf.skips=[2]",
-            "--set",
-            "render.n_samples=24",
-            "--set",
-            "render.n_importance=8",
-            "--set",
-            "train.batch_rays=256",
-            "--set",
-            "train.lr=3e-3",
+            *settings_args(
+                {
+                    "model.nerf.netwidth": 64,
+                    "model.nerf.netwidth_fine": 64,
+                    "model.nerf.netdepth": 4,
+                    "model.nerf.netdepth_fine": 4,
+                    "model.nerf.skips": "[2]",
+                    "render.n_samples": 24,
+                    "render.n_importance": 8,
+                    "train.batch_rays": 256,
+                    "train.lr": 3e-3,
+                }
+            ),
             "--set",
             "train.eval_every=100",
         ],

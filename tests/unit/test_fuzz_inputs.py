@@ -39,18 +39,12 @@ from nerfcli.errors import CheckpointError, ConfigError, DataError, NerfError
 from nerfcli.llff import Scene, load_scene
 from nerfcli.models import build_model
 from nerfcli.video import load_path_file
-from tests.conftest import look_at_stored, write_llff
+from tests.conftest import look_at_stored, tiny_nerf_args, write_llff
 
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight a busy machine for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fuzz(max_examples: int) -> settings:
@@ -66,32 +60,7 @@ def fuzz(max_examples: int) -> settings:
     )
 
 
-TINY = [
-    "--model",
-    "nerf",
-    "--factor",
-    "1",
-    "--set",
-    "model.nerf.netwidth=16",
-    "--set",
-    "model.nerf.netwidth_fine=16",
-    "--set",
-    "model.nerf.netdepth=2",
-    "--set",
-    "model.nerf.netdepth_fine=2",
-    "--set",
-    "model.nerf.skips=[]",
-    "--set",
-    "render.n_samples=8",
-    "--set",
-    "render.n_importance=8",
-    "--set",
-    "train.batch_rays=32",
-    "--set",
-    "train.eval_every=0",
-    "--set",
-    "train.ckpt_every=0",
-]
+TINY = tiny_nerf_args(16, 2, "[]", 8, batch_rays=32, eval_every=0, ckpt_every=0)
 
 
 @contextmanager

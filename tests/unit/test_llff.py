@@ -194,6 +194,25 @@ def test_images_are_resized_from_images_folder(tmp_path):
     scene = load_scene(root, factor=4)
     assert scene.images.shape == (6, 6, 8, 3)
     assert (scene.height, scene.width, scene.focal) == (6, 8, 30.0 / 4)
+    assert sorted(p.name for p in (root / "images_4").iterdir()) == [
+        f"img{k:03d}.png" for k in range(6)
+    ]  # cached for the next load
+    again = load_scene(root, factor=4)
+    assert Path(again.image_files[0]).parent.name == "images_4"
+    np.testing.assert_allclose(again.images, scene.images, atol=0.5 / 255)
+
+
+def test_read_only_scene_folder_is_never_written(tmp_path):
+    """No resize cache in a folder without write permission, even as root (which could)."""
+    root = write_llff(tmp_path / "s", height=24, width=32)
+    before = sorted(p.name for p in root.iterdir())
+    root.chmod(0o555)
+    try:
+        scene = load_scene(root, factor=4)
+    finally:
+        root.chmod(0o755)
+    assert scene.images.shape == (6, 6, 8, 3)
+    assert sorted(p.name for p in root.iterdir()) == before
 
 
 def test_image_count_mismatch_is_a_data_error(tiny_llff):

@@ -6,12 +6,16 @@ import math
 
 import hypothesis.strategies as st
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 
 from nerfcli.render import (
     LAST_DELTA,
+    alpha_from_density,
     composite,
+    composite_grouped,
+    composite_weights,
     sample_deltas,
     sample_pdf,
     stratified_samples,
@@ -141,3 +145,30 @@ def test_sample_pdf_uniform_weights_give_uniform_samples():
     edges = torch.linspace(0.0, 1.0, 5)[None]
     det = sample_pdf(edges, torch.ones(1, 4), 5, deterministic=True)
     assert np.allclose(det.numpy(), [[0.0, 0.25, 0.5, 0.75, 1.0]], atol=1e-4)
+
+
+@pytest.mark.parametrize("rays, samples, groups", [(1, 1, 1), (7, 12, 3), (33, 40, 8)])
+def test_grouped_composite_equals_expanding_the_colours(rays, samples, groups):
+    """Piecewise-constant colour composited by group weights [R, K] gives what expanding the
+    colours to every sample [R, S, 3] gives: values and gradients, white background too."""
+    generator = torch.Generator().manual_seed(rays * 100 + samples)
+    sigma = torch.rand(rays, samples, generator=generator) * 3
+    t_vals = torch.sort(torch.rand(rays, samples, generator=generator), -1).values
+    rays_d = torch.randn(rays, 3, generator=generator)
+    group = torch.sort(torch.randint(0, groups, (rays, samples), generator=generator), -1).values
+    colours = torch.rand(rays, groups, 3, generator=generator)
+    upstream = torch.randn(rays, 3, generator=generator)
+    results = []
+    for grouped in (False, True):
+        c = colours.clone().requires_grad_(True)
+        s = sigma.clone().requires_grad_(True)
+        weights = weights_from_alpha(alpha_from_density(s, sample_deltas(t_vals, rays_d)))
+        if grouped:
+            out = composite_grouped(weights, group, c, t_vals, white_bkgd=True)
+        else:
+            expanded = torch.gather(c, 1, group[..., None].expand(-1, -1, 3))  # [R, S, 3]
+            out = composite_weights(weights, expanded, t_vals, white_bkgd=True)
+        ((out.rgb * upstream).sum() + out.depth.sum()).backward()
+        results.append((out.rgb, out.depth, out.opacity, c.grad, s.grad))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)

@@ -546,3 +546,42 @@ def test_config_errors_name_the_key():
         make_model("model.tensorf.aabb=[0,0,0,1,1]")
     with pytest.raises(ConfigError, match="density_activation"):
         make_model("model.tensorf.density_activation=exp")
+
+
+def test_trainer_logs_the_rates_the_optimizer_uses(tmp_path):
+    """TensoRF trains its grids and its networks at different rates, both decaying: the log
+    shows what Adam actually used (first group as `lr`, every group in `lr_groups`)."""
+    import json
+
+    from nerfcli.llff import load_scene
+    from nerfcli.train import learning_rate_factor, train
+    from tests.conftest import write_llff
+
+    scene = load_scene(write_llff(tmp_path / "s", n=4, height=8, width=10), factor=1)
+    cfg = build_config(
+        overrides=[
+            "data.factor=1",
+            "model.tensorf.grid_init=[8,8,8]",
+            "model.tensorf.grid_final=[8,8,8]",
+            "model.tensorf.upsample_steps=[]",
+            "model.tensorf.alpha_mask_steps=[]",
+            "model.tensorf.density_components=[2,2,2]",
+            "model.tensorf.appearance_components=[2,2,2]",
+            "model.tensorf.app_dim=4",
+            "model.tensorf.decoder_width=8",
+            "model.tensorf.lr_grid=0.02",
+            "model.tensorf.lr_network=0.001",
+            "train.iters=3",
+            "train.batch_rays=16",
+            "train.log_every=1",
+            "train.eval_every=0",
+            "train.lr_decay_steps=2",
+        ]
+    )
+    train(cfg, scene, tmp_path / "run", "cpu")
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3]
+    for record in records:
+        factor = learning_rate_factor(cfg, record["step"] - 1)  # the rate the step used
+        assert record["lr_groups"] == pytest.approx([0.02 * factor, 0.001 * factor])
+        assert record["lr"] == record["lr_groups"][0]

@@ -84,7 +84,9 @@ def device_profile(device_type: str) -> dict:
     CPU ("cpu"): built for `nerf train fern/` in 10 minutes on 2 cores. Measured on fern at
     factor 8 (bench/profile_tensorf.py, this profile, fairly quiet machine): held-out PSNR
     (views 0, 8, 16, full size) 22.4 dB at 1 min, 23.1 at 2 min, 24.1 at 5 min and 24.3 at the
-    end (2600 iterations, 8.3 min of training); 1.1 GB peak memory. Why each number:
+    end (2600 iterations, 8.3 min of training); 1.1 GB peak memory. On the slower AVX2
+    machine of bench/README.md (2026-11-30): 21.2 dB at 1 min, 23.6 at 5, 24.1 at 10 min
+    (step 2068 of 2600), 1.0 GB. Why each number:
     - coarse to fine, 96x96x64 -> 320x320x128 vertices, upsampled at 350/700/1050/1400: early
       steps cost ~95 ms and already reach 22 dB by step 600; the xy plane (the image plane in
       NDC) ends near one vertex per 1.5 pixels of the 504-pixel-wide view, z stays coarse.

@@ -182,6 +182,27 @@ def sample_pdf(
     return bins_below + frac * (bins_above - bins_below)  # [R, n]
 
 
+def box_interval(
+    rays_o: torch.Tensor,
+    rays_d: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    near: float,
+    far: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The part of each ray's [near, far] inside the box lo..hi (slab method): t_in, t_out [R].
+    A ray that misses the box there gets t_in = t_out = near, a point outside the box."""
+    safe = torch.where(rays_d.abs() < 1e-9, torch.full_like(rays_d, 1e-9), rays_d)  # [R, 3]
+    to_lo = (lo - rays_o) / safe  # [R, 3]
+    to_hi = (hi - rays_o) / safe  # [R, 3]
+    t_in = torch.minimum(to_lo, to_hi).amax(-1).clamp(min=near)  # [R]
+    t_out = torch.maximum(to_lo, to_hi).amin(-1).clamp(max=far)  # [R]
+    miss = t_out <= t_in
+    t_in = torch.where(miss, torch.full_like(t_in, near), t_in)
+    t_out = torch.where(miss, torch.full_like(t_out, near), t_out)
+    return t_in, t_out
+
+
 def sample_points(rays_o: torch.Tensor, rays_d: torch.Tensor, t_vals: torch.Tensor) -> torch.Tensor:
     """Points [R, S, 3] = o + t d."""
     return rays_o[..., None, :] + rays_d[..., None, :] * t_vals[..., :, None]

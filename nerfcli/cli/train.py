@@ -45,14 +45,11 @@ def resolve_config(
     extra = list(overrides)
     if model is not None:
         extra.append(f"model.name={model}")
+    if spherify:
+        extra = ["data.spherify=true", "data.ndc=false", *extra]
     probe = build_config(config, extra)
-    cfg = build_config(config, extra, base=model_profile(probe.model.name, device_type))
-    if spherify and not cfg.data.spherify:
-        cfg = build_config(
-            config,
-            extra + ["data.spherify=true", "data.ndc=false"],
-            base=model_profile(probe.model.name, device_type),
-        )
+    profile = model_profile(probe.model.name, device_type, probe.data.ndc)
+    cfg = build_config(config, extra, base=profile)
     cfg = with_values(cfg, "data", factor=factor)
     cfg = with_values(cfg, "train", iters=iters, max_minutes=max_minutes, seed=seed)
     return cfg

@@ -78,7 +78,7 @@ MODELS: dict[str, ModelBuilder] = {
 }
 
 
-def model_profile(name: str, device_type: str) -> dict:
+def model_profile(name: str, device_type: str, ndc: bool = True) -> dict:
     """Model- and device-specific config defaults (a nested dict merged over the dataclass
     defaults and under scene presets, --set and flags). The classic model's defaults are the
     reference nerf-pytorch settings; its profile only changes how the work is chunked."""
@@ -87,7 +87,7 @@ def model_profile(name: str, device_type: str) -> dict:
     if name == "tensorf":
         from nerfcli.models.tensorf import device_profile
 
-        return device_profile(device_type)
+        return device_profile(device_type, ndc)
     from nerfcli.models.nerf import device_profile as nerf_profile
 
     return nerf_profile(device_type)

@@ -13,7 +13,8 @@ the scene box, so grid vertices sit at integer pixel positions. Forward-facing s
 rendered in NDC with the LLFF box [[-1.5, -1.67, -1], [1.5, 1.67, 1]]; other scenes (`--spherify`)
 in world coordinates inside `model.tensorf.aabb`, or by default a cube of half-size 1 (spherified
 poses put the cameras on a sphere of radius about 1 around the object), or the box a caller sets
-with `set_scene_box` (see `scene_box_from_cameras`).
+with `set_scene_box` (see `scene_box_from_cameras`). There each ray is sampled only over the
+part of its [near, far] inside the box (`render.box_interval`), as TensoRF does.
 
 Every fast path has a plain reference beside it, and tests check that they agree (values and
 gradients, several batch shapes):
@@ -55,6 +56,7 @@ from nerfcli.rays import Rays
 from nerfcli.render import (
     RenderResult,
     alpha_from_density,
+    box_interval,
     composite_grouped,
     composite_weights,
     sample_deltas,
@@ -77,9 +79,10 @@ LINE_AXES = (2, 1, 0)
 # ----------------------------------------------------------------------------- device profiles
 
 
-def device_profile(device_type: str) -> dict:
-    """Config overrides for a device type ("cpu", "cuda", "mps"), merged by the train command
-    after the dataclass defaults and before the scene preset and --set.
+def device_profile(device_type: str, ndc: bool = True) -> dict:
+    """Config overrides for a device type ("cpu", "cuda", "mps") and scene kind (forward-facing
+    in NDC, or a surround capture in world coordinates), merged by the train command after the
+    dataclass defaults and before the scene preset and --set.
 
     CPU ("cpu"): built for `nerf train fern/` in 10 minutes on 2 cores. Measured on fern at
     factor 8 (bench/profile_tensorf.py, this profile, fairly quiet machine): held-out PSNR
@@ -105,7 +108,23 @@ def device_profile(device_type: str) -> dict:
     GPU (anything else): TensoRF's LLFF recipe, shortened: 128x128x96 -> 448x448x256, half-
     voxel steps, 16 colour quantiles, the 128-wide decoder, 8000 iterations of 4096 rays
     (aimed at ~25 dB on fern in under 5 minutes on one H100; not measured here).
+    Surround captures (`--spherify`, world coordinates) take an isotropic grid in the cube
+    around the cameras instead: CPU 64^3 -> 192^3 (a dense 192^3 density volume per step costs
+    about half the 320x320x128 NDC grid's), up to 128 samples along the part of each ray inside
+    the box; GPU 128^3 -> 300^3 (TensoRF's size for objects).
     """
+    if device_type == "cpu" and not ndc:
+        return {
+            "model": {"tensorf": {**CPU_TENSORF, **CPU_SURROUND}},
+            "train": dict(CPU_TRAIN),
+            "render": dict(CPU_RENDER),
+        }
+    if not ndc:
+        return {
+            "model": {"tensorf": {**GPU_TENSORF, **GPU_SURROUND}},
+            "train": dict(GPU_TRAIN),
+            "render": dict(GPU_RENDER),
+        }
     if device_type == "cpu":
         return {
             "model": {"tensorf": dict(CPU_TENSORF)},
@@ -141,6 +160,12 @@ GPU_TENSORF: dict = {
     "colour_samples": 16,
     "decoder_width": 128,
 }
+CPU_SURROUND: dict = {
+    "grid_init": [64, 64, 64],
+    "grid_final": [192, 192, 192],
+    "max_samples": 128,
+}
+GPU_SURROUND: dict = {"grid_init": [128, 128, 128], "grid_final": [300, 300, 300]}
 GPU_TRAIN: dict = {"iters": 8000, "batch_rays": 4096, "lr_decay_steps": 8000}
 GPU_RENDER: dict = {"chunk": 16384}
 
@@ -566,11 +591,14 @@ class TensorfModel(RadianceModel):
         if self.ndc:
             span_voxels = float(res[2] - 1)
         else:
-            voxel = float(torch.mean((self.aabb[1] - self.aabb[0]).cpu() / (res - 1)))
+            size = (self.aabb[1] - self.aabb[0]).cpu()  # [3]
+            voxel = float(torch.mean(size / (res - 1)))
             length = 1.0
             if rays_d is not None and rays_d.numel():
                 length = float(torch.linalg.norm(rays_d, dim=-1).mean())
-            span_voxels = (far - near) * length / voxel
+            # samples cover only the part of each ray inside the box (sample_depths)
+            span = min((far - near) * length, float(torch.linalg.norm(size)))
+            span_voxels = span / voxel
         count = int(math.ceil(span_voxels / self.cfg.step_ratio)) + 1
         if self.cfg.max_samples > 0:
             count = min(count, self.cfg.max_samples)
@@ -613,7 +641,9 @@ class TensorfModel(RadianceModel):
     def sample_depths(self, rays: Rays, near: float, far: float, train: bool, generator):
         """Sample depths t [R, S], stratified in [near, far] (jittered when training). In NDC
         the jitter is drawn once per sample index and shared by the rays of the batch, so all
-        NDC rays keep a common z per sample (density_slices relies on it)."""
+        NDC rays keep a common z per sample (density_slices relies on it). In world
+        coordinates each ray is sampled only where it is inside the scene box (as TensoRF
+        does): samples outside would have zero density anyway."""
         num_rays = len(rays)
         num_samples = self.num_samples(near, far, rays.directions)
         device = rays.origins.device
@@ -621,8 +651,11 @@ class TensorfModel(RadianceModel):
         if self.ndc:
             row = stratified_samples(near, far, 1, num_samples, perturb, False, generator, device)
             return row.expand(num_rays, num_samples)  # [R, S]
+        t_in, t_out = box_interval(
+            rays.origins, rays.directions, self.aabb[0], self.aabb[1], near, far
+        )  # [R], [R]
         return stratified_samples(
-            near, far, num_rays, num_samples, perturb, False, generator, device
+            t_in, t_out, num_rays, num_samples, perturb, False, generator, device
         )  # [R, S]
 
     def _shares_depth(self, rays: Rays) -> bool:

@@ -13,11 +13,13 @@ from hypothesis import given, settings
 from nerfcli.render import (
     LAST_DELTA,
     alpha_from_density,
+    box_interval,
     composite,
     composite_grouped,
     composite_weights,
     sample_deltas,
     sample_pdf,
+    sample_points,
     stratified_samples,
     transmittance,
     weights_from_alpha,
@@ -172,3 +174,54 @@ def test_grouped_composite_equals_expanding_the_colours(rays, samples, groups):
         results.append((out.rgb, out.depth, out.opacity, c.grad, s.grad))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_box_interval_is_the_part_of_the_ray_inside_the_box():
+    """Points between t_in and t_out are inside the box and every other point of [near, far]
+    is outside; a ray that misses gets the empty interval at near."""
+    generator = torch.Generator().manual_seed(3)
+    lo, hi = torch.tensor([-1.0, -0.5, -2.0]), torch.tensor([1.0, 0.5, 1.0])
+    rays_o = torch.randn(500, 3, generator=generator) * 2.0
+    rays_d = torch.randn(500, 3, generator=generator)
+    rays_d[:10, 1] = 0.0  # parallel to a pair of faces
+    near, far = 0.1, 4.0
+    t_in, t_out = box_interval(rays_o, rays_d, lo, hi, near, far)  # [R], [R]
+    assert bool((near <= t_in).all() and (t_in <= t_out).all() and (t_out <= far).all())
+    t = torch.linspace(near, far, 2001)  # [T]
+    points = rays_o[:, None] + t[None, :, None] * rays_d[:, None]  # [R, T, 3]
+    eps = 1e-4
+    inside = ((points >= lo + eps) & (points <= hi - eps)).all(-1)  # [R, T] strictly inside
+    outside = ((points < lo - eps) | (points > hi + eps)).any(-1)  # [R, T] clearly outside
+    hits = t_out > t_in  # [R]
+    within = hits[:, None] & (t[None] >= t_in[:, None]) & (t[None] <= t_out[:, None])  # [R, T]
+    assert not bool((inside & ~within).any())  # nothing inside is left out of the interval
+    assert not bool((outside & within).any())  # nothing in the interval is outside
+    assert 20 < int(hits.sum()) < 480  # both cases occur
+    assert bool((t_in[~hits] == near).all())
+
+
+def test_tensorf_world_samples_stay_inside_the_box():
+    from nerfcli.config import build_config
+    from nerfcli.models.tensorf import TensorfModel
+    from nerfcli.rays import Rays
+
+    model = TensorfModel(
+        build_config(
+            overrides=[
+                "data.ndc=false",
+                "data.spherify=true",
+                "model.tensorf.grid_init=[8,8,8]",
+                "model.tensorf.grid_final=[8,8,8]",
+                "model.tensorf.upsample_steps=[]",
+            ]
+        )
+    )
+    generator = torch.Generator().manual_seed(0)
+    origins = torch.nn.functional.normalize(torch.randn(64, 3, generator=generator), dim=-1) * 3
+    directions = -origins + 0.3 * torch.randn(64, 3, generator=generator)  # roughly inward
+    rays = Rays(origins, directions, torch.nn.functional.normalize(directions, dim=-1))
+    t_vals = model.sample_depths(rays, 0.5, 6.0, train=True, generator=generator)  # [R, S]
+    points = sample_points(origins, directions, t_vals)  # [R, S, 3]
+    hits = t_vals[:, -1] > t_vals[:, 0]
+    assert int(hits.sum()) > 32
+    assert bool((points[hits].abs() <= 1.0 + 1e-4).all())

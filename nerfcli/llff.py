@@ -669,10 +669,16 @@ def scene_from_poses_bounds(
                 transform = sph @ transform
         else:
             render_poses, focus = spiral_path(c2w, bounds, render_frames)
+    # Checked as stored (float32): spherify's float64 scale can leave values that overflow it.
+    with np.errstate(over="ignore", invalid="ignore"):
+        c2w = c2w.astype(np.float32)
+        bounds = np.asarray(bounds).astype(np.float32)
+        render_poses = render_poses.astype(np.float32)
     finite = np.isfinite(c2w).all() and np.isfinite(render_poses).all()
     if not (finite and np.isfinite(bounds).all() and (bounds > 0).all()):
         hint = (
-            "the optical axes do not meet (a forward-facing capture?); drop --spherify"
+            "the optical axes do not meet, or the capture's scale is extreme (a forward-facing "
+            "capture?); drop --spherify"
             if spherify
             else "the cameras' mean viewing direction or up vector is degenerate"
         )
@@ -680,15 +686,15 @@ def scene_from_poses_bounds(
     i_train, i_test = holdout_split(pb.num_views, llffhold)
     return Scene(
         root=root,
-        c2w=c2w.astype(np.float32),
-        bounds=np.asarray(bounds, dtype=np.float32),
+        c2w=c2w,
+        bounds=bounds,
         height=int(height),
         width=int(width),
         focal=float(focal),
         factor=factor,
         i_train=i_train,
         i_test=i_test,
-        render_poses=render_poses.astype(np.float32),
+        render_poses=render_poses,
         spherify=spherify,
         scale=float(scale),
         transform=transform.astype(np.float64),

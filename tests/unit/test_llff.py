@@ -239,6 +239,18 @@ def test_degenerate_average_pose_is_a_data_error(tmp_path):
         load_scene(path, load_imgs=False)
 
 
+def test_spherify_overflowing_float32_is_a_data_error(tmp_path):
+    """Found by the fuzz suite: a one-view capture with bounds 1e-8 whose spherify scale is
+    ~1e38 gave float64 bounds that became inf when stored as float32."""
+    row = np.array(
+        [0.0, 0.970142500, 0.242535625, 1e-30, 1.0, -1.0, 0.0, 0.0, 0.0, 32.0]
+        + [-0.0, -0.242535625, 0.970142500, 4e-30, 1e-300, 1e-8, 1e-8 * (1 + 1e-9)]
+    )
+    path = save(tmp_path / "poses_bounds.npy", row[None])
+    with pytest.raises(DataError, match="cannot bring the poses into the training frame"):
+        load_scene(path, factor=1, spherify=True, load_imgs=False)
+
+
 # ----------------------------------------------------------------------------- parsing
 
 

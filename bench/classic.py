@@ -35,7 +35,7 @@ REFERENCE_ITS = 0.133  # nerf-pytorch, fern settings, the 2-core team machine of
 
 
 def variants(device: torch.device) -> dict[str, list[str]]:
-    profile = model_profile("nerf", device.type)["train"]
+    profile = model_profile("nerf", device.type).get("train", {})
     ours = [f"train.{key}={value}" for key, value in profile.items()]
     if device.type == "cuda":
         return {"plain": ["train.amp=false"], "ours": ["train.amp=true", *ours]}

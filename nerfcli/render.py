@@ -197,10 +197,8 @@ def box_interval(
     to_hi = (hi - rays_o) / safe  # [R, 3]
     t_in = torch.minimum(to_lo, to_hi).amax(-1).clamp(min=near)  # [R]
     t_out = torch.maximum(to_lo, to_hi).amin(-1).clamp(max=far)  # [R]
-    miss = t_out <= t_in
-    t_in = torch.where(miss, torch.full_like(t_in, near), t_in)
-    t_out = torch.where(miss, torch.full_like(t_out, near), t_out)
-    return t_in, t_out
+    miss = t_out <= t_in  # [R]
+    return torch.where(miss, near, t_in), torch.where(miss, near, t_out)
 
 
 def sample_points(rays_o: torch.Tensor, rays_d: torch.Tensor, t_vals: torch.Tensor) -> torch.Tensor:

@@ -35,14 +35,14 @@ def device_profile(device_type: str) -> dict:
     points per product). Training accumulates gradients over chunks of 32 rays (the same
     gradient: chunk losses are weighted by their share of the batch) and rendering works on
     32 rays at a time. Measured on fern at factor 8, 2 cores, all variants interleaved in one
-    run (bench/classic.py): 8.7 s per step against 16.1 s for the whole batch at once and
-    14.2 s for the reference's 65,536-point network chunks; a 63 x 47 render in 8.2 s
-    against 14.5 s with 2048-ray chunks.
-    GPU: one product per batch and large render chunks, as the reference.
+    run (`python -m bench.classic --rounds 4`): 9.06 s per step against 15.87 s for the whole
+    batch at once and 14.63 s for the reference's 65,536-point network chunks; a 63 x 47
+    render in 8.2 s against 14.5 s with 2048-ray chunks.
+    GPU: nothing (one pass per batch, the default render chunk; not measured on hardware).
     """
     if device_type == "cpu":
         return {"train": {"grad_chunk_rays": 32}, "render": {"chunk": 32}}
-    return {"train": {"grad_chunk_rays": 0}, "render": {"chunk": 8192}}
+    return {}
 
 
 class NerfMLP(nn.Module):

@@ -113,28 +113,14 @@ def device_profile(device_type: str, ndc: bool = True) -> dict:
     about half the 320x320x128 NDC grid's), up to 128 samples along the part of each ray inside
     the box; GPU 128^3 -> 300^3 (TensoRF's size for objects).
     """
-    if device_type == "cpu" and not ndc:
-        return {
-            "model": {"tensorf": {**CPU_TENSORF, **CPU_SURROUND}},
-            "train": dict(CPU_TRAIN),
-            "render": dict(CPU_RENDER),
-        }
+    cpu = device_type == "cpu"
+    tensorf = dict(CPU_TENSORF if cpu else GPU_TENSORF)
     if not ndc:
-        return {
-            "model": {"tensorf": {**GPU_TENSORF, **GPU_SURROUND}},
-            "train": dict(GPU_TRAIN),
-            "render": dict(GPU_RENDER),
-        }
-    if device_type == "cpu":
-        return {
-            "model": {"tensorf": dict(CPU_TENSORF)},
-            "train": dict(CPU_TRAIN),
-            "render": dict(CPU_RENDER),
-        }
+        tensorf.update(CPU_SURROUND if cpu else GPU_SURROUND)
     return {
-        "model": {"tensorf": dict(GPU_TENSORF)},
-        "train": dict(GPU_TRAIN),
-        "render": dict(GPU_RENDER),
+        "model": {"tensorf": tensorf},
+        "train": dict(CPU_TRAIN if cpu else GPU_TRAIN),
+        "render": dict(CPU_RENDER if cpu else GPU_RENDER),
     }
 
 
@@ -749,21 +735,20 @@ class TensorfModel(RadianceModel):
         if reference:
             app_index = valid_index  # colour at every sample inside the box
             rgb = self._colour_at(rays, t_vals, app_index, reference=True)  # [R, S, 3]
+            out = composite_weights(weights, rgb, t_vals, self.white_bkgd)
         elif self.cfg.colour_samples > 0:
+            # colours [R, K, 3] by group [R, S]: composited without expanding them per sample
             colours, group, app_index = self._colour_by_quantiles(rays, t_vals, weights)
-            rgb = None  # [R, K, 3] colours by group [R, S]: composited without expanding
+            out = composite_grouped(weights, group, colours, t_vals, self.white_bkgd)
         else:
             threshold = self.cfg.weight_threshold
             app_index = torch.nonzero(weights.detach().reshape(-1) > threshold).squeeze(-1)
             rgb = self._colour_at(rays, t_vals, app_index, reference=False)  # [R, S, 3]
+            out = composite_weights(weights, rgb, t_vals, self.white_bkgd)
 
         # (all samples, samples given density, samples given colour), for profiling
         given_density = num_rays * num_samples if valid_index is None else len(valid_index)
         self.last_sample_counts = (num_rays * num_samples, given_density, len(app_index))
-        if rgb is None:
-            out = composite_grouped(weights, group, colours, t_vals, self.white_bkgd)
-        else:
-            out = composite_weights(weights, rgb, t_vals, self.white_bkgd)
         return RenderResult(out.rgb, out.depth, out.disparity, out.opacity)
 
     # ------------------------------------------------------------------ loss

@@ -27,9 +27,9 @@ import torch
 
 from bench.common import machine, require_capture, write_json
 from nerfcli.config import build_config, with_values
-from nerfcli.llff import load_scene
+from nerfcli.data.formats.llff import load_scene
 from nerfcli.models import model_profile
-from nerfcli.train import Trainer, select_device
+from nerfcli.training.trainer import Trainer, select_device
 
 REFERENCE_ITS = 0.133  # nerf-pytorch, fern settings, the 2-core team machine of design.md
 

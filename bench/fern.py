@@ -23,9 +23,9 @@ import torch
 from bench.common import machine, peak_rss_gb, require_capture, write_json
 from nerfcli.cli.train import resolve_config
 from nerfcli.config import to_dict, with_values
-from nerfcli.llff import load_scene
+from nerfcli.data.formats.llff import load_scene
 from nerfcli.metrics import downscale_image, psnr_from_mse
-from nerfcli.train import StepEvent, Trainer, render_view, select_device
+from nerfcli.training.trainer import StepEvent, Trainer, render_view, select_device
 
 
 def held_out_psnr(trainer: Trainer, downscale: int) -> float:

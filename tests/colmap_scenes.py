@@ -1,5 +1,5 @@
 """Small COLMAP models built from known cameras and points, with the answers computed from the
-geometry (not from nerfcli.colmap), for the colmap2poses unit and CLI tests."""
+geometry (not from nerfcli.data.formats.colmap), for the colmap2poses unit and CLI tests."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nerfcli.colmap import (
+from nerfcli.data.formats.colmap import (
     Camera,
     ColmapImage,
     ColmapModel,

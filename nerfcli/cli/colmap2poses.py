@@ -81,7 +81,7 @@ def colmap2poses(
     ),
 ) -> None:
     """Write LLFF's poses_bounds.npy from a COLMAP sparse reconstruction (as imgs2poses)."""
-    from nerfcli import colmap
+    from nerfcli.data.formats import colmap
     from nerfcli.cli.common import check_writable_target, console, stdout_json
     from nerfcli.errors import DataError
 

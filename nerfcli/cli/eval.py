@@ -35,9 +35,9 @@ def eval_command(
     """Render every held-out view, score it, and write render / ground truth / error PNGs."""
     from rich.table import Table
 
-    from nerfcli.checkpoint import load_checkpoint
-    from nerfcli.evaluate import evaluate, load_matching_scene
-    from nerfcli.train import select_device
+    from nerfcli.training.checkpoint import load_checkpoint
+    from nerfcli.evaluation.evaluate import evaluate, load_matching_scene
+    from nerfcli.training.trainer import select_device
 
     dev = select_device(device)
     ckpt = load_checkpoint(checkpoint, map_location="cpu")

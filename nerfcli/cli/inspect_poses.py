@@ -73,7 +73,7 @@ def inspect_poses(
     Problems in the data are reported as failed checks (exit code 1, the report is still
     printed); a file that is not an N x 17 .npy array at all is a one-line error.
     """
-    from nerfcli.inspection import inspect_poses as run_inspection
+    from nerfcli.data.inspect import inspect_poses as run_inspection
 
     for target in (plot, path_out):
         if target is not None:

@@ -59,7 +59,7 @@ def make_scene(
 ) -> None:
     """Render a small forward-facing capture (textured planes, spheres, a box) with known poses
     and ground-truth depth, written like an LLFF capture."""
-    from nerfcli.synth import make_scene as build_scene
+    from nerfcli.data.synthetic import make_scene as build_scene
 
     with make_progress(quiet) as progress:
         task = progress.add_task("rendering views", total=None)

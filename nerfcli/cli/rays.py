@@ -100,8 +100,8 @@ def rays(
 
     import numpy as np
 
-    from nerfcli.llff import load_scene
-    from nerfcli.rays import make_pixel_rays, make_rays
+    from nerfcli.data.formats.llff import load_scene
+    from nerfcli.data.rays import make_pixel_rays, make_rays
 
     loaded = load_scene(
         scene,

@@ -42,10 +42,10 @@ def render_video(
 
     import numpy as np
 
-    from nerfcli.checkpoint import load_checkpoint, restore_model
+    from nerfcli.training.checkpoint import load_checkpoint, restore_model
     from nerfcli.cli.common import atomic_path
-    from nerfcli.train import select_device
-    from nerfcli.video import VideoWriter, camera_path, colorize_disparity, render_frames
+    from nerfcli.training.trainer import select_device
+    from nerfcli.evaluation.video import VideoWriter, camera_path, colorize_disparity, render_frames
 
     if sum([spiral, circle, path is not None]) > 1:
         raise ConfigError("choose one of --spiral, --circle and --path")
@@ -85,7 +85,7 @@ def render_video(
         raise
     seconds = time.perf_counter() - start
     if depth_out is not None:
-        from nerfcli.video import write_video
+        from nerfcli.evaluation.video import write_video
 
         write_video(depth_out, colorize_disparity(disparities), fps)
     if poses_out is not None:

@@ -90,10 +90,10 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or messages."),
 ) -> None:
     """Train a NeRF on a scene folder; writes config.yaml, metrics.jsonl and checkpoints."""
-    from nerfcli.checkpoint import load_checkpoint
+    from nerfcli.training.checkpoint import load_checkpoint
     from nerfcli.config import with_values
-    from nerfcli.llff import load_scene
-    from nerfcli.train import (
+    from nerfcli.data.formats.llff import load_scene
+    from nerfcli.training.trainer import (
         EvalEvent,
         StepEvent,
         Trainer,

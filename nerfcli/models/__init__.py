@@ -1,7 +1,7 @@
 """Radiance models behind one interface, built by name through an explicit registry.
 
 A model owns its fields (networks mapping (xyz, dirs) -> (sigma, rgb)) and composes the pure
-functions of nerfcli.render into `render_rays`. The trainer, checkpoints, eval and render-video
+functions of nerfcli.render.composite into `render_rays`. The trainer, checkpoints, eval and render-video
 only see this interface, so every model shares them.
 """
 
@@ -14,8 +14,8 @@ from torch import nn
 
 from nerfcli.config import Config
 from nerfcli.errors import ConfigError
-from nerfcli.rays import Rays
-from nerfcli.render import RenderResult
+from nerfcli.data.rays import Rays
+from nerfcli.render.composite import RenderResult
 
 
 class RadianceModel(nn.Module):

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from nerfcli.config import Config
-from nerfcli.encoding import encoded_channels, positional_encoding
+from nerfcli.models.encoding import encoded_channels, positional_encoding
 from nerfcli.models import RadianceModel
-from nerfcli.rays import Rays
-from nerfcli.render import (
+from nerfcli.data.rays import Rays
+from nerfcli.render.composite import (
     RenderResult,
     composite,
     sample_pdf,

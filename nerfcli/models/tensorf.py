@@ -49,11 +49,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from nerfcli.config import Config, TensorfModelConfig
-from nerfcli.encoding import positional_encoding
+from nerfcli.models.encoding import positional_encoding
 from nerfcli.errors import CheckpointError, ConfigError
 from nerfcli.models import RadianceModel
-from nerfcli.rays import Rays
-from nerfcli.render import (
+from nerfcli.data.rays import Rays
+from nerfcli.render.composite import (
     RenderResult,
     alpha_from_density,
     box_interval,

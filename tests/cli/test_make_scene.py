@@ -8,7 +8,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
-from nerfcli.llff import load_scene
+from nerfcli.data.formats.llff import load_scene
 
 runner = CliRunner()
 TINY = ["--views", "9", "--height", "24", "--width", "32"]

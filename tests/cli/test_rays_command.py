@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
-from nerfcli.llff import load_scene
+from nerfcli.data.formats.llff import load_scene
 from tests.conftest import write_llff
 
 runner = CliRunner()

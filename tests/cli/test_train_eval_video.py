@@ -265,7 +265,7 @@ def test_render_video_refuses_to_overwrite(scene: Path, tmp_path: Path):
 def test_training_on_the_generated_scene_raises_held_out_psnr(tmp_path: Path):
     """A short run of a small classic NeRF on the generated scene: the held-out PSNR logged at
     step 0 and at the end must differ by several dB."""
-    from nerfcli.synth import make_scene
+    from nerfcli.data.synthetic import make_scene
 
     scene = make_scene(tmp_path / "synth", preset="small").path
     out = tmp_path / "run"

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nerfcli import colmap
-from nerfcli.colmap import Camera, ColmapImage, ColmapModel, Points3D
+from nerfcli.data.formats import colmap
+from nerfcli.data.formats.colmap import Camera, ColmapImage, ColmapModel, Points3D
 from nerfcli.errors import DataError
-from nerfcli.llff import read_poses_bounds
+from nerfcli.data.formats.llff import read_poses_bounds
 from tests.colmap_scenes import build_capture, make_image
 
 FORMATS = ("bin", "txt")

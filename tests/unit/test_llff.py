@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nerfcli.errors import DataError
-from nerfcli.llff import (
+from nerfcli.data.formats.llff import (
     PosesBounds,
     find_pose_problems,
     holdout_split,

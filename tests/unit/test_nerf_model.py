@@ -7,7 +7,7 @@ import torch
 from nerfcli.config import build_config
 from nerfcli.models import build_model
 from nerfcli.models.nerf import NerfMLP
-from nerfcli.rays import Rays
+from nerfcli.data.rays import Rays
 
 
 def test_layer_shapes_match_the_reference():
@@ -70,8 +70,8 @@ def test_cpu_profile_only_changes_how_work_is_chunked():
 def test_chunked_gradients_equal_the_whole_batch(tmp_path):
     """train.grad_chunk_rays accumulates share-weighted chunk losses: the same loss and the
     same gradient as one pass over the batch (deterministic sampling, no density noise)."""
-    from nerfcli.llff import load_scene
-    from nerfcli.train import Trainer
+    from nerfcli.data.formats.llff import load_scene
+    from nerfcli.training.trainer import Trainer
     from tests.conftest import write_llff
 
     scene = load_scene(write_llff(tmp_path / "s", n=4, height=8, width=10), factor=1)

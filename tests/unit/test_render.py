@@ -10,7 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 
-from nerfcli.render import (
+from nerfcli.render.composite import (
     LAST_DELTA,
     alpha_from_density,
     box_interval,
@@ -203,7 +203,7 @@ def test_box_interval_is_the_part_of_the_ray_inside_the_box():
 def test_tensorf_world_samples_stay_inside_the_box():
     from nerfcli.config import build_config
     from nerfcli.models.tensorf import TensorfModel
-    from nerfcli.rays import Rays
+    from nerfcli.data.rays import Rays
 
     model = TensorfModel(
         build_config(

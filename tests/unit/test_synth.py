@@ -11,10 +11,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nerfcli import synth
+from nerfcli.data import synthetic as synth
 from nerfcli.errors import ConfigError, NerfError
-from nerfcli.llff import load_scene, read_poses_bounds, stored_to_training_axes
-from nerfcli.rays import get_rays, rays_for_pixels
+from nerfcli.data.formats.llff import load_scene, read_poses_bounds, stored_to_training_axes
+from nerfcli.data.rays import get_rays, rays_for_pixels
 
 TINY = {"views": 4, "height": 24, "width": 32}  # fast enough to render several times per test
 
@@ -108,7 +108,7 @@ def test_held_out_views_sit_inside_the_grid():
 
 
 def test_depth_matches_the_analytic_hit_along_loader_rays(small_scene):
-    """Cast each pixel's ray with the nerfcli.rays convention from the loaded (un-rescaled,
+    """Cast each pixel's ray with the nerfcli.data.rays convention from the loaded (un-rescaled,
     un-recentered) pose; the hit's camera-space z equals the stored depth."""
     out, _ = small_scene
     scene = load_scene(out, factor=1, bd_factor=0, recenter=False)

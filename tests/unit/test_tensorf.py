@@ -23,7 +23,7 @@ from nerfcli.models.tensorf import (
     total_variation_reference,
     trilinear_gather,
 )
-from nerfcli.rays import Rays, make_rays
+from nerfcli.data.rays import Rays, make_rays
 
 
 def make_model(*overrides: str, ndc: bool = True, seed: int = 0) -> TensorfModel:
@@ -555,8 +555,8 @@ def test_trainer_logs_the_rates_the_optimizer_uses(tmp_path):
     shows what Adam actually used (first group as `lr`, every group in `lr_groups`)."""
     import json
 
-    from nerfcli.llff import load_scene
-    from nerfcli.train import learning_rate_factor, train
+    from nerfcli.data.formats.llff import load_scene
+    from nerfcli.training.trainer import learning_rate_factor, train
     from tests.conftest import write_llff
 
     scene = load_scene(write_llff(tmp_path / "s", n=4, height=8, width=10), factor=1)

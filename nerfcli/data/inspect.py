@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from nerfcli.errors import DataError
-from nerfcli.llff import (
+from nerfcli.data.formats.llff import (
     PosesBounds,
     Scene,
     find_image_files,

@@ -96,7 +96,7 @@ class SceneMeta:
 
     @property
     def K(self) -> np.ndarray:  # noqa: N802
-        from nerfcli.llff import intrinsics
+        from nerfcli.data.formats.llff import intrinsics
 
         return intrinsics(self.height, self.width, self.focal)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from nerfcli.rays import Rays
+from nerfcli.data.rays import Rays
 
 LAST_DELTA = 1e10
 

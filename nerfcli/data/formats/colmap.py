@@ -854,7 +854,7 @@ def _colmap_to_poses_bounds(model: ColmapModel) -> ColmapPoses:
 
 def unregistered_images(images_dir: Path, names: list[str]) -> list[Path]:
     """Image files in `images_dir` (as the loader lists them) that COLMAP did not register."""
-    from nerfcli.llff import list_images
+    from nerfcli.data.formats.llff import list_images
 
     registered = set(names)
     return [p for p in list_images(images_dir) if p.name not in registered]

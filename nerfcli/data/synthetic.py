@@ -7,7 +7,7 @@ shading and hard shadows (all view-independent, so a radiance field can reproduc
 Cameras sit on a jittered grid in the plane z ~ 0, all looking down -z with a slight toe-in and
 a small random rotation, like a hand-held LLFF capture; so recentering and NDC behave as on fern.
 
-Written layout (what `nerfcli.llff.load_scene` reads):
+Written layout (what `nerfcli.data.formats.llff.load_scene` reads):
     poses_bounds.npy   [N, 17]: 3x5 [R | t | hwf] with rotation columns [down, right, back]
                        (the stored LLFF convention), then near, far = 0.9 * min and 1.1 * max of
                        that view's true depth
@@ -16,7 +16,7 @@ Written layout (what `nerfcli.llff.load_scene` reads):
                        camera's viewing axis, in the world units of the poses
     scene.json         the generator's parameters (seed, preset, objects, cameras)
 
-Pixel convention (nerfcli.rays): pixel (i, j) = (column, row) looks along
+Pixel convention (nerfcli.data.rays): pixel (i, j) = (column, row) looks along
 [(i - W/2) / f, -(j - H/2) / f, -1] in the camera frame [right, up, back], with no half-pixel
 offset. Because that direction has camera z = -1, the ray parameter of a hit is its z-depth.
 
@@ -39,7 +39,7 @@ import numpy as np
 from nerfcli.errors import ConfigError, NerfError
 from nerfcli.fsutil import current_umask
 
-GENERATOR = "nerfcli.synth"
+GENERATOR = "nerfcli.synth"  # kept stable: scenes written by earlier versions say so
 GENERATOR_VERSION = 1
 LLFFHOLD = 8  # the loader's default hold-out: views 0, 8, 16, ... are test views
 FOCAL_PER_WIDTH = 0.875  # focal = 0.875 * width: a 59 degree horizontal field of view
@@ -648,7 +648,7 @@ def training_to_stored_axes(c2w: np.ndarray) -> np.ndarray:
 def pixel_rays(
     c2w: np.ndarray, height: int, width: int, focal: float, offsets: tuple[float, float] = (0, 0)
 ) -> tuple[np.ndarray, np.ndarray]:
-    """World rays (origins, directions) [H*W, 3] through pixel (i + dx, j + dy), nerfcli.rays
+    """World rays (origins, directions) [H*W, 3] through pixel (i + dx, j + dy), nerfcli.data.rays
     convention: camera direction [(i - W/2) / f, -(j - H/2) / f, -1], c2w [3, 4] [right, up, back]."""
     cols, rows = np.meshgrid(
         np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64)

@@ -22,9 +22,9 @@ import torch
 
 from nerfcli.config import build_config, merge_dicts
 from nerfcli.data.formats.llff import load_scene
-from nerfcli.models.tensorf import TensorfModel, device_profile
 from nerfcli.data.rays import Rays, make_rays
-from nerfcli.render.composite import render_in_chunks
+from nerfcli.models.tensorf import TensorfModel, device_profile
+from nerfcli.render.image import render_in_chunks
 
 
 def peak_rss_gb() -> float:

@@ -22,15 +22,19 @@ SCENES_DIR = Path(__file__).resolve().parent.parent / "scenes"
 
 @dataclass(frozen=True)
 class DataConfig:
-    factor: int = 8  # image downsampling; images_{factor}/ or resized from images/
+    format: str = "auto"  # auto (detected from the folder), llff, blender or transforms
+    factor: int = 8  # image downsampling; images_{factor}/ or resized in-process
     bd_factor: float = (
-        0.75  # rescale so the smallest near bound becomes 1/bd_factor (<= 0 disables)
+        0.75  # LLFF: rescale so the smallest near bound becomes 1/bd_factor (<= 0 disables)
     )
-    recenter: bool = True  # move the average pose to the identity
-    spherify: bool = False  # captures around an object: spherify the poses, circle render path
+    recenter: bool = True  # LLFF: move the average pose to the identity
+    spherify: bool = False  # LLFF around an object: spherify the poses, circle render path
     llffhold: int = 8  # every llffhold-th view (0, 8, 16, ...) is held out for testing; 0: none
     ndc: bool = True  # forward-facing scenes render in normalised device coordinates
-    white_bkgd: bool = False  # composite onto white instead of black
+    background: str = "auto"  # auto (white for Blender, else black), white, black or random
+    half_res: bool = False  # Blender: load at half resolution (nerf-pytorch --half_res)
+    testskip: int = 8  # Blender: keep every testskip-th val/test view (0 or 1: all of them)
+    skip_missing: bool = False  # transforms.json: drop frames whose image is missing (warned)
     render_frames: int = 120  # frames of the default render path
 
 

@@ -81,8 +81,8 @@ def colmap2poses(
     ),
 ) -> None:
     """Write LLFF's poses_bounds.npy from a COLMAP sparse reconstruction (as imgs2poses)."""
-    from nerfcli.data.formats import colmap
     from nerfcli.cli.common import check_writable_target, console, stdout_json
+    from nerfcli.data.formats import colmap
     from nerfcli.errors import DataError
 
     location = colmap.locate_model(sparse_dir)

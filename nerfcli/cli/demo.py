@@ -54,15 +54,15 @@ def demo(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or messages."),
 ) -> None:
     """Generate a scene, train on it, evaluate the held-out views and render the spiral."""
-    from nerfcli.training.checkpoint import load_checkpoint, restore_model
     from nerfcli.cli.train import resolve_config
     from nerfcli.config import with_values
-    from nerfcli.evaluation.evaluate import evaluate
-    from nerfcli.fsutil import atomic_write
     from nerfcli.data.formats.llff import load_scene
     from nerfcli.data.synthetic import make_scene
-    from nerfcli.training.trainer import StepEvent, Trainer, prepare_run_dir, select_device
+    from nerfcli.evaluation.evaluate import evaluate
     from nerfcli.evaluation.video import VideoWriter, camera_path, render_frames
+    from nerfcli.fsutil import atomic_write
+    from nerfcli.training.checkpoint import load_checkpoint, restore_model
+    from nerfcli.training.trainer import StepEvent, Trainer, prepare_run_dir, select_device
 
     start = time.perf_counter()
     dev = select_device(device)

@@ -35,8 +35,8 @@ def eval_command(
     """Render every held-out view, score it, and write render / ground truth / error PNGs."""
     from rich.table import Table
 
-    from nerfcli.training.checkpoint import load_checkpoint
     from nerfcli.evaluation.evaluate import evaluate, load_matching_scene
+    from nerfcli.training.checkpoint import load_checkpoint
     from nerfcli.training.trainer import select_device
 
     dev = select_device(device)

@@ -42,10 +42,10 @@ def render_video(
 
     import numpy as np
 
-    from nerfcli.training.checkpoint import load_checkpoint, restore_model
     from nerfcli.cli.common import atomic_path
-    from nerfcli.training.trainer import select_device
     from nerfcli.evaluation.video import VideoWriter, camera_path, colorize_disparity, render_frames
+    from nerfcli.training.checkpoint import load_checkpoint, restore_model
+    from nerfcli.training.trainer import select_device
 
     if sum([spiral, circle, path is not None]) > 1:
         raise ConfigError("choose one of --spiral, --circle and --path")

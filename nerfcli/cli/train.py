@@ -90,9 +90,9 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or messages."),
 ) -> None:
     """Train a NeRF on a scene folder; writes config.yaml, metrics.jsonl and checkpoints."""
-    from nerfcli.training.checkpoint import load_checkpoint
     from nerfcli.config import with_values
     from nerfcli.data.formats.llff import load_scene
+    from nerfcli.training.checkpoint import load_checkpoint
     from nerfcli.training.trainer import (
         EvalEvent,
         StepEvent,

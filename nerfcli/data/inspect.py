@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 
-from nerfcli.errors import DataError
 from nerfcli.data.formats.llff import (
     PosesBounds,
     Scene,
@@ -46,6 +45,7 @@ from nerfcli.data.formats.llff import (
     scene_from_poses_bounds,
     stored_to_training_axes,
 )
+from nerfcli.errors import DataError
 
 # Views spread wider than this around their mean direction make a surround capture.
 SURROUND_SPREAD_DEG = 45.0

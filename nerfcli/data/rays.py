@@ -1,7 +1,10 @@
 """Camera rays and normalised device coordinates, with the reference nerf-pytorch conventions.
 
-Pixel (i, j) = (column, row), no half-pixel offset; camera looks down -z with y up:
-    dirs = [(i - cx) / fx, -(j - cy) / fy, -1]     rays_d = R @ dirs,  rays_o = t
+Pixel (i, j) = (column, row); camera looks down -z with y up:
+    dirs = [(i + c - cx) / fx, -(j + c - cy) / fy, -1]     rays_d = R @ dirs,  rays_o = t
+with c = the camera's pixel_center (0 for LLFF and Blender as the reference, 0.5 for
+transforms.json). With OpenCV distortion the normalised image point is first undistorted
+(`nerfcli.data.distortion`), so the photos are never resampled.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from nerfcli.data.cameras import Camera
 
 
 @dataclass
@@ -158,3 +163,43 @@ def _finish_rays(
     if ndc:
         rays_o, rays_d = ndc_rays(height, width, focal, 1.0, rays_o, rays_d)
     return Rays(rays_o, rays_d, viewdirs)
+
+
+def _camera_frame_directions(camera: Camera, cols: torch.Tensor, rows: torch.Tensor):
+    """Camera-frame directions [..., 3] through pixels (cols, rows) of `camera`."""
+    K = _as_tensor(camera.K, device=cols.device)
+    cols = cols + camera.pixel_center if camera.pixel_center else cols
+    rows = rows + camera.pixel_center if camera.pixel_center else rows
+    if camera.distortion is None or not np.any(camera.distortion):
+        return _camera_directions(cols, rows, K)
+    from nerfcli.data.distortion import undistort
+
+    xd = (cols - K[0, 2]) / K[0, 0]  # OpenCV normalised image coordinates (y down)
+    yd = (rows - K[1, 2]) / K[1, 1]
+    x, y = undistort(xd, yd, _as_tensor(camera.distortion, device=cols.device))
+    return torch.stack([x, -y, -torch.ones_like(x)], -1)
+
+
+def camera_rays(camera: Camera, device=None) -> Rays:
+    """All rays [H, W] of one camera in the training frame (NDC applied for NDC cameras)."""
+    c2w = _as_tensor(camera.c2w, device=device)
+    i, j = torch.meshgrid(
+        torch.arange(camera.width, dtype=torch.float32, device=c2w.device),
+        torch.arange(camera.height, dtype=torch.float32, device=c2w.device),
+        indexing="xy",
+    )  # [H, W] column and row index
+    dirs = _camera_frame_directions(camera, i, j)  # [H, W, 3]
+    rays_d = _rotate(dirs, c2w)
+    rays_o = c2w[:3, 3].expand(rays_d.shape)
+    return _finish_rays(camera.height, camera.width, camera.focal, rays_o, rays_d, camera.ndc)
+
+
+def camera_pixel_rays(camera: Camera, cols, rows) -> Rays:
+    """The rays [P] through pixels (cols[p], rows[p]); equal to camera_rays(camera)[rows, cols]."""
+    c2w = _as_tensor(camera.c2w)
+    dirs = _camera_frame_directions(
+        camera, _as_tensor(cols, device=c2w.device), _as_tensor(rows, device=c2w.device)
+    )  # [P, 3]
+    rays_d = _rotate(dirs, c2w)
+    rays_o = c2w[:3, 3].expand(rays_d.shape)
+    return _finish_rays(camera.height, camera.width, camera.focal, rays_o, rays_d, camera.ndc)

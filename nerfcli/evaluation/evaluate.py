@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nerfcli.training.checkpoint import Checkpoint, SceneMeta, restore_model
+from nerfcli.data.formats.llff import Scene, load_scene, write_image_atomic
+from nerfcli.data.rays import make_rays
 from nerfcli.errors import DataError
 from nerfcli.fsutil import atomic_write
-from nerfcli.data.formats.llff import Scene, load_scene, write_image_atomic
 from nerfcli.metrics import downscale_image, error_map, psnr, ssim, to8b
-from nerfcli.data.rays import make_rays
+from nerfcli.training.checkpoint import Checkpoint, SceneMeta, restore_model
 from nerfcli.training.trainer import render_view
 
 

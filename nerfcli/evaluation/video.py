@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nerfcli.training.checkpoint import SceneMeta
+from nerfcli.data.formats.llff import circle_path, spiral_path
 from nerfcli.errors import ConfigError, DataError, NerfError
 from nerfcli.fsutil import temp_path_beside
-from nerfcli.data.formats.llff import circle_path, spiral_path
 from nerfcli.metrics import colormap, to8b
 from nerfcli.models import RadianceModel
+from nerfcli.training.checkpoint import SceneMeta
 from nerfcli.training.trainer import render_view
 
 VIDEO_SUFFIXES = (".mp4", ".gif")

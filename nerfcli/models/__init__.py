@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from nerfcli.config import Config
-from nerfcli.errors import ConfigError
 from nerfcli.data.rays import Rays
+from nerfcli.errors import ConfigError
 from nerfcli.render.composite import RenderResult
 
 

@@ -13,16 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from nerfcli.config import Config
-from nerfcli.models.encoding import encoded_channels, positional_encoding
-from nerfcli.models import RadianceModel
 from nerfcli.data.rays import Rays
+from nerfcli.models import RadianceModel
+from nerfcli.models.encoding import encoded_channels, positional_encoding
 from nerfcli.render.composite import (
     RenderResult,
     composite,
-    sample_pdf,
-    sample_points,
-    stratified_samples,
 )
+from nerfcli.render.samplers import sample_pdf, sample_points, stratified_samples
 
 
 def device_profile(device_type: str) -> dict:
@@ -106,7 +104,7 @@ class NerfModel(RadianceModel):
         super().__init__()
         m = cfg.model.nerf
         self.render_cfg = cfg.render
-        self.white_bkgd = cfg.data.white_bkgd
+        self.white_bkgd = cfg.data.background == "white"
         self.coarse = NerfMLP(
             m.netdepth, m.netwidth, m.multires, m.multires_views, m.skips, m.use_viewdirs
         )

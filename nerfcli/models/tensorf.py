@@ -49,21 +49,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from nerfcli.config import Config, TensorfModelConfig
-from nerfcli.models.encoding import positional_encoding
+from nerfcli.data.rays import Rays
 from nerfcli.errors import CheckpointError, ConfigError
 from nerfcli.models import RadianceModel
-from nerfcli.data.rays import Rays
+from nerfcli.models.encoding import positional_encoding
 from nerfcli.render.composite import (
     RenderResult,
     alpha_from_density,
-    box_interval,
     composite_grouped,
     composite_weights,
     sample_deltas,
-    sample_points,
-    stratified_samples,
     weights_from_alpha,
 )
+from nerfcli.render.samplers import box_interval, sample_points, stratified_samples
 
 # The LLFF box in NDC: NDC x, y of the training rays reach a little past [-1, 1].
 NDC_BOX = ((-1.5, -1.67, -1.0), (1.5, 1.67, 1.0))
@@ -356,7 +354,7 @@ class TensorfModel(RadianceModel):
         validate_tensorf_config(m)
         self.cfg = m
         self.ndc = cfg.data.ndc
-        self.white_bkgd = cfg.data.white_bkgd
+        self.white_bkgd = cfg.data.background == "white"
         self.perturb = cfg.render.perturb
         self.lr_decay_rate = cfg.train.lr_decay_rate
         self.lr_decay_steps = cfg.train.lr_decay_steps

@@ -21,15 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nerfcli.training.checkpoint import Checkpoint, SceneMeta, load_checkpoint, save_checkpoint
 from nerfcli.config import Config, dump_yaml
+from nerfcli.data.formats.llff import Scene, write_image_atomic
+from nerfcli.data.rays import Rays, make_rays
 from nerfcli.errors import CheckpointError, ConfigError, NerfError
 from nerfcli.fsutil import atomic_write
-from nerfcli.data.formats.llff import Scene, write_image_atomic
 from nerfcli.metrics import downscale_image, psnr_from_mse, to8b
 from nerfcli.models import RadianceModel, build_model
-from nerfcli.data.rays import Rays, make_rays
-from nerfcli.render.composite import RenderResult, render_in_chunks
+from nerfcli.render.composite import RenderResult
+from nerfcli.render.image import render_in_chunks
+from nerfcli.training.checkpoint import Checkpoint, SceneMeta, load_checkpoint, save_checkpoint
 
 
 def select_device(name: str = "auto") -> torch.device:

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from nerfcli.data.formats import colmap
 from nerfcli.cli.app import app
+from nerfcli.data.formats import colmap
 from nerfcli.data.formats.colmap import Camera
-from nerfcli.errors import DataError
 from nerfcli.data.formats.llff import load_scene, read_poses_bounds
+from nerfcli.errors import DataError
 from tests.colmap_scenes import build_capture, write_scene
 
 runner = CliRunner()

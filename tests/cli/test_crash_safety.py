@@ -48,9 +48,9 @@ import torch
 from typer.testing import CliRunner
 
 import nerfcli.training.checkpoint as checkpoint_module
-from nerfcli.training.checkpoint import load_checkpoint, save_checkpoint
 from nerfcli.cli.app import app
 from nerfcli.errors import CheckpointError
+from nerfcli.training.checkpoint import load_checkpoint, save_checkpoint
 from tests.conftest import settings_args, tiny_nerf_args, write_llff
 
 runner = CliRunner()
@@ -157,7 +157,13 @@ def fork_context():
     if sys.platform != "linux":
         pytest.skip("the kill tests fork training children (Linux)")
     context = multiprocessing.get_context("forkserver")
-    preload = ["torch", "imageio.v3", "nerfcli.cli.app", "nerfcli.training.trainer", "nerfcli.models.nerf"]
+    preload = [
+        "torch",
+        "imageio.v3",
+        "nerfcli.cli.app",
+        "nerfcli.training.trainer",
+        "nerfcli.models.nerf",
+    ]
     context.set_forkserver_preload([*preload, __name__])  # imported once, not per child
     return context
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from nerfcli.training.checkpoint import load_checkpoint
 from nerfcli.cli.app import app
 from nerfcli.data.formats.llff import load_scene
+from nerfcli.training.checkpoint import load_checkpoint
 from tests.conftest import tiny_nerf_args, write_llff
 
 runner = CliRunner()

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from nerfcli.data.formats import colmap
 from nerfcli.data.formats.colmap import Camera, ColmapImage, ColmapModel, Points3D
-from nerfcli.errors import DataError
 from nerfcli.data.formats.llff import read_poses_bounds
+from nerfcli.errors import DataError
 from tests.colmap_scenes import build_capture, make_image
 
 FORMATS = ("bin", "txt")

@@ -4,7 +4,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nerfcli.models.encoding import encoded_channels, positional_encoding, positional_encoding_reference
+from nerfcli.models.encoding import (
+    encoded_channels,
+    positional_encoding,
+    positional_encoding_reference,
+)
 
 
 def test_channel_counts_match_the_paper():

@@ -32,13 +32,13 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 from typer.testing import CliRunner
 
-from nerfcli.training.checkpoint import load_checkpoint, restore_model
 from nerfcli.cli.app import app
 from nerfcli.config import Config, build_config
-from nerfcli.errors import CheckpointError, ConfigError, DataError, NerfError
 from nerfcli.data.formats.llff import Scene, load_scene
-from nerfcli.models import build_model
+from nerfcli.errors import CheckpointError, ConfigError, DataError, NerfError
 from nerfcli.evaluation.video import load_path_file
+from nerfcli.models import build_model
+from nerfcli.training.checkpoint import load_checkpoint, restore_model
 from tests.conftest import look_at_stored, tiny_nerf_args, write_llff
 
 runner = CliRunner()

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nerfcli.errors import DataError
 from nerfcli.data.formats.llff import (
     PosesBounds,
     find_pose_problems,
@@ -23,6 +22,7 @@ from nerfcli.data.formats.llff import (
     spiral_path,
     stored_to_training_axes,
 )
+from nerfcli.errors import DataError
 from tests.conftest import look_at_stored, write_llff
 
 HWF = np.array([[24.0], [32.0], [30.0]])  # height, width, focal of the tiny captures

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from nerfcli.config import build_config
+from nerfcli.data.rays import Rays
 from nerfcli.models import build_model
 from nerfcli.models.nerf import NerfMLP
-from nerfcli.data.rays import Rays
 
 
 def test_layer_shapes_match_the_reference():

@@ -13,17 +13,14 @@ from hypothesis import given, settings
 from nerfcli.render.composite import (
     LAST_DELTA,
     alpha_from_density,
-    box_interval,
     composite,
     composite_grouped,
     composite_weights,
     sample_deltas,
-    sample_pdf,
-    sample_points,
-    stratified_samples,
     transmittance,
     weights_from_alpha,
 )
+from nerfcli.render.samplers import box_interval, sample_pdf, sample_points, stratified_samples
 
 
 def test_transmittance_hand_computed():
@@ -202,8 +199,8 @@ def test_box_interval_is_the_part_of_the_ray_inside_the_box():
 
 def test_tensorf_world_samples_stay_inside_the_box():
     from nerfcli.config import build_config
-    from nerfcli.models.tensorf import TensorfModel
     from nerfcli.data.rays import Rays
+    from nerfcli.models.tensorf import TensorfModel
 
     model = TensorfModel(
         build_config(

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nerfcli.data import synthetic as synth
-from nerfcli.errors import ConfigError, NerfError
 from nerfcli.data.formats.llff import load_scene, read_poses_bounds, stored_to_training_axes
 from nerfcli.data.rays import get_rays, rays_for_pixels
+from nerfcli.errors import ConfigError, NerfError
 
 TINY = {"views": 4, "height": 24, "width": 32}  # fast enough to render several times per test
 

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nerfcli.config import build_config, merge_dicts
+from nerfcli.data.rays import Rays, make_rays
 from nerfcli.errors import ConfigError
 from nerfcli.models import build_model
 from nerfcli.models.tensorf import (
@@ -23,7 +24,6 @@ from nerfcli.models.tensorf import (
     total_variation_reference,
     trilinear_gather,
 )
-from nerfcli.data.rays import Rays, make_rays
 
 
 def make_model(*overrides: str, ndc: bool = True, seed: int = 0) -> TensorfModel:

@@ -11,17 +11,21 @@ images/ folder is never needed just to read a shape, and resizing happens in-pro
 
 from __future__ import annotations
 
-import os
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from nerfcli.data.cameras import (
+    intrinsics,
+    recenter_poses,
+    spherify_poses,
+    spiral_path,
+)
+from nerfcli.data.images import cache_resized, image_size, list_images, read_image, resize_area
+from nerfcli.data.scene import Scene
 from nerfcli.errors import DataError
-from nerfcli.fsutil import atomic_write
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ORTHONORMAL_TOL = 1e-3  # max |R^T R - I| of a stored rotation
 MAX_IMAGE_SIDE = 100_000  # pixels; larger stored sizes are corrupt values, not cameras
 
@@ -231,182 +235,6 @@ def read_poses_bounds(path: str | Path) -> PosesBounds:
     return PosesBounds(path=path, poses=poses, bounds=bounds)
 
 
-# ----------------------------------------------------------------------------- pose math
-
-
-def normalize(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v)
-
-
-def view_matrix(z: np.ndarray, up: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """Camera-to-world [3, 4] looking along -z with the given up hint, as LLFF's viewmatrix."""
-    vec2 = normalize(z)
-    vec0 = normalize(np.cross(up, vec2))
-    vec1 = normalize(np.cross(vec2, vec0))
-    return np.stack([vec0, vec1, vec2, pos], 1)
-
-
-def poses_avg(c2w: np.ndarray) -> np.ndarray:
-    """Average camera [3, 4]: mean position, summed back axis and up axis. c2w: [N, 3, >=4]."""
-    center = c2w[:, :3, 3].mean(0)
-    vec2 = normalize(c2w[:, :3, 2].sum(0))
-    up = c2w[:, :3, 1].sum(0)
-    return view_matrix(vec2, up, center)
-
-
-def to_homogeneous(c2w: np.ndarray) -> np.ndarray:
-    """[..., 3, 4] -> [..., 4, 4]."""
-    bottom = np.broadcast_to(np.array([0.0, 0.0, 0.0, 1.0]), c2w.shape[:-2] + (1, 4))
-    return np.concatenate([c2w[..., :3, :4], bottom], -2)
-
-
-def recenter_poses(c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Move the average pose to the identity. Returns (recentered [N,3,4], transform [4,4])."""
-    avg = to_homogeneous(poses_avg(c2w))
-    transform = np.linalg.inv(avg)
-    out = transform @ to_homogeneous(c2w)
-    return out[:, :3, :4], transform
-
-
-def spiral_path(
-    c2w: np.ndarray, bounds: np.ndarray, frames: int = 120, rots: float = 2.0, zrate: float = 0.5
-) -> tuple[np.ndarray, float]:
-    """LLFF's spiral render path around the average pose. Returns ([F, 3, 4], focus depth)."""
-    avg = poses_avg(c2w)
-    up = normalize(c2w[:, :3, 1].sum(0))
-    close_depth, inf_depth = bounds.min() * 0.9, bounds.max() * 5.0
-    dt = 0.75
-    focus = 1.0 / ((1.0 - dt) / close_depth + dt / inf_depth)
-    rads = np.percentile(np.abs(c2w[:, :3, 3]), 90, 0)
-    rads = np.append(rads, 1.0)
-    out = []
-    for theta in np.linspace(0.0, 2.0 * np.pi * rots, frames + 1)[:-1]:
-        c = avg[:3, :4] @ (
-            np.array([np.cos(theta), -np.sin(theta), -np.sin(theta * zrate), 1.0]) * rads
-        )
-        z = normalize(c - avg[:3, :4] @ np.array([0.0, 0.0, -focus, 1.0]))
-        out.append(view_matrix(z, up, c))
-    return np.stack(out, 0).reshape(frames, 3, 4), float(focus)
-
-
-def spherify_poses(
-    c2w: np.ndarray, bounds: np.ndarray, frames: int = 120
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """LLFF's spherify: centre on the point closest to all optical axes, scale to unit radius.
-
-    Returns (poses [N,3,4], circle path [F,3,4], bounds [N,2], transform [4,4] applied to poses
-    including the scale).
-    """
-    rays_d = c2w[:, :3, 2:3]
-    rays_o = c2w[:, :3, 3:4]
-    a_i = np.eye(3) - rays_d * np.transpose(rays_d, [0, 2, 1])
-    b_i = -a_i @ rays_o
-    center = np.squeeze(-np.linalg.inv((np.transpose(a_i, [0, 2, 1]) @ a_i).mean(0)) @ b_i.mean(0))
-    up = (c2w[:, :3, 3] - center).mean(0)
-    vec0 = normalize(up)
-    vec1 = normalize(np.cross([0.1, 0.2, 0.3], vec0))
-    vec2 = normalize(np.cross(vec0, vec1))
-    frame = np.stack([vec1, vec2, vec0, center], 1)
-    inv = np.linalg.inv(to_homogeneous(frame))
-    reset = (inv @ to_homogeneous(c2w))[:, :3, :4]
-    rad = np.sqrt(np.mean(np.sum(np.square(reset[:, :3, 3]), -1)))
-    sc = 1.0 / rad
-    reset[:, :3, 3] *= sc
-    bounds = bounds * sc
-    rad *= sc
-    transform = np.diag([sc, sc, sc, 1.0]) @ inv
-    return reset, circle_path(reset, frames, rad), bounds, transform
-
-
-def circle_path(c2w: np.ndarray, frames: int = 120, radius: float | None = None) -> np.ndarray:
-    """LLFF's circle render path [F, 3, 4] for spherified poses (unit RMS camera distance):
-    a horizontal circle at the cameras' mean height, every camera looking at the origin."""
-    if radius is None:
-        radius = float(np.sqrt(np.mean(np.sum(np.square(c2w[:, :3, 3]), -1))))
-    zh = np.mean(c2w[:, :3, 3], 0)[2]
-    radcircle = np.sqrt(max(radius**2 - zh**2, 0.0))
-    path = []
-    for th in np.linspace(0.0, 2.0 * np.pi, frames):
-        origin = np.array([radcircle * np.cos(th), radcircle * np.sin(th), zh])
-        up_hint = np.array([0.0, 0.0, -1.0])
-        z = normalize(origin)
-        x = normalize(np.cross(z, up_hint))
-        y = normalize(np.cross(z, x))
-        path.append(np.stack([x, y, z, origin], 1))
-    return np.stack(path, 0)
-
-
-# ----------------------------------------------------------------------------- images
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files of a folder in name order (text order, as the reference)."""
-    return sorted(
-        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-        key=lambda p: p.name,
-    )
-
-
-def read_image(path: Path) -> np.ndarray:
-    """RGB uint8 [H, W, 3]; grey, grey+alpha, RGBA, palette, 1-bit, 16-bit and CMYK are
-    converted; failures are DataErrors."""
-    import imageio.v3 as iio
-    from PIL import Image
-
-    try:
-        with Image.open(path) as opened:  # colour spaces whose channels are not R, G, B
-            other_space = opened.mode in ("CMYK", "YCbCr", "LAB", "HSV")
-            img = np.asarray(opened.convert("RGB")) if other_space else None
-        if img is None:
-            img = np.asarray(iio.imread(path))
-    except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path}: cannot read image ({reason}); replace or remove it") from None
-    if img.dtype == np.bool_:  # 1-bit images
-        img = img.astype(np.uint8) * 255
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=-1)
-    if img.ndim == 3 and img.shape[-1] == 2:  # grey + alpha
-        img = img[..., :1]
-    if img.ndim != 3 or img.shape[-1] not in (1, 3, 4) or img.shape[0] < 1 or img.shape[1] < 1:
-        raise DataError(f"{path}: unsupported image layout {img.shape}; expected H x W x 3")
-    if img.shape[-1] == 1:
-        img = np.repeat(img, 3, axis=-1)
-    img = img[..., :3]
-    if img.dtype == np.uint16:
-        img = (img // 257).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        img = np.clip(img, 0, 255).astype(np.uint8)
-    return img
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image without decoding all of it when the format allows."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            return h, w
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: cannot read image ({exc}); replace or remove it") from None
-
-
-def resize_area(img: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Area-averaging (box) resize of a uint8 image; the antialiased way to shrink by a factor."""
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(img).resize((width, height), Image.Resampling.BOX))
-
-
-def write_image_atomic(path: Path, img: np.ndarray) -> None:
-    """Write an image via a temp file in the same folder, then rename (never half-written)."""
-    import imageio.v3 as iio
-
-    with atomic_write(path) as tmp:
-        iio.imwrite(tmp, img, extension=path.suffix)
-
-
 def expected_size(pb: PosesBounds, factor: int) -> tuple[int, int]:
     return int(round(pb.height / factor)), int(round(pb.width / factor))
 
@@ -470,7 +298,7 @@ def load_images(
     if needs_resize:
         imgs = [resize_area(im, *size) for im in imgs]
         if cache:
-            _cache_resized(root / f"images_{factor}", files, imgs)
+            cache_resized(root / f"images_{factor}", files, imgs)
     shapes = {im.shape for im in imgs}
     if len(shapes) > 1:
         first = imgs[0].shape
@@ -491,81 +319,7 @@ def load_images(
     return np.stack(imgs, 0).astype(np.float32) / 255.0, files
 
 
-def _cache_resized(folder: Path, sources: list[Path], imgs: list[np.ndarray]) -> None:
-    """Keep resized images as images_{factor}/ when that can be done atomically; else skip.
-    A scene folder without write permission is left alone even where the process could write
-    it anyway (root ignores permission bits): someone made it read-only on purpose."""
-    if folder.exists():
-        return
-    try:
-        if not folder.parent.stat().st_mode & 0o222 or not os.access(folder.parent, os.W_OK):
-            return
-    except OSError:
-        return
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    except OSError:
-        return
-    try:
-        for src, img in zip(sources, imgs, strict=True):
-            write_image_atomic(tmp / (src.stem + ".png"), img)
-        os.replace(tmp, folder)
-    except OSError:
-        pass
-    finally:
-        if tmp.exists():
-            for p in tmp.iterdir():
-                p.unlink()
-            tmp.rmdir()
-
-
 # ----------------------------------------------------------------------------- Scene
-
-
-@dataclass
-class Scene:
-    """A capture in the training frame (rotation columns [right, up, back], rescaled, recentered)."""
-
-    root: Path
-    c2w: np.ndarray  # [N, 3, 4] float32 camera-to-world
-    bounds: np.ndarray  # [N, 2] float32 near, far after rescale
-    height: int  # at `factor`
-    width: int
-    focal: float  # at `factor` (stored focal / factor)
-    factor: int
-    i_train: list[int]
-    i_test: list[int]
-    render_poses: np.ndarray  # [F, 3, 4] default render path (spiral, or circle when spherified)
-    spherify: bool
-    scale: float  # translations were multiplied by this (bd_factor rescale)
-    transform: np.ndarray  # [4, 4] applied after the axis fix and rescale (recenter/spherify)
-    focus_depth: float | None  # spiral focus depth (None when spherified)
-    stored_height: int
-    stored_width: int
-    stored_focal: float
-    images: np.ndarray | None = None  # [N, H, W, 3] float32 in [0, 1]
-    image_files: list[str] = field(default_factory=list)
-    depths: np.ndarray | None = None  # [N, H, W] ground-truth depth when the capture has it
-
-    @property
-    def num_views(self) -> int:
-        return self.c2w.shape[0]
-
-    @property
-    def K(self) -> np.ndarray:  # noqa: N802  (intrinsics are K by convention)
-        return intrinsics(self.height, self.width, self.focal)
-
-    def near_far(self, ndc: bool) -> tuple[float, float]:
-        """Ray bounds: [0, 1] in NDC, else [0.9 * min bound, max bound] as the reference."""
-        if ndc:
-            return 0.0, 1.0
-        return float(self.bounds.min() * 0.9), float(self.bounds.max())
-
-
-def intrinsics(height: int, width: int, focal: float) -> np.ndarray:
-    return np.array(
-        [[focal, 0.0, 0.5 * width], [0.0, focal, 0.5 * height], [0.0, 0.0, 1.0]], dtype=np.float32
-    )
 
 
 def holdout_split(n: int, llffhold: int) -> tuple[list[int], list[int]]:
@@ -593,8 +347,10 @@ def load_scene(
     llffhold: int = 8,
     render_frames: int = 120,
     load_imgs: bool = True,
+    ndc: bool | None = None,
 ) -> Scene:
-    """Load an LLFF capture folder (or its poses_bounds.npy) into the training frame."""
+    """Load an LLFF capture folder (or its poses_bounds.npy) into the training frame, exactly
+    as nerf-pytorch's load_llff_data. ndc: None means NDC unless spherified (run_nerf.py)."""
     if factor < 1:
         raise DataError(f"factor must be >= 1, got {factor}")
     return scene_from_poses_bounds(
@@ -606,7 +362,12 @@ def load_scene(
         llffhold=llffhold,
         render_frames=render_frames,
         load_imgs=load_imgs,
+        ndc=ndc,
     )
+
+
+# Spherified poses put the cameras on a sphere of radius about 1 around the object.
+SPHERIFY_BOX = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], dtype=np.float32)
 
 
 def scene_from_poses_bounds(
@@ -618,12 +379,14 @@ def scene_from_poses_bounds(
     llffhold: int = 8,
     render_frames: int = 120,
     load_imgs: bool = True,
+    ndc: bool | None = None,
 ) -> Scene:
     """The training-frame Scene of already validated poses (images from pb's folder if asked)."""
     if factor < 1:
         raise DataError(f"factor must be >= 1, got {factor}")
     if render_frames < 1:
         raise DataError(f"render_frames must be >= 1, got {render_frames}")
+    ndc = not spherify if ndc is None else ndc
     root = pb.path.parent
     images = None
     files: list[Path] = []
@@ -636,8 +399,60 @@ def scene_from_poses_bounds(
     if load_imgs:
         images, files = load_images(root, pb, factor)
         height, width = images.shape[1:3]
-    focal = pb.focal / factor
+    frame = _training_frame(pb, bd_factor, recenter, spherify, render_frames)
+    i_train, i_test = holdout_split(pb.num_views, llffhold)
+    linear = frame.world_from_file[:3, :3]
+    bounds = frame.bounds
+    near, far = (0.0, 1.0) if ndc else (float(bounds.min() * 0.9), float(bounds.max()))
+    K = intrinsics(int(height), int(width), pb.focal / factor)
+    return Scene(
+        root=root,
+        format="llff",
+        c2w=frame.c2w,
+        K=np.repeat(K[None], pb.num_views, 0),
+        height=int(height),
+        width=int(width),
+        near=near,
+        far=far,
+        bounds=bounds,
+        splits={"train": i_train, "val": [], "test": i_test},
+        render_poses=frame.render_poses,
+        render_path="circle" if spherify else "spiral",
+        kind="ndc" if ndc else ("box" if spherify else "unbounded"),
+        scene_box=SPHERIFY_BOX.copy() if spherify and not ndc else None,
+        background="black",
+        pixel_center=0.0,
+        world_from_file=frame.world_from_file,
+        factor=factor,
+        scale=float(np.cbrt(abs(np.linalg.det(linear)))),
+        image_files=[str(f) for f in files],
+        images=images,
+        depths=_load_depths(root, files, (int(height), int(width))) if load_imgs else None,
+        source={
+            "stored_height": pb.height,
+            "stored_width": pb.width,
+            "stored_focal": pb.focal,
+            "spherify": spherify,
+            "bd_scale": frame.bd_scale,
+            "focus_depth": frame.focus_depth,
+        },
+    )
 
+
+@dataclass
+class TrainingFrame:
+    c2w: np.ndarray  # [N, 3, 4] float32
+    bounds: np.ndarray  # [N, 2] float32
+    render_poses: np.ndarray  # [F, 3, 4] float32
+    world_from_file: np.ndarray  # [4, 4] float64: recenter/spherify after the bd rescale
+    bd_scale: float  # the bd_factor rescale alone
+    focus_depth: float | None  # spiral focus depth (None when spherified)
+
+
+def _training_frame(
+    pb: PosesBounds, bd_factor: float | None, recenter: bool, spherify: bool, render_frames: int
+) -> TrainingFrame:
+    """load_llff_data's pose maths: axis fix, bd_factor rescale, recentre, spherify or spiral."""
     # The reference does this arithmetic in float32; so do we, so numbers compare exactly.
     with np.errstate(over="ignore"):
         c2w = stored_to_training_axes(pb.poses).astype(np.float32)
@@ -683,29 +498,8 @@ def scene_from_poses_bounds(
             else "the cameras' mean viewing direction or up vector is degenerate"
         )
         raise DataError(f"{pb.path}: cannot bring the poses into the training frame: {hint}")
-    i_train, i_test = holdout_split(pb.num_views, llffhold)
-    return Scene(
-        root=root,
-        c2w=c2w,
-        bounds=bounds,
-        height=int(height),
-        width=int(width),
-        focal=float(focal),
-        factor=factor,
-        i_train=i_train,
-        i_test=i_test,
-        render_poses=render_poses,
-        spherify=spherify,
-        scale=float(scale),
-        transform=transform.astype(np.float64),
-        focus_depth=focus,
-        stored_height=pb.height,
-        stored_width=pb.width,
-        stored_focal=pb.focal,
-        images=images,
-        image_files=[str(f) for f in files],
-        depths=_load_depths(root, files, (int(height), int(width))) if load_imgs else None,
-    )
+    world_from_file = transform.astype(np.float64) @ np.diag([scale, scale, scale, 1.0])
+    return TrainingFrame(c2w, bounds, render_poses, world_from_file, float(scale), focus)
 
 
 def _load_depths(root: Path, files: list[Path], size: tuple[int, int]) -> np.ndarray | None:

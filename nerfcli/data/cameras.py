@@ -1,0 +1,175 @@
+"""Camera maths: poses (LLFF's recentre, spherify, spiral and circle paths; Blender's
+spherical poses), intrinsics, and `Camera`, one view ready to be turned into rays.
+
+Poses are camera-to-world [..., 3, 4] with rotation columns [right, up, back] (OpenGL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+
+@dataclass
+class Camera:
+    """One view: image size, intrinsics K [3, 3], pose c2w [3, 4], how its rays are bounded
+    (NDC or near..far) and how pixels map to rays (pixel_center, OpenCV distortion [6])."""
+
+    height: int
+    width: int
+    K: np.ndarray  # [3, 3]
+    c2w: np.ndarray  # [3, 4]
+    ndc: bool
+    near: float
+    far: float
+    pixel_center: float = 0.0
+    distortion: np.ndarray | None = None  # k1 k2 p1 p2 k3 k4
+
+    @property
+    def focal(self) -> float:
+        return float(self.K[0, 0])
+
+    def downscaled(self, factor: int) -> Camera:
+        """The same camera at 1/factor resolution (image size floored, K scaled)."""
+        if factor <= 1:
+            return self
+        K = np.array(self.K, dtype=np.float32)
+        K[:2] /= factor
+        return replace(self, height=self.height // factor, width=self.width // factor, K=K)
+
+
+def intrinsics(height: int, width: int, focal: float, fy: float | None = None) -> np.ndarray:
+    """K [3, 3] float32 with the principal point at the image centre (W/2, H/2)."""
+    return np.array(
+        [[focal, 0.0, 0.5 * width], [0.0, focal if fy is None else fy, 0.5 * height], [0, 0, 1]],
+        dtype=np.float32,
+    )
+
+
+def normalize(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+def view_matrix(z: np.ndarray, up: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Camera-to-world [3, 4] looking along -z with the given up hint, as LLFF's viewmatrix."""
+    vec2 = normalize(z)
+    vec0 = normalize(np.cross(up, vec2))
+    vec1 = normalize(np.cross(vec2, vec0))
+    return np.stack([vec0, vec1, vec2, pos], 1)
+
+
+def poses_avg(c2w: np.ndarray) -> np.ndarray:
+    """Average camera [3, 4]: mean position, summed back axis and up axis. c2w: [N, 3, >=4]."""
+    center = c2w[:, :3, 3].mean(0)
+    vec2 = normalize(c2w[:, :3, 2].sum(0))
+    up = c2w[:, :3, 1].sum(0)
+    return view_matrix(vec2, up, center)
+
+
+def to_homogeneous(c2w: np.ndarray) -> np.ndarray:
+    """[..., 3, 4] -> [..., 4, 4]."""
+    bottom = np.broadcast_to(np.array([0.0, 0.0, 0.0, 1.0]), c2w.shape[:-2] + (1, 4))
+    return np.concatenate([c2w[..., :3, :4], bottom], -2)
+
+
+def recenter_poses(c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Move the average pose to the identity. Returns (recentered [N,3,4], transform [4,4])."""
+    avg = to_homogeneous(poses_avg(c2w))
+    transform = np.linalg.inv(avg)
+    out = transform @ to_homogeneous(c2w)
+    return out[:, :3, :4], transform
+
+
+def spiral_path(
+    c2w: np.ndarray, bounds: np.ndarray, frames: int = 120, rots: float = 2.0, zrate: float = 0.5
+) -> tuple[np.ndarray, float]:
+    """LLFF's spiral render path around the average pose. Returns ([F, 3, 4], focus depth)."""
+    avg = poses_avg(c2w)
+    up = normalize(c2w[:, :3, 1].sum(0))
+    close_depth, inf_depth = bounds.min() * 0.9, bounds.max() * 5.0
+    dt = 0.75
+    focus = 1.0 / ((1.0 - dt) / close_depth + dt / inf_depth)
+    rads = np.percentile(np.abs(c2w[:, :3, 3]), 90, 0)
+    rads = np.append(rads, 1.0)
+    out = []
+    for theta in np.linspace(0.0, 2.0 * np.pi * rots, frames + 1)[:-1]:
+        c = avg[:3, :4] @ (
+            np.array([np.cos(theta), -np.sin(theta), -np.sin(theta * zrate), 1.0]) * rads
+        )
+        z = normalize(c - avg[:3, :4] @ np.array([0.0, 0.0, -focus, 1.0]))
+        out.append(view_matrix(z, up, c))
+    return np.stack(out, 0).reshape(frames, 3, 4), float(focus)
+
+
+def spherify_poses(
+    c2w: np.ndarray, bounds: np.ndarray, frames: int = 120
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """LLFF's spherify: centre on the point closest to all optical axes, scale to unit radius.
+
+    Returns (poses [N,3,4], circle path [F,3,4], bounds [N,2], transform [4,4] applied to poses
+    including the scale).
+    """
+    rays_d = c2w[:, :3, 2:3]
+    rays_o = c2w[:, :3, 3:4]
+    a_i = np.eye(3) - rays_d * np.transpose(rays_d, [0, 2, 1])
+    b_i = -a_i @ rays_o
+    center = np.squeeze(-np.linalg.inv((np.transpose(a_i, [0, 2, 1]) @ a_i).mean(0)) @ b_i.mean(0))
+    up = (c2w[:, :3, 3] - center).mean(0)
+    vec0 = normalize(up)
+    vec1 = normalize(np.cross([0.1, 0.2, 0.3], vec0))
+    vec2 = normalize(np.cross(vec0, vec1))
+    frame = np.stack([vec1, vec2, vec0, center], 1)
+    inv = np.linalg.inv(to_homogeneous(frame))
+    reset = (inv @ to_homogeneous(c2w))[:, :3, :4]
+    rad = np.sqrt(np.mean(np.sum(np.square(reset[:, :3, 3]), -1)))
+    sc = 1.0 / rad
+    reset[:, :3, 3] *= sc
+    bounds = bounds * sc
+    rad *= sc
+    transform = np.diag([sc, sc, sc, 1.0]) @ inv
+    return reset, circle_path(reset, frames, rad), bounds, transform
+
+
+def circle_path(c2w: np.ndarray, frames: int = 120, radius: float | None = None) -> np.ndarray:
+    """LLFF's circle render path [F, 3, 4] for spherified poses (unit RMS camera distance):
+    a horizontal circle at the cameras' mean height, every camera looking at the origin."""
+    if radius is None:
+        radius = float(np.sqrt(np.mean(np.sum(np.square(c2w[:, :3, 3]), -1))))
+    zh = np.mean(c2w[:, :3, 3], 0)[2]
+    radcircle = np.sqrt(max(radius**2 - zh**2, 0.0))
+    path = []
+    for th in np.linspace(0.0, 2.0 * np.pi, frames):
+        origin = np.array([radcircle * np.cos(th), radcircle * np.sin(th), zh])
+        up_hint = np.array([0.0, 0.0, -1.0])
+        z = normalize(origin)
+        x = normalize(np.cross(z, up_hint))
+        y = normalize(np.cross(z, x))
+        path.append(np.stack([x, y, z, origin], 1))
+    return np.stack(path, 0)
+
+
+def pose_spherical(theta: float, phi: float, radius: float) -> np.ndarray:
+    """Blender's render-path camera [4, 4] (nerf-pytorch's pose_spherical): on a sphere of
+    `radius` at azimuth theta and elevation phi (degrees), looking at the origin, z up."""
+    translate = np.eye(4)
+    translate[2, 3] = radius
+    phi_r, theta_r = np.deg2rad(phi), np.deg2rad(theta)
+    rot_phi = np.array(
+        [
+            [1, 0, 0, 0],
+            [0, np.cos(phi_r), -np.sin(phi_r), 0],
+            [0, np.sin(phi_r), np.cos(phi_r), 0],
+            [0, 0, 0, 1],
+        ]
+    )
+    rot_theta = np.array(
+        [
+            [np.cos(theta_r), 0, -np.sin(theta_r), 0],
+            [0, 1, 0, 0],
+            [np.sin(theta_r), 0, np.cos(theta_r), 0],
+            [0, 0, 0, 1],
+        ]
+    )
+    swap = np.array([[-1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
+    return swap @ rot_theta @ rot_phi @ translate

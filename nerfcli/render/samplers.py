@@ -1,0 +1,90 @@
+"""Where to sample along rays: stratified depths, inverse-CDF (hierarchical) samples, the part
+of each ray inside a box, and the points at given depths."""
+
+from __future__ import annotations
+
+import torch
+
+
+def stratified_samples(
+    near: torch.Tensor | float,
+    far: torch.Tensor | float,
+    num_rays: int,
+    n_samples: int,
+    perturb: bool,
+    lindisp: bool = False,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Depths [R, S] evenly spaced in [near, far] (or in inverse depth), jittered in their bins."""
+    t = torch.linspace(0.0, 1.0, n_samples, device=device)  # [S]
+    near = torch.as_tensor(near, dtype=torch.float32, device=device).reshape(-1, 1)
+    far = torch.as_tensor(far, dtype=torch.float32, device=device).reshape(-1, 1)
+    if lindisp:
+        t_vals = 1.0 / (1.0 / near * (1.0 - t) + 1.0 / far * t)
+    else:
+        t_vals = near * (1.0 - t) + far * t
+    t_vals = t_vals.expand(num_rays, n_samples)  # [R, S]
+    if perturb:
+        mids = 0.5 * (t_vals[..., 1:] + t_vals[..., :-1])  # [R, S-1]
+        upper = torch.cat([mids, t_vals[..., -1:]], -1)
+        lower = torch.cat([t_vals[..., :1], mids], -1)
+        u = torch.rand(t_vals.shape, generator=generator, device=t_vals.device)
+        t_vals = lower + (upper - lower) * u
+    return t_vals.contiguous()
+
+
+def sample_pdf(
+    bins: torch.Tensor,
+    weights: torch.Tensor,
+    n_samples: int,
+    deterministic: bool,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Inverse-CDF sampling: n_samples depths [R, n] from the piecewise-constant pdf
+    given by weights [R, B] over bins with edges [R, B+1]."""
+    weights = weights + 1e-5  # no empty pdf
+    pdf = weights / torch.sum(weights, -1, keepdim=True)  # [R, B]
+    cdf = torch.cumsum(pdf, -1)
+    cdf = torch.cat([torch.zeros_like(cdf[..., :1]), cdf], -1)  # [R, B+1]
+    shape = list(cdf.shape[:-1]) + [n_samples]
+    if deterministic:
+        u = torch.linspace(0.0, 1.0, n_samples, device=cdf.device).expand(shape)
+    else:
+        u = torch.rand(shape, generator=generator, device=cdf.device)
+    u = u.contiguous()
+    inds = torch.searchsorted(cdf.detach(), u, right=True)  # [R, n]
+    below = torch.clamp(inds - 1, min=0)
+    above = torch.clamp(inds, max=cdf.shape[-1] - 1)
+    cdf_below = torch.gather(cdf, -1, below)
+    cdf_above = torch.gather(cdf, -1, above)
+    bins_below = torch.gather(bins, -1, below)
+    bins_above = torch.gather(bins, -1, above)
+    denom = cdf_above - cdf_below
+    denom = torch.where(denom < 1e-5, torch.ones_like(denom), denom)
+    frac = (u - cdf_below) / denom
+    return bins_below + frac * (bins_above - bins_below)  # [R, n]
+
+
+def box_interval(
+    rays_o: torch.Tensor,
+    rays_d: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    near: float,
+    far: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The part of each ray's [near, far] inside the box lo..hi (slab method): t_in, t_out [R].
+    A ray that misses the box there gets t_in = t_out = near, a point outside the box."""
+    safe = torch.where(rays_d.abs() < 1e-9, torch.full_like(rays_d, 1e-9), rays_d)  # [R, 3]
+    to_lo = (lo - rays_o) / safe  # [R, 3]
+    to_hi = (hi - rays_o) / safe  # [R, 3]
+    t_in = torch.minimum(to_lo, to_hi).amax(-1).clamp(min=near)  # [R]
+    t_out = torch.maximum(to_lo, to_hi).amin(-1).clamp(max=far)  # [R]
+    miss = t_out <= t_in  # [R]
+    return torch.where(miss, near, t_in), torch.where(miss, near, t_out)
+
+
+def sample_points(rays_o: torch.Tensor, rays_d: torch.Tensor, t_vals: torch.Tensor) -> torch.Tensor:
+    """Points [R, S, 3] = o + t d."""
+    return rays_o[..., None, :] + rays_d[..., None, :] * t_vals[..., :, None]

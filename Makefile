@@ -20,6 +20,7 @@ env: $(BIN)/nerf
 lint: env
 	$(BIN)/ruff check nerfcli tests bench
 	$(BIN)/ruff format --check nerfcli tests bench
+	$(BIN)/lint-imports
 
 format: env
 	$(BIN)/ruff check --fix nerfcli tests bench

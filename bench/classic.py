@@ -27,9 +27,10 @@ import torch
 
 from bench.common import machine, require_capture, write_json
 from nerfcli.config import build_config, with_values
-from nerfcli.data.formats.llff import load_scene
-from nerfcli.models import model_profile
-from nerfcli.training.trainer import Trainer, select_device
+from nerfcli.models.registry import model_profile
+from nerfcli.training.device import select_device
+from nerfcli.training.session import load_training_scene, start_run
+from nerfcli.training.trainer import Trainer
 
 REFERENCE_ITS = 0.133  # nerf-pytorch, fern settings, the 2-core team machine of design.md
 
@@ -58,7 +59,8 @@ def make_trainer(scene, device, overrides: list[str]) -> Trainer:
             *overrides,
         ],
     )
-    trainer = Trainer(cfg, scene, tempfile.mkdtemp(prefix="bench-classic-"), device)
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-classic-")) / "run"
+    trainer = start_run(cfg, scene, run_dir, device).trainer
     trainer.run()  # the warm-up step: allocators, thread pools
     return trainer
 
@@ -78,7 +80,7 @@ def main() -> None:
     parser.add_argument("--json-out", type=Path, default=None)
     args = parser.parse_args()
     device = select_device(args.device)
-    scene = load_scene(require_capture("fern"), factor=8)
+    scene = load_training_scene(require_capture("fern"), build_config("fern"))
     trainers = {name: make_trainer(scene, device, o) for name, o in variants(device).items()}
     seconds: dict[str, list[float]] = {name: [] for name in trainers}
     for round_ in range(args.rounds):

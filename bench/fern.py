@@ -21,11 +21,12 @@ import numpy as np
 import torch
 
 from bench.common import machine, peak_rss_gb, require_capture, write_json
-from nerfcli.cli.train import resolve_config
 from nerfcli.config import to_dict, with_values
-from nerfcli.data.formats.llff import load_scene
 from nerfcli.metrics import downscale_image, psnr_from_mse
-from nerfcli.training.trainer import StepEvent, Trainer, render_view, select_device
+from nerfcli.render.image import render_view
+from nerfcli.training.device import select_device
+from nerfcli.training.session import load_training_scene, resolve_config, start_run
+from nerfcli.training.trainer import StepEvent, Trainer
 
 
 def held_out_psnr(trainer: Trainer, downscale: int) -> float:
@@ -34,12 +35,7 @@ def held_out_psnr(trainer: Trainer, downscale: int) -> float:
     errors = []
     for view in scene.i_test:
         out = render_view(
-            model,
-            trainer.meta,
-            scene.c2w[view],
-            trainer.cfg.render.chunk,
-            trainer.device,
-            downscale,
+            trainer.render_fn, scene.camera(view), trainer.cfg.render.chunk, trainer.device, downscale
         )
         gt = downscale_image(torch.from_numpy(scene.images[view]), downscale).to(trainer.device)
         gt = gt[: out.rgb.shape[0], : out.rgb.shape[1]]
@@ -89,12 +85,12 @@ def main() -> None:
     device = select_device(args.device)
     fern = require_capture("fern")
     cfg = resolve_config(
-        fern, "fern", args.model, args.overrides, device.type, False, None, None, args.minutes, None
+        fern, "fern", args.model, args.overrides, device.type, train={"max_minutes": args.minutes}
     )
     cfg = with_values(cfg, "train", eval_every=0, ckpt_every=0, log_every=100)
-    scene = load_scene(fern, factor=cfg.data.factor)
-    run_dir = Path(tempfile.mkdtemp(prefix="bench-fern-"))
-    trainer = Trainer(cfg, scene, run_dir, device)
+    scene = load_training_scene(fern, cfg)
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-fern-")) / "run"
+    trainer = start_run(cfg, scene, run_dir, device).trainer
     marks = [float(m) for m in args.marks.split(",") if float(m) <= args.minutes + 1e-9]
     if not marks or marks[-1] < args.minutes:
         marks.append(args.minutes)
@@ -138,10 +134,10 @@ def main() -> None:
     render = None
     if args.render_frames > 0:
         trainer.model.eval()
-        poses = trainer.meta.render_poses[: args.render_frames]
+        poses = scene.render_poses[: args.render_frames]
         start = time.perf_counter()
         for c2w in poses:
-            render_view(trainer.model, trainer.meta, c2w, cfg.render.chunk, device)
+            render_view(trainer.render_fn, scene.path_camera(c2w), cfg.render.chunk, device)
         seconds = time.perf_counter() - start
         render = {
             "frames": len(poses),

@@ -341,6 +341,14 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{name} must be positive, got {value}")
 
     positive(cfg.data.factor, "data.factor")
+    for name, allowed in (
+        ("format", ("auto", "llff", "blender", "transforms")),
+        ("background", ("auto", "white", "black", "random")),
+    ):
+        if getattr(cfg.data, name) not in allowed:
+            raise ConfigError(
+                f"data.{name} must be one of {', '.join(allowed)}, got {getattr(cfg.data, name)!r}"
+            )
     # The fine pass resamples the bins between inner coarse samples: it needs at least one.
     fewest = 3 if cfg.render.n_importance > 0 else 1
     if not cfg.render.n_samples >= fewest:

@@ -54,15 +54,15 @@ def demo(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or messages."),
 ) -> None:
     """Generate a scene, train on it, evaluate the held-out views and render the spiral."""
-    from nerfcli.cli.train import resolve_config
     from nerfcli.config import with_values
-    from nerfcli.data.formats.llff import load_scene
     from nerfcli.data.synthetic import make_scene
     from nerfcli.evaluation.evaluate import evaluate
     from nerfcli.evaluation.video import VideoWriter, camera_path, render_frames
     from nerfcli.fsutil import atomic_write
     from nerfcli.training.checkpoint import load_checkpoint, restore_model
-    from nerfcli.training.trainer import StepEvent, Trainer, prepare_run_dir, select_device
+    from nerfcli.training.device import select_device
+    from nerfcli.training.session import load_training_scene, resolve_config, start_run
+    from nerfcli.training.trainer import StepEvent
 
     start = time.perf_counter()
     dev = select_device(device)
@@ -80,30 +80,25 @@ def demo(
         f"[bold]scene[/] {synth.num_views} views {synth.width}x{synth.height} -> {scene_dir}", quiet
     )
 
-    cfg = resolve_config(scene_dir, "synthetic", model, [], dev.type, False, None, None, None, seed)
+    cfg = resolve_config(scene_dir, "synthetic", model, [], dev.type, train={"seed": seed})
     cfg = with_values(cfg, "train", **DEMO_TRAIN.get((cfg.model.name, dev.type), {}))
     cfg = with_values(cfg, "train", iters=iters, eval_every=0)
-    d = cfg.data
-    scene = load_scene(
-        scene_dir, factor=d.factor, llffhold=d.llffhold, render_frames=d.render_frames
-    )
-    run_dir = out / "run"
-    prepare_run_dir(run_dir, cfg, resume=False)
+    scene = load_training_scene(scene_dir, cfg)
     with make_progress(quiet) as progress:
         task = progress.add_task(f"train {cfg.model.name}", total=cfg.train.iters)
-        trainer = Trainer(
+        run = start_run(
             cfg,
             scene,
-            run_dir,
+            out / "run",
             dev,
             on_event=lambda e: (
                 progress.update(task, completed=e.step) if isinstance(e, StepEvent) else None
             ),
         )
-        summary = trainer.run()
+        summary = run.trainer.run()
     ckpt = load_checkpoint(summary.checkpoint)
     with make_progress(quiet) as progress:
-        task = progress.add_task("eval", total=len(scene.i_test))
+        task = progress.add_task("eval", total=len(scene.held_out))
         report = evaluate(ckpt, scene, out / "eval", dev, on_view=lambda s: progress.advance(task))
 
     video = out / "video.mp4"

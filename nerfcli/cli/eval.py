@@ -28,6 +28,12 @@ def eval_command(
     downscale: int = typer.Option(
         1, "--downscale", min=1, help="Score at 1/K resolution against downscaled ground truth."
     ),
+    testskip: int = typer.Option(
+        None,
+        "--testskip",
+        min=0,
+        help="Blender: score every K-th test view (default: all of them, the papers' protocol).",
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
@@ -37,15 +43,15 @@ def eval_command(
 
     from nerfcli.evaluation.evaluate import evaluate, load_matching_scene
     from nerfcli.training.checkpoint import load_checkpoint
-    from nerfcli.training.trainer import select_device
+    from nerfcli.training.device import select_device
 
     dev = select_device(device)
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
-    loaded = load_matching_scene(ckpt, scene)
+    loaded = load_matching_scene(ckpt, scene, testskip)
     if out is None:
         suffix = f"_ds{downscale}" if downscale > 1 else ""
         out = ckpt.path.parent / "eval" / f"step_{ckpt.step:07d}{suffix}"
-    views = loaded.i_test or loaded.i_train
+    views = loaded.held_out
     if downscale > 1:
         info(
             f"[yellow]scoring at 1/{downscale} resolution[/] (quick check, not comparable "

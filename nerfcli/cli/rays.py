@@ -1,8 +1,9 @@
-"""`nerf rays SCENE --view I`: the camera rays of one view, exactly as training builds them."""
+"""`nerf rays SCENE --view I`: the camera rays of one view, exactly as training builds them
+(the same preset, data config and loader as `nerf train SCENE` with the same flags)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import typer
@@ -10,10 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nerfcli.cli.common import atomic_path, check_writable_target, console, stdout_json
-from nerfcli.config import DataConfig
 from nerfcli.errors import NerfError
-
-DATA_DEFAULTS = DataConfig()
 
 EPILOG = (
     "Example: [bold]nerf rays ../shared/data/fern --view 3 --pixel 0,0 --pixel 252,189 "
@@ -48,17 +46,26 @@ def _parse_pixels(values: list[str] | None) -> list[Pixel]:
 def rays(
     scene: Path = typer.Argument(
         ...,
-        help="Scene folder or its poses_bounds.npy (images are not needed).",
+        help="Scene folder (LLFF, Blender, transforms.json) or its poses file; images are read "
+        "only for --rgb.",
         show_default=False,
     ),
     view: int = typer.Option(
-        ..., "--view", help="View index, 0.. in poses_bounds.npy order.", show_default=False
+        ...,
+        "--view",
+        help="View index, 0.. in the format's order (LLFF: file order; Blender: train, val, "
+        "test).",
+        show_default=False,
     ),
     factor: int = typer.Option(
-        DATA_DEFAULTS.factor,
-        "--factor",
-        min=1,
-        help="Image downsampling factor (sets H, W, focal).",
+        None, "--factor", min=1, help="Image downsampling factor (default: the preset's)."
+    ),
+    half_res: bool = typer.Option(None, "--half-res/--full-res", help="Blender: 400 x 400."),
+    data_format: str = typer.Option(
+        None, "--format", help="llff, blender or transforms (default: detected)."
+    ),
+    rgb: bool = typer.Option(
+        False, "--rgb", help="With --out: add rgb [H, W, 3], the target colours training sees."
     ),
     ndc: bool | None = typer.Option(
         None,
@@ -68,7 +75,7 @@ def rays(
         show_default=False,
     ),
     spherify: bool = typer.Option(
-        DATA_DEFAULTS.spherify,
+        False,
         "--spherify",
         help="Use the spherified training frame (captures that walk around an object).",
     ),
@@ -76,7 +83,7 @@ def rays(
         None,
         "--out",
         help="Write the view's rays to an .npz: float32 rays_o, rays_d, viewdirs [H, W, 3], "
-        "K [3, 3], c2w [3, 4], near, far.",
+        "K [3, 3], c2w [3, 4], near, far, world_from_file [4, 4] (and rgb with --rgb).",
     ),
     pixel: list[str] | None = typer.Option(
         None,
@@ -96,23 +103,20 @@ def rays(
         if out.suffix.lower() != ".npz":
             raise typer.BadParameter(f"{out}: the file name must end in .npz", param_hint="--out")
         check_writable_target(out, force)
-    use_ndc = (not spherify) if ndc is None else ndc
-
     import numpy as np
 
-    from nerfcli.data.formats.llff import load_scene
-    from nerfcli.data.rays import make_pixel_rays, make_rays
+    from nerfcli.data.formats import load_scene
+    from nerfcli.data.rays import camera_pixel_rays, camera_rays
+    from nerfcli.training.session import resolve_config
 
-    loaded = load_scene(
-        scene,
-        factor=factor,
-        bd_factor=DATA_DEFAULTS.bd_factor,
-        recenter=DATA_DEFAULTS.recenter,
-        spherify=spherify,
-        llffhold=DATA_DEFAULTS.llffhold,
-        load_imgs=False,
-    )
-    poses_file = scene if scene.is_file() else Path(loaded.root) / "poses_bounds.npy"
+    flags = {"factor": factor, "half_res": half_res, "format": data_format}
+    cfg = resolve_config(scene, spherify=spherify, data=flags)
+    data = cfg.data if ndc is None else replace(cfg.data, ndc=ndc)  # --spherify --ndc: allowed
+    loaded = load_scene(scene, data, load_images=rgb and out is not None)
+    use_ndc = loaded.ndc
+    from nerfcli.data.formats import FORMATS
+
+    poses_file = scene if scene.is_file() else scene / FORMATS[loaded.format][1]
     if not 0 <= view < loaded.num_views:
         raise NerfError(
             f"{poses_file}: view {view} is out of range; this scene has {loaded.num_views} views "
@@ -122,15 +126,15 @@ def rays(
     for p in pixels:
         if not (0 <= p.x < width and 0 <= p.y < height):
             raise NerfError(
-                f"{poses_file}: pixel {p.x},{p.y} is outside view {view} at --factor {factor} "
-                f"({width} x {height}: X in 0..{width - 1}, Y in 0..{height - 1})"
+                f"{poses_file}: pixel {p.x},{p.y} is outside view {view} at --factor "
+                f"{loaded.factor} ({width} x {height}: X in 0..{width - 1}, Y in 0..{height - 1})"
             )
-    c2w = loaded.c2w[view]  # [3, 4]
-    K = loaded.K  # [3, 3]
-    near, far = loaded.near_far(use_ndc)
+    camera = loaded.camera(view)
+    c2w, K = camera.c2w, camera.K  # [3, 4], [3, 3]
+    near, far = camera.near, camera.far
 
     if out is not None:
-        bundle = make_rays(height, width, loaded.focal, c2w, use_ndc, K=K)  # [H, W]
+        bundle = camera_rays(camera)  # [H, W]
         arrays = {
             "rays_o": bundle.origins.contiguous().numpy().astype(np.float32),
             "rays_d": bundle.directions.numpy().astype(np.float32),
@@ -139,14 +143,17 @@ def rays(
             "c2w": c2w.astype(np.float32),
             "near": np.float32(near),
             "far": np.float32(far),
+            "world_from_file": np.asarray(loaded.world_from_file, dtype=np.float64),
         }
+        if rgb:
+            arrays["rgb"] = loaded.images[view].astype(np.float32)
         with atomic_path(out) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, **arrays)
 
     cols = np.array([p.x for p in pixels], dtype=np.float32)
     rows = np.array([p.y for p in pixels], dtype=np.float32)
-    picked = make_pixel_rays(height, width, loaded.focal, c2w, use_ndc, cols, rows, K=K)  # [P]
+    picked = camera_pixel_rays(camera, cols, rows)  # [P]
     pixel_rays = [
         {
             "x": p.x,
@@ -162,22 +169,25 @@ def rays(
             {
                 "scene": str(poses_file),
                 "view": view,
-                "factor": factor,
+                "format": loaded.format,
+                "factor": loaded.factor,
                 "height": height,
                 "width": width,
-                "focal": loaded.focal,
+                "focal": camera.focal,
+                "pixel_center": camera.pixel_center,
                 "ndc": use_ndc,
                 "spherify": spherify,
                 "near": near,
                 "far": far,
                 "K": K,
                 "c2w": c2w,
+                "world_from_file": loaded.world_from_file,
                 "pixels": pixel_rays,
                 "out": str(out) if out is not None else None,
             }
         )
     else:
-        _print_human(poses_file, view, loaded, use_ndc, near, far, c2w, pixel_rays)
+        _print_human(poses_file, view, loaded, camera, pixel_rays)
     if out is not None:
         console.print(f"wrote {escape(str(out))} ({height} x {width} rays of view {view})")
 
@@ -186,12 +196,14 @@ def _vec(values) -> str:
     return "[" + ", ".join(f"{v: .5f}" for v in values) + "]"
 
 
-def _print_human(poses_file, view, scene, use_ndc, near, far, c2w, pixel_rays) -> None:
-    frame = "NDC" if use_ndc else "world"
+def _print_human(poses_file, view, scene, camera, pixel_rays) -> None:
+    frame = "NDC" if camera.ndc else "world"
+    c2w = camera.c2w
     console.print(
         f"{escape(str(poses_file))}: view {view} of {scene.num_views}, "
         f"{scene.height} x {scene.width} (H x W) at --factor {scene.factor}, "
-        f"focal {scene.focal:.2f} px; {frame} rays, near {near:.4g}, far {far:.4g}",
+        f"focal {camera.focal:.2f} px; {frame} rays, near {camera.near:.4g}, "
+        f"far {camera.far:.4g}",
         soft_wrap=True,
     )
     console.print(escape("camera-to-world [right, up, back | position] (training frame):"))

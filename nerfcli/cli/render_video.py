@@ -19,6 +19,7 @@ def render_video(
     checkpoint: Path = typer.Argument(..., help="Checkpoint file (or a run folder with ckpt.pt)."),
     spiral: bool = typer.Option(False, "--spiral", help="LLFF spiral path (forward-facing)."),
     circle: bool = typer.Option(False, "--circle", help="Circle path (spherified captures)."),
+    orbit: bool = typer.Option(False, "--orbit", help="Orbit fitted to the cameras (surround)."),
     path: Path = typer.Option(None, "--path", help="Camera path file [F, 3, 4] (.npy)."),
     frames: int = typer.Option(120, "--frames", min=1, help="Frames of the spiral/circle."),
     fps: int = typer.Option(30, "--fps", min=1, help="Frames per second."),
@@ -45,18 +46,17 @@ def render_video(
     from nerfcli.cli.common import atomic_path
     from nerfcli.evaluation.video import VideoWriter, camera_path, colorize_disparity, render_frames
     from nerfcli.training.checkpoint import load_checkpoint, restore_model
-    from nerfcli.training.trainer import select_device
+    from nerfcli.training.device import select_device
 
-    if sum([spiral, circle, path is not None]) > 1:
-        raise ConfigError("choose one of --spiral, --circle and --path")
-    kind = "spiral" if spiral else "circle" if circle else "file" if path is not None else "default"
+    if sum([spiral, circle, orbit, path is not None]) > 1:
+        raise ConfigError("choose one of --spiral, --circle, --orbit and --path")
+    kind = "spiral" if spiral else "circle" if circle else "orbit" if orbit else "default"
+    kind = "file" if path is not None else kind
     dev = select_device(device)
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
     meta = ckpt.scene
     poses = camera_path(meta, kind, frames, path)
-    name = "path" if kind == "file" else ("circle" if meta.spherify and kind == "default" else kind)
-    if kind == "default":
-        name = "circle" if meta.spherify else "spiral"
+    name = {"file": "path", "default": meta.render_path}.get(kind, kind)
     if out is None:
         out = ckpt.path.parent / f"video_{name}.mp4"
     if out.suffix.lower() not in (".mp4", ".gif"):

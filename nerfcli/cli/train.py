@@ -9,7 +9,6 @@ import typer
 from rich.progress import TextColumn
 
 from nerfcli.cli.common import console, info, make_progress, stdout_json
-from nerfcli.errors import ConfigError
 
 EPILOG = (
     "Example: [bold]nerf train ../shared/data/fern --max-minutes 10 --out runs/fern[/]  "
@@ -18,51 +17,17 @@ EPILOG = (
 )
 
 
-def resolve_config(
-    scene: Path,
-    config: str | None,
-    model: str | None,
-    overrides: list[str],
-    device_type: str,
-    spherify: bool,
-    factor: int | None,
-    iters: int | None,
-    max_minutes: float | None,
-    seed: int | None,
-):
-    """defaults < model/device profile < preset < --set < first-class flags."""
-    from nerfcli.config import available_presets, build_config, with_values
-    from nerfcli.models import model_profile
-
-    if config is None:
-        name = scene.name if scene.is_dir() else scene.parent.name
-        if spherify:
-            config = "surround"
-        elif name in available_presets():
-            config = name
-        else:
-            config = "llff"
-    extra = list(overrides)
-    if model is not None:
-        extra.append(f"model.name={model}")
-    if spherify:
-        extra = ["data.spherify=true", "data.ndc=false", *extra]
-    probe = build_config(config, extra)
-    profile = model_profile(probe.model.name, device_type, probe.data.ndc)
-    cfg = build_config(config, extra, base=profile)
-    cfg = with_values(cfg, "data", factor=factor)
-    cfg = with_values(cfg, "train", iters=iters, max_minutes=max_minutes, seed=seed)
-    return cfg
-
-
 def train(
-    scene: Path = typer.Argument(..., help="Scene folder with poses_bounds.npy and images."),
+    scene: Path = typer.Argument(
+        ..., help="Scene folder: LLFF (poses_bounds.npy), Blender or transforms.json."
+    ),
     config: str = typer.Option(
         None,
         "--config",
         "-c",
-        help="Preset name from scenes/ (llff, fern, surround, synthetic) or a YAML file. "
-        "Default: the preset named like the scene folder, else llff (surround with --spherify).",
+        help="Preset name from scenes/ (llff, fern, surround, blender, transforms, synthetic) or "
+        "a YAML file. Default: the preset named like the scene folder, else the format's own "
+        "(surround with --spherify).",
     ),
     model: str = typer.Option(
         None, "--model", "-m", help="Model: tensorf (fast, default) or nerf (the classic MLP)."
@@ -82,7 +47,15 @@ def train(
     overrides: list[str] = typer.Option(
         [], "--set", help="Override a config key, e.g. --set train.lr=1e-3 (repeatable)."
     ),
-    factor: int = typer.Option(None, "--factor", help="Image downsampling factor (default 8)."),
+    factor: int = typer.Option(
+        None, "--factor", min=1, help="Image downsampling factor (default: the preset's)."
+    ),
+    half_res: bool = typer.Option(
+        None, "--half-res/--full-res", help="Blender: train at 400 x 400 (nerf-pytorch --half_res)."
+    ),
+    data_format: str = typer.Option(
+        None, "--format", help="Scene format: llff, blender or transforms (default: detected)."
+    ),
     spherify: bool = typer.Option(
         False, "--spherify", help="Capture around an object: spherify poses, no NDC."
     ),
@@ -90,48 +63,47 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or messages."),
 ) -> None:
     """Train a NeRF on a scene folder; writes config.yaml, metrics.jsonl and checkpoints."""
-    from nerfcli.config import with_values
-    from nerfcli.data.formats.llff import load_scene
-    from nerfcli.training.checkpoint import load_checkpoint
-    from nerfcli.training.trainer import (
-        EvalEvent,
-        StepEvent,
-        Trainer,
-        check_new_run_dir,
-        prepare_run_dir,
-        select_device,
+    from nerfcli.training.device import select_device
+    from nerfcli.training.session import (
+        check_resume_flags,
+        load_training_scene,
+        resolve_config,
+        resume_config,
+        start_run,
     )
+    from nerfcli.training.trainer import EvalEvent, StepEvent
 
     dev = select_device(device)
     if out is None:
         out = Path("runs") / (scene.name if scene.is_dir() else scene.parent.name or "scene")
     if resume:
-        if config or model or overrides or factor or spherify:
-            raise ConfigError(
-                "--resume continues with the run's own config; drop --config/--model/--set/"
-                "--factor/--spherify (only --iters, --max-minutes and --device may change)"
-            )
-        prepare_run_dir(out, None, resume=True)
-        cfg = load_checkpoint(out / "ckpt.pt").config
-        cfg = with_values(cfg, "train", iters=iters, max_minutes=max_minutes)
-    else:
-        cfg = resolve_config(
-            scene, config, model, overrides, dev.type, spherify, factor, iters, max_minutes, seed
+        check_resume_flags(
+            config=config,
+            model=model,
+            set=overrides,
+            factor=factor,
+            spherify=spherify,
+            half_res=half_res,
+            format=data_format,
         )
-        check_new_run_dir(out)
-    d = cfg.data
-    loaded = load_scene(
-        scene,
-        factor=d.factor,
-        bd_factor=d.bd_factor,
-        recenter=d.recenter,
-        spherify=d.spherify,
-        llffhold=d.llffhold,
-        render_frames=d.render_frames,
-    )
+        cfg = resume_config(out, iters, max_minutes)
+    else:
+        flags = {"factor": factor, "half_res": half_res, "format": data_format}
+        cfg = resolve_config(
+            scene,
+            config,
+            model,
+            overrides,
+            dev.type,
+            spherify,
+            data=flags,
+            train={"iters": iters, "max_minutes": max_minutes, "seed": seed},
+        )
+    loaded = load_training_scene(scene, cfg)
     info(
-        f"[bold]train[/] {cfg.model.name} on {scene} ({loaded.num_views} views, "
-        f"{loaded.width}x{loaded.height}, test views {loaded.i_test}) -> {out} on {dev}",
+        f"[bold]train[/] {cfg.model.name} on {scene} ({loaded.format}, {loaded.num_views} views, "
+        f"{loaded.width}x{loaded.height}, {loaded.kind}, test views {_views(loaded.i_test)}) -> "
+        f"{out} on {dev}",
         quiet,
     )
 
@@ -157,9 +129,7 @@ def train(
         elif isinstance(event, EvalEvent):
             last_test[0] = f"{event.test_psnr:.2f}"
 
-    trainer = Trainer(cfg, loaded, out, dev, resume=resume, on_event=on_event)
-    if not resume:  # only once the Trainer has checked there is room for its checkpoints
-        prepare_run_dir(out, cfg, resume=False)
+    trainer = start_run(cfg, loaded, out, dev, resume=resume, on_event=on_event).trainer
 
     def request_stop(signum, frame) -> None:
         trainer.stop_requested = True
@@ -214,3 +184,8 @@ def train(
         f"{summary.final_psnr:.2f} dB; checkpoint {summary.checkpoint}",
         quiet,
     )
+
+
+def _views(views: list[int], limit: int = 8) -> str:
+    shown = ", ".join(map(str, views[:limit]))
+    return f"[{shown}{', ...' if len(views) > limit else ''}] ({len(views)})"

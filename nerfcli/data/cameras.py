@@ -173,3 +173,10 @@ def pose_spherical(theta: float, phi: float, radius: float) -> np.ndarray:
     )
     swap = np.array([[-1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
     return swap @ rot_theta @ rot_phi @ translate
+
+
+def spherical_path(frames: int = 40, phi: float = -30.0, radius: float = 4.0) -> np.ndarray:
+    """Blender's render path [F, 3, 4]: pose_spherical(theta, -30, 4) for theta evenly in
+    [-180, 180) (nerf-pytorch's 40 poses at the default frames)."""
+    thetas = np.linspace(-180.0, 180.0, frames + 1)[:-1]
+    return np.stack([pose_spherical(t, phi, radius)[:3, :4] for t in thetas], 0)

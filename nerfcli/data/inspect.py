@@ -265,10 +265,10 @@ def _fill_geometry(report: PoseReport, pb: PosesBounds) -> None:
         load_imgs=False,
     )
     report.scene = scene
-    report.scale = scene.scale
+    report.scale = scene.source["bd_scale"]
     report.rescaled_near_min = float(scene.bounds[:, 0].min())
     report.rescaled_far_max = float(scene.bounds[:, 1].max())
-    report.focus_depth = scene.focus_depth
+    report.focus_depth = scene.source["focus_depth"]
 
     centres = scene.c2w[:, :3, 3].astype(np.float64)  # [N, 3]
     extent = centres.max(0) - centres.min(0)  # [3]

@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from nerfcli.data.formats.llff import Scene, load_scene, write_image_atomic
-from nerfcli.data.rays import make_rays
+from nerfcli.data.formats import load_scene
+from nerfcli.data.images import write_image_atomic
+from nerfcli.data.scene import Scene
 from nerfcli.errors import DataError
+from nerfcli.evaluation.depth import camera_depth, depth_error
 from nerfcli.fsutil import atomic_write
 from nerfcli.metrics import downscale_image, error_map, psnr, ssim, to8b
-from nerfcli.training.checkpoint import Checkpoint, SceneMeta, restore_model
-from nerfcli.training.trainer import render_view
+from nerfcli.render.image import render_view
+from nerfcli.training.checkpoint import Checkpoint, restore_model
 
 
 @dataclass
@@ -51,32 +53,31 @@ class EvalReport:
         return asdict(self)
 
 
-def load_matching_scene(ckpt: Checkpoint, scene_dir: str | Path | None) -> Scene:
-    """Load the scene a checkpoint was trained on (or `scene_dir`) and check it matches."""
+def load_matching_scene(
+    ckpt: Checkpoint, scene_dir: str | Path | None, testskip: int | None = None
+) -> Scene:
+    """Load the scene a checkpoint was trained on (or `scene_dir`) with the checkpoint's data
+    config, and check its training views match. testskip (Blender): which test views to load
+    (default 1: all of them, the papers' protocol)."""
     meta = ckpt.scene
     root = Path(scene_dir) if scene_dir is not None else Path(meta.root)
     if scene_dir is None and not root.exists():
         raise DataError(
             f"{root}: the checkpoint's scene folder is gone; pass the scene with --scene DIR"
         )
-    d = ckpt.config.data
-    scene = load_scene(
-        root,
-        factor=d.factor,
-        bd_factor=d.bd_factor,
-        recenter=d.recenter,
-        spherify=d.spherify,
-        llffhold=d.llffhold,
-        render_frames=d.render_frames,
-    )
+    data = ckpt.config.data
+    if meta.format == "blender":
+        data = replace(data, testskip=1 if testskip is None else testskip)
+    scene = load_scene(root, replace(data, format=meta.format))
     problems = []
-    if scene.num_views != len(meta.c2w):
-        problems.append(f"{scene.num_views} views, the checkpoint has {len(meta.c2w)}")
+    train_now, train_then = scene.i_train, meta.i_train
+    if len(train_now) != len(train_then):
+        problems.append(f"{len(train_now)} training views, the checkpoint has {len(train_then)}")
     elif (scene.height, scene.width) != (meta.height, meta.width):
         problems.append(
             f"images are {scene.width}x{scene.height}, the checkpoint's {meta.width}x{meta.height}"
         )
-    elif not np.allclose(scene.c2w, meta.c2w, atol=1e-4):
+    elif not np.allclose(scene.c2w[train_now], meta.c2w[train_then], atol=1e-4):
         problems.append("its camera poses differ from the checkpoint's")
     if problems:
         raise DataError(
@@ -86,25 +87,26 @@ def load_matching_scene(ckpt: Checkpoint, scene_dir: str | Path | None) -> Scene
     return scene
 
 
-def camera_depth(meta: SceneMeta, c2w: np.ndarray, t: torch.Tensor, downscale: int) -> torch.Tensor:
-    """Expected ray depth t [H, W] -> z-depth along the camera axis, in the capture's stored
-    units (undoing NDC, the bd_factor rescale and spherify's scale)."""
-    height, width = t.shape
-    focal = meta.focal / downscale
-    c2w_t = torch.as_tensor(c2w, dtype=torch.float32, device=t.device)
-    if meta.ndc:
-        rays = make_rays(height, width, focal, c2w, ndc=True, device=t.device)
-        p = rays.origins + t[..., None] * rays.directions  # [H, W, 3] in NDC
-        z = 2.0 / torch.clamp(p[..., 2] - 1.0, max=-1e-6)  # world z (near = 1)
-        x = -p[..., 0] * z * width / (2.0 * focal)
-        y = -p[..., 1] * z * height / (2.0 * focal)
-        world = torch.stack([x, y, z], -1)
-        depth = -((world - c2w_t[:3, 3]) @ c2w_t[:3, 2])  # [H, W]
-    else:
-        depth = t  # camera-frame directions have z = -1, so t is already the z-depth
-    linear = np.asarray(meta.transform)[:3, :3]
-    total_scale = meta.scale * float(np.cbrt(abs(np.linalg.det(linear))))
-    return depth / total_scale
+def _score_view(
+    render_fn, scene: Scene, view: int, chunk: int, device: torch.device, downscale: int
+) -> tuple[ViewScore, np.ndarray, np.ndarray]:
+    """Render one held-out view and score it: (score, render [H, W, 3], ground truth)."""
+    camera = scene.camera(view)
+    out = render_view(render_fn, camera, chunk, device, downscale)
+    gt = downscale_image(torch.from_numpy(scene.images[view]), downscale).to(device)
+    height, width = out.rgb.shape[:2]
+    gt = gt[:height, :width]
+    score = ViewScore(view=view, psnr=psnr(out.rgb, gt), ssim=ssim(out.rgb, gt))
+    if scene.depths is not None:
+        gt_depth = torch.from_numpy(scene.depths[view])[None, None]
+        if downscale > 1:
+            gt_depth = torch.nn.functional.avg_pool2d(gt_depth, downscale)
+        gt_depth = gt_depth[0, 0, :height, :width]
+        t = out.depth / torch.clamp(out.opacity, min=1e-6)
+        pred = camera_depth(camera.downscaled(downscale), t, scene.scale)
+        error = depth_error(pred, gt_depth)
+        score.depth_abs_rel, score.depth_rmse = error.abs_rel, error.rmse
+    return score, out.rgb.cpu().numpy(), gt.cpu().numpy()
 
 
 def evaluate(
@@ -115,40 +117,25 @@ def evaluate(
     downscale: int = 1,
     on_view: Callable[[ViewScore], None] | None = None,
 ) -> EvalReport:
+    """Score every held-out view of `scene` (the views the trainer reports too) and write
+    render / ground truth / error PNGs and metrics.json into out_dir."""
     import time
 
     start = time.perf_counter()
-    meta = ckpt.scene
     model = restore_model(ckpt, device)
+
+    def render_fn(rays, near, far):
+        return model.render_rays(rays, near, far, train=False)
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    views = scene.i_test or scene.i_train
     scores: list[ViewScore] = []
-    chunk = ckpt.config.render.chunk
     height = width = 0
-    for view in views:
-        out = render_view(model, meta, scene.c2w[view], chunk, device, downscale)
-        gt = downscale_image(torch.from_numpy(scene.images[view]), downscale).to(device)
-        height, width = out.rgb.shape[:2]
-        gt = gt[:height, :width]
-        score = ViewScore(view=view, psnr=psnr(out.rgb, gt), ssim=ssim(out.rgb, gt))
-        if scene.depths is not None:
-            gt_depth = torch.from_numpy(scene.depths[view])[None, None]
-            if downscale > 1:
-                gt_depth = torch.nn.functional.avg_pool2d(gt_depth, downscale)
-            gt_depth = gt_depth[0, 0, :height, :width].to(device)
-            t = out.depth / torch.clamp(out.opacity, min=1e-6)
-            pred = camera_depth(meta, scene.c2w[view], t, downscale)
-            valid = torch.isfinite(gt_depth) & (gt_depth > 0)
-            diff = (pred - gt_depth)[valid]
-            score.depth_abs_rel = float(torch.mean(diff.abs() / gt_depth[valid]))
-            score.depth_rmse = float(torch.sqrt(torch.mean(diff**2)))
-        rgb = out.rgb.cpu().numpy()
-        gt_np = gt.cpu().numpy()
-        for kind, image in (
-            ("render", to8b(rgb)),
-            ("gt", to8b(gt_np)),
-            ("error", error_map(rgb, gt_np)),
-        ):
+    for view in scene.held_out:
+        score, rgb, gt = _score_view(
+            render_fn, scene, view, ckpt.config.render.chunk, device, downscale
+        )
+        height, width = rgb.shape[:2]
+        for kind, image in (("render", to8b(rgb)), ("gt", to8b(gt)), ("error", error_map(rgb, gt))):
             path = out_dir / f"view{view:03d}_{kind}.png"
             write_image_atomic(path, image)
             score.files[kind] = str(path)

@@ -9,45 +9,46 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nerfcli.data.formats.llff import circle_path, spiral_path
+from nerfcli.data.cameras import circle_path, spherical_path, spiral_path
+from nerfcli.data.scene import Scene
 from nerfcli.errors import ConfigError, DataError, NerfError
 from nerfcli.fsutil import temp_path_beside
 from nerfcli.metrics import colormap, to8b
-from nerfcli.models import RadianceModel
-from nerfcli.training.checkpoint import SceneMeta
-from nerfcli.training.trainer import render_view
+from nerfcli.models.base import RadianceModel
+from nerfcli.render.image import render_view
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
 
 def camera_path(
-    meta: SceneMeta, kind: str, frames: int, path_file: Path | None = None
+    scene: Scene, kind: str, frames: int, path_file: Path | None = None
 ) -> np.ndarray:
     """Camera-to-world matrices [F, 3, 4] in the training frame.
 
     kind: 'spiral' (LLFF spiral around the average pose), 'circle' (spherified captures),
-    'default' (whichever the scene was trained with) or 'file' (path_file, [F, 3, 4] or [F, 4, 4]).
+    'default' (the scene's own render path, e.g. Blender's spherical poses) or 'file'
+    (path_file, [F, 3, 4] or [F, 4, 4]).
     """
     if kind == "file":
         return load_path_file(path_file)
     if frames < 1:
         raise ConfigError(f"--frames must be at least 1, got {frames}")
-    if kind == "default":
-        kind = "circle" if meta.spherify else "spiral"
+    if kind == "default" or kind == scene.render_path:
+        if frames == len(scene.render_poses):
+            return np.asarray(scene.render_poses, dtype=np.float32)
+        kind = scene.render_path
     if kind == "circle":
-        if not meta.spherify:
+        if scene.render_path != "circle":
             raise ConfigError(
                 "--circle needs a model trained with --spherify (a capture around an object); "
                 "use --spiral for forward-facing scenes"
             )
-        if frames == len(meta.render_poses):
-            return np.asarray(meta.render_poses, dtype=np.float32)
-        return circle_path(meta.c2w, frames).astype(np.float32)
+        return circle_path(scene.c2w, frames).astype(np.float32)
     if kind == "spiral":
-        if not meta.spherify and frames == len(meta.render_poses):
-            return np.asarray(meta.render_poses, dtype=np.float32)
-        poses, _ = spiral_path(meta.c2w.astype(np.float64), meta.bounds.astype(np.float64), frames)
-        return poses.astype(np.float32)
+        c2w, bounds = scene.c2w.astype(np.float64), scene.bounds.astype(np.float64)
+        return spiral_path(c2w, bounds, frames)[0].astype(np.float32)
+    if kind == "spherical":
+        return spherical_path(frames).astype(np.float32)
     raise ConfigError(f"unknown camera path {kind!r}")
 
 
@@ -77,16 +78,20 @@ def load_path_file(path: Path | None) -> np.ndarray:
 
 def render_frames(
     model: RadianceModel,
-    meta: SceneMeta,
+    scene: Scene,
     poses: np.ndarray,
     chunk: int,
     device: torch.device,
     downscale: int = 1,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (rgb uint8 [H, W, 3], disparity float32 [H, W]) per camera."""
+    """Yield (rgb uint8 [H, W, 3], disparity float32 [H, W]) per camera pose [3, 4]."""
+
+    def render_fn(rays, near, far):
+        return model.render_rays(rays, near, far, train=False)
+
     for c2w in poses:
-        out = render_view(model, meta, c2w, chunk, device, downscale)
-        disparity = _display_disparity(out.depth, out.opacity, meta.ndc)
+        out = render_view(render_fn, scene.path_camera(c2w), chunk, device, downscale)
+        disparity = _display_disparity(out.depth, out.opacity, scene.ndc)
         yield to8b(out.rgb), disparity.cpu().numpy().astype(np.float32)
 
 

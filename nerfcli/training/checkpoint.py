@@ -13,99 +13,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from nerfcli.config import Config, config_from_checkpoint_dict, to_dict
+from nerfcli.data.scene import Scene
 from nerfcli.errors import CheckpointError, ConfigError
 from nerfcli.fsutil import atomic_write
+from nerfcli.training.scene_record import scene_from_record, scene_record, upgrade_v1
 
-FORMAT_VERSION = 1
-
-
-@dataclass
-class SceneMeta:
-    """What a checkpoint knows about the scene it was trained on (training frame)."""
-
-    root: str
-    height: int
-    width: int
-    focal: float
-    factor: int
-    ndc: bool
-    near: float
-    far: float
-    spherify: bool
-    scale: float
-    transform: np.ndarray  # [4, 4]
-    c2w: np.ndarray  # [N, 3, 4] every view
-    bounds: np.ndarray  # [N, 2]
-    i_train: list[int]
-    i_test: list[int]
-    render_poses: np.ndarray  # [F, 3, 4]
-    image_names: list[str] = field(default_factory=list)
-    stored_height: int = 0
-    stored_width: int = 0
-    stored_focal: float = 0.0
-
-    @classmethod
-    def from_scene(cls, scene, ndc: bool) -> SceneMeta:
-        near, far = scene.near_far(ndc)
-        return cls(
-            root=str(Path(scene.root).resolve()),
-            height=scene.height,
-            width=scene.width,
-            focal=scene.focal,
-            factor=scene.factor,
-            ndc=ndc,
-            near=near,
-            far=far,
-            spherify=scene.spherify,
-            scale=scene.scale,
-            transform=np.asarray(scene.transform, dtype=np.float64),
-            c2w=np.asarray(scene.c2w, dtype=np.float32),
-            bounds=np.asarray(scene.bounds, dtype=np.float32),
-            i_train=list(scene.i_train),
-            i_test=list(scene.i_test),
-            render_poses=np.asarray(scene.render_poses, dtype=np.float32),
-            image_names=[Path(f).name for f in scene.image_files],
-            stored_height=scene.stored_height,
-            stored_width=scene.stored_width,
-            stored_focal=scene.stored_focal,
-        )
-
-    def to_dict(self) -> dict:
-        out = {}
-        for key, value in self.__dict__.items():
-            out[key] = (
-                torch.from_numpy(np.ascontiguousarray(value))
-                if isinstance(value, np.ndarray)
-                else value
-            )
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> SceneMeta:
-        kwargs = {}
-        for key in cls.__dataclass_fields__:
-            if key not in data:
-                continue
-            value = data[key]
-            kwargs[key] = value.numpy() if isinstance(value, torch.Tensor) else value
-        return cls(**kwargs)
-
-    @property
-    def K(self) -> np.ndarray:  # noqa: N802
-        from nerfcli.data.formats.llff import intrinsics
-
-        return intrinsics(self.height, self.width, self.focal)
+# 2: the format-neutral Scene (per-view K, splits, kind, background, pixel_center, distortion,
+# world_from_file); 1 (LLFF-only SceneMeta, data.white_bkgd) is upgraded on load.
+FORMAT_VERSION = 2
 
 
 @dataclass
 class Checkpoint:
     config: Config
     model_state: dict[str, torch.Tensor]
-    scene: SceneMeta
+    scene: Scene  # metadata only: no images
     step: int
     optimizer_state: dict | None = None
     rng_state: dict[str, Any] = field(default_factory=dict)
@@ -127,7 +52,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
         "optimizer": ckpt.optimizer_state,
         "step": int(ckpt.step),
         "rng": ckpt.rng_state,
-        "scene": ckpt.scene.to_dict(),
+        "scene": scene_record(ckpt.scene),
         "train_seconds": float(ckpt.train_seconds),
     }
     writer = None
@@ -189,6 +114,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise CheckpointError(f"{path}: not a nerfcli checkpoint (no format_version)")
     version = payload["format_version"]
+    if type(version) is int and version == 1:
+        payload = upgrade_v1(payload)
+        version = payload["format_version"]
     if type(version) is not int or version != FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format {_one_line(version, 40)} is not supported by this nerfcli "
@@ -196,14 +124,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         )
     try:
         config = config_from_checkpoint_dict(payload["config"])
-        scene = SceneMeta.from_dict(payload["scene"])
+        scene = scene_from_record(payload["scene"])
         model_state = payload["model"]
         step = payload["step"]
         optimizer_state = payload.get("optimizer")
         rng_state = payload.get("rng")
         rng_state = {} if rng_state is None else rng_state
         train_seconds = payload.get("train_seconds", 0.0)
-        _check_contents(scene, model_state, step, optimizer_state, rng_state, train_seconds)
+        _check_contents(model_state, step, optimizer_state, rng_state, train_seconds)
     except ConfigError as exc:
         raise CheckpointError(f"{path}: stored config is invalid ({_one_line(exc)})") from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -228,7 +156,6 @@ def _one_line(value: Any, limit: int = 200) -> str:
 
 
 def _check_contents(
-    scene: SceneMeta,
     model_state: Any,
     step: Any,
     optimizer_state: Any,
@@ -261,48 +188,13 @@ def _check_contents(
         raise bad("rng: expected a dict of tensors")
     if not is_real(train_seconds):
         raise bad("train_seconds: expected a number")
-    for name in ("height", "width", "factor", "stored_height", "stored_width"):
-        if not is_int(getattr(scene, name)) or getattr(scene, name) < 0:
-            raise bad(f"scene.{name}: expected a whole number")
-    if scene.height < 1 or scene.width < 1:
-        raise bad("scene.height/width: must be at least 1")
-    for name in ("focal", "near", "far", "scale", "stored_focal"):
-        if not is_real(getattr(scene, name)) or not np.isfinite(getattr(scene, name)):
-            raise bad(f"scene.{name}: expected a finite number")
-    if not scene.focal > 0 or not scene.near < scene.far:
-        raise bad("scene: need focal > 0 and near < far")
-    if not isinstance(scene.ndc, bool) or not isinstance(scene.spherify, bool):
-        raise bad("scene.ndc/spherify: expected true or false")
-    if not isinstance(scene.root, str):
-        raise bad("scene.root: expected a string")
-    arrays = {"transform": (4, 4), "c2w": (-1, 3, 4), "bounds": (-1, 2), "render_poses": (-1, 3, 4)}
-    for name, shape in arrays.items():
-        value = getattr(scene, name)
-        if (
-            not isinstance(value, np.ndarray)
-            or value.dtype.kind != "f"
-            or value.ndim != len(shape)
-            or any(want not in (-1, got) for want, got in zip(shape, value.shape))
-        ):
-            raise bad(f"scene.{name}: expected a float array shaped {shape}")
-    views = len(scene.c2w)
-    if views < 1 or len(scene.bounds) != views:
-        raise bad("scene.c2w/bounds: expected one pose and one bound pair per view")
-    for name in ("i_train", "i_test"):
-        value = getattr(scene, name)
-        if not isinstance(value, list) or not all(is_int(v) and 0 <= v < views for v in value):
-            raise bad(f"scene.{name}: expected a list of view numbers below {views}")
-    if not isinstance(scene.image_names, list) or not all(
-        isinstance(v, str) for v in scene.image_names
-    ):
-        raise bad("scene.image_names: expected a list of strings")
 
 
 def restore_model(ckpt: Checkpoint, device: str | torch.device = "cpu"):
     """Build the checkpoint's model and load its weights (eval mode)."""
-    from nerfcli.models import build_model
+    from nerfcli.models.registry import build_model
 
-    model = build_model(ckpt.config)
+    model = build_model(ckpt.config, scene_box=ckpt.scene.scene_box)
     try:
         model.adapt_to_state_dict(ckpt.model_state)
         model.load_state_dict(ckpt.model_state)

@@ -1,19 +1,20 @@
 """Training loop: rays of every training pixel built once and kept on the device, random batches
-across all of them, MSE against the true colours, Adam with exponential learning-rate decay.
+across all of them, MSE against the true colours, Adam with the one learning-rate schedule.
 
 No printing: progress goes out through the `on_event` callback. Files written into the run
-folder: config.yaml, metrics.jsonl, ckpt.pt (latest, atomic), checkpoints/step_XXXXXXX.pt and
-previews/step_XXXXXXX.png. An interrupted run resumes bit-identically on CPU: the step, the
-optimizer, the schedule and the random stream are all in the checkpoint.
+folder: metrics.jsonl, ckpt.pt (latest, atomic), checkpoints/step_XXXXXXX.pt and
+previews/step_XXXXXXX.png (config.yaml is written by the session, see session.py). An
+interrupted run resumes bit-identically on CPU: the step, the optimizer, the schedule and the
+random stream are all in the checkpoint.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,36 +22,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nerfcli.config import Config, dump_yaml
-from nerfcli.data.formats.llff import Scene, write_image_atomic
-from nerfcli.data.rays import Rays, make_rays
-from nerfcli.errors import CheckpointError, ConfigError, NerfError
-from nerfcli.fsutil import atomic_write
+from nerfcli.config import Config
+from nerfcli.data.images import write_image_atomic
+from nerfcli.data.rays import Rays, camera_rays
+from nerfcli.data.scene import Scene
+from nerfcli.errors import CheckpointError, NerfError
 from nerfcli.metrics import downscale_image, psnr_from_mse, to8b
-from nerfcli.models import RadianceModel, build_model
-from nerfcli.render.composite import RenderResult
-from nerfcli.render.image import render_in_chunks
-from nerfcli.training.checkpoint import Checkpoint, SceneMeta, load_checkpoint, save_checkpoint
-
-
-def select_device(name: str = "auto") -> torch.device:
-    name = (name or "auto").lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
-    if name == "mps" and not (
-        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-    ):
-        raise ConfigError("--device mps: Apple MPS is not available here; use --device cpu")
-    if name not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"--device {name!r}: choose auto, cpu, cuda or mps")
-    return torch.device(name)
-
+from nerfcli.models.registry import build_model
+from nerfcli.render.image import render_view
+from nerfcli.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from nerfcli.training.optim import (
+    build_optimizer,
+    check_adam_state,
+    learning_rate_factor,
+    set_learning_rates,
+)
+from nerfcli.training.run_dir import append_log, trim_log
 
 # ----------------------------------------------------------------------------- events
 
@@ -93,17 +80,15 @@ Event = StepEvent | EvalEvent
 EventCallback = Callable[[Event], None]
 
 
-# ----------------------------------------------------------------------------- helpers
+# ----------------------------------------------------------------------------- rays
 
 
-def training_rays(scene: Scene, ndc: bool, device: torch.device) -> tuple[Rays, torch.Tensor]:
-    """Rays and target colours of every training pixel, flattened: Rays [P], colours [P, 3]."""
+def training_rays(scene: Scene, device: torch.device) -> tuple[Rays, torch.Tensor]:
+    """Rays and target colours of every training pixel, flattened: Rays [P], colours [P, 3];
+    each view's rays use its own camera (intrinsics, distortion)."""
     if scene.images is None:
         raise NerfError(f"{scene.root}: the scene was loaded without images")
-    rays = [
-        make_rays(scene.height, scene.width, scene.focal, scene.c2w[i], ndc).reshape(-1)
-        for i in scene.i_train
-    ]
+    rays = [camera_rays(scene.camera(i)).reshape(-1) for i in scene.i_train]
     flat = Rays(
         torch.cat([r.origins for r in rays]).to(device),
         torch.cat([r.directions for r in rays]).to(device),
@@ -113,81 +98,8 @@ def training_rays(scene: Scene, ndc: bool, device: torch.device) -> tuple[Rays, 
     return flat, target
 
 
-@torch.no_grad()
-def render_view(
-    model: RadianceModel,
-    meta: SceneMeta,
-    c2w: np.ndarray,
-    chunk: int,
-    device: torch.device,
-    downscale: int = 1,
-) -> RenderResult:
-    """Render one full view (optionally at 1/downscale resolution); outputs shaped [H, W, ...]."""
-    height, width = meta.height // downscale, meta.width // downscale
-    focal = meta.focal / downscale
-    rays = make_rays(height, width, focal, c2w, meta.ndc, device=device).reshape(-1)
-    out = render_in_chunks(
-        lambda batch: model.render_rays(batch, meta.near, meta.far, train=False), rays, chunk
-    )
-    return RenderResult(
-        rgb=out.rgb.reshape(height, width, 3).clamp(0, 1),
-        depth=out.depth.reshape(height, width),
-        disparity=out.disparity.reshape(height, width),
-        opacity=out.opacity.reshape(height, width),
-    )
-
-
-def learning_rate_factor(cfg: Config, step: int) -> float:
-    return cfg.train.lr_decay_rate ** (step / cfg.train.lr_decay_steps)
-
-
-def _build_optimizer(model: RadianceModel, cfg: Config) -> torch.optim.Optimizer:
-    groups = model.param_groups(cfg.train.lr)
-    for group in groups:
-        group["initial_lr"] = group["lr"]
-    return torch.optim.Adam(groups, betas=(0.9, 0.999))
-
-
-def _check_adam_state(optimizer: torch.optim.Optimizer, fresh: list[dict]) -> None:
-    """load_state_dict trusts the stored settings and moments; a damaged or edited one would
-    fail (or divide by zero) at the first step. `fresh`: the param groups before loading.
-    ValueError names the first bad entry."""
-
-    def is_number(value) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-    for group, before in zip(optimizer.param_groups, fresh, strict=True):
-        for key, expected in before.items():
-            value = group.get(key)
-            if key == "params" or value is None and expected is None:
-                continue
-            if is_number(expected):
-                fits = is_number(value) and math.isfinite(value)
-            elif isinstance(expected, tuple):
-                fits = isinstance(value, (tuple, list)) and len(value) == len(expected)
-                fits = fits and all(is_number(v) and math.isfinite(v) for v in value)
-            else:
-                fits = type(value) is type(expected)
-            if not fits:
-                raise ValueError(f"optimizer setting {key!r} is {str(value)[:40]}")
-    for param, moments in optimizer.state.items():
-        if not isinstance(moments, dict):
-            raise ValueError("optimizer state is not a dict per weight")
-        if not moments:
-            continue
-        for name in ("step", "exp_avg", "exp_avg_sq"):
-            if name not in moments:
-                raise ValueError(f"optimizer state lacks {name!r}")
-        step = moments["step"]
-        if not isinstance(step, torch.Tensor) or step.numel() != 1 or not float(step) >= 1:
-            raise ValueError("optimizer state 'step' must be a count >= 1")
-        for name, value in moments.items():
-            if name != "step" and not (
-                isinstance(value, torch.Tensor)
-                and value.is_floating_point()
-                and value.shape == param.shape
-            ):
-                raise ValueError(f"optimizer state {name!r} does not fit its weights")
+def _device_tag(device: torch.device) -> torch.Tensor:
+    return torch.tensor(list(device.type.encode()), dtype=torch.uint8)
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -211,13 +123,12 @@ class Trainer:
         self.device = torch.device(device)
         self.on_event = on_event or (lambda event: None)
         self.stop_requested = False
-        self.meta = SceneMeta.from_scene(scene, cfg.data.ndc)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
 
         torch.manual_seed(cfg.train.seed)
-        self.model = build_model(cfg).to(self.device)
+        self.model = build_model(cfg, scene_box=scene.scene_box).to(self.device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.train.seed)
         self.step = 0
@@ -226,8 +137,8 @@ class Trainer:
         if resume:
             self._resume()
         else:
-            self.optimizer = _build_optimizer(self.model, cfg)
-        self.rays, self.target = training_rays(scene, cfg.data.ndc, self.device)
+            self.optimizer = build_optimizer(self.model, cfg)
+        self.rays, self.target = training_rays(scene, self.device)
         self._check_free_space()
 
     def _check_free_space(self) -> None:
@@ -263,16 +174,12 @@ class Trainer:
             self.model.adapt_to_state_dict(ckpt.model_state)
             self.model.load_state_dict(ckpt.model_state)
             self.model.to(self.device)
-            self.optimizer = _build_optimizer(self.model, self.cfg)
+            self.optimizer = build_optimizer(self.model, self.cfg)
             if ckpt.optimizer_state is not None:
                 fresh = [dict(group) for group in self.optimizer.param_groups]
                 self.optimizer.load_state_dict(ckpt.optimizer_state)
-                _check_adam_state(self.optimizer, fresh)
-            state = ckpt.rng_state.get("generator")
-            if state is not None:
-                self.generator.set_state(state.cpu() if self.device.type == "cpu" else state)
-            if "torch" in ckpt.rng_state:
-                torch.set_rng_state(ckpt.rng_state["torch"].cpu())
+                check_adam_state(self.optimizer, fresh)
+            self._restore_rng(ckpt.rng_state, ckpt.step)
         except (
             CheckpointError,
             RuntimeError,
@@ -288,16 +195,40 @@ class Trainer:
             ) from None
         self.step = ckpt.step
         self.train_seconds = ckpt.train_seconds
-        _trim_log(self.out_dir / "metrics.jsonl", self.step)
+        trim_log(self.out_dir / "metrics.jsonl", self.step)
+
+    def _restore_rng(self, rng_state: dict, step: int) -> None:
+        """Random streams from a checkpoint. States are byte tensors restored on the CPU; the
+        batch generator's state only fits a generator of the device type that saved it, so a
+        run resumed on another device type is reseeded (and says so)."""
+        state = rng_state.get("generator")
+        saved_on = rng_state.get("generator_device")
+        saved_type = bytes(saved_on.tolist()).decode() if saved_on is not None else "cpu"
+        if state is not None and saved_type == self.device.type:
+            self.generator.set_state(state.cpu())
+        elif state is not None:
+            seed = self.cfg.train.seed + step
+            self.generator.manual_seed(seed)
+            warnings.warn(
+                f"resumed on {self.device.type} a run saved on {saved_type}: the batch random "
+                f"stream is reseeded ({seed}), so this run no longer replays the original",
+                stacklevel=2,
+            )
+        if "torch" in rng_state:
+            torch.set_rng_state(rng_state["torch"].cpu())
 
     def checkpoint(self) -> Checkpoint:
         return Checkpoint(
             config=self.cfg,
             model_state={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            scene=self.meta,
+            scene=self.scene.without_images(),
             step=self.step,
             optimizer_state=self.optimizer.state_dict(),
-            rng_state={"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
+            rng_state={
+                "generator": self.generator.get_state().cpu(),
+                "generator_device": _device_tag(self.device),
+                "torch": torch.get_rng_state(),
+            },
             train_seconds=self.train_seconds,
         )
 
@@ -328,17 +259,20 @@ class Trainer:
 
     # -- evaluation during training
 
+    def render_fn(self, rays: Rays, near: float, far: float):
+        return self.model.render_rays(rays, near, far, train=False)
+
     @torch.no_grad()
     def evaluate(self) -> EvalEvent:
-        """Held-out PSNR at 1/eval_downscale resolution and a preview of the first test view."""
-        views = self.scene.i_test or self.scene.i_train[:1]
+        """Held-out PSNR at 1/eval_downscale resolution and a preview of the first held-out
+        view (the same views `nerf eval` scores)."""
         k = max(1, self.cfg.train.eval_downscale)
         self.model.eval()
         errors = []
         preview_image = None
-        for view in views:
+        for view in self.scene.held_out:
             out = render_view(
-                self.model, self.meta, self.scene.c2w[view], self.cfg.render.chunk, self.device, k
+                self.render_fn, self.scene.camera(view), self.cfg.render.chunk, self.device, k
             )
             gt = downscale_image(torch.from_numpy(self.scene.images[view]), k).to(self.device)
             gt = gt[: out.rgb.shape[0], : out.rgb.shape[1]]
@@ -346,35 +280,24 @@ class Trainer:
             if preview_image is None:
                 preview_image = np.concatenate([to8b(out.rgb), to8b(gt)], 1)
         self.model.train()
-        preview = None
-        if preview_image is not None:
-            folder = self.out_dir / "previews"
-            preview = folder / f"step_{self.step:07d}.png"
-            try:
-                folder.mkdir(exist_ok=True)
-                write_image_atomic(preview, preview_image)
-            except OSError as exc:
-                raise NerfError(
-                    f"{preview}: cannot write ({exc.strerror or exc}); the last checkpoint is "
-                    "intact: free space or fix the folder, then --resume"
-                ) from None
+        preview = self.out_dir / "previews" / f"step_{self.step:07d}.png"
+        try:
+            preview.parent.mkdir(exist_ok=True)
+            write_image_atomic(preview, preview_image)
+        except OSError as exc:
+            raise NerfError(
+                f"{preview}: cannot write ({exc.strerror or exc}); the last checkpoint is "
+                "intact: free space or fix the folder, then --resume"
+            ) from None
         return EvalEvent(self.step, psnr_from_mse(float(np.mean(errors))), preview)
 
     # -- the loop
 
     def _log(self, record: dict) -> None:
-        path = self.out_dir / "metrics.jsonl"
-        try:
-            with open(path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
-        except OSError as exc:
-            raise NerfError(
-                f"{path}: cannot write ({exc.strerror or exc}); the last checkpoint is intact: "
-                "free space or fix the folder, then --resume"
-            ) from None
+        append_log(self.out_dir / "metrics.jsonl", record)
 
     def _forward_backward(
-        self, batch: Rays, target: torch.Tensor, use_amp: bool
+        self, batch: Rays, target: torch.Tensor, use_amp: bool, decay: float
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss and gradients for one batch [B]. With train.grad_chunk_rays > 0 the batch is
         processed in ray chunks whose losses are weighted by their share of the batch and whose
@@ -391,12 +314,12 @@ class Trainer:
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                 result = self.model.render_rays(
                     batch[part],
-                    self.meta.near,
-                    self.meta.far,
+                    self.scene.near,
+                    self.scene.far,
                     train=True,
                     generator=self.generator,
                 )
-            loss, scalars = self.model.loss(result, target[part], self.step)
+            loss, scalars = self.model.loss(result, target[part], decay)
             (loss * share if share < 1 else loss).backward()
             total_loss += float(loss.detach()) * share
             for key, value in scalars.items():
@@ -415,6 +338,25 @@ class Trainer:
         self.on_event(event)
         return event.test_psnr
 
+    def _train_step(self, use_amp: bool) -> tuple[float, float, list[float]]:
+        """One optimisation step on a random batch: (loss, PSNR of the batch, the rates used)."""
+        if self.model.before_step(self.step):
+            self.optimizer = build_optimizer(self.model, self.cfg)
+        decay = learning_rate_factor(self.cfg, self.step)
+        # What the optimizer uses, per parameter group (TensoRF: grids, then networks).
+        lrs = set_learning_rates(self.optimizer, decay)
+        num_rays = self.rays.origins.shape[0]
+        index = torch.randint(
+            0, num_rays, (self.cfg.train.batch_rays,), generator=self.generator, device=self.device
+        )  # [B]
+        loss, scalars = self._forward_backward(
+            self.rays[index], self.target[index], use_amp, decay
+        )
+        self.optimizer.step()
+        self.step += 1
+        last_loss = float(loss.detach())
+        return last_loss, psnr_from_mse(scalars.get("mse", last_loss)), lrs
+
     def run(self) -> TrainSummary:
         cfg = self.cfg.train
         total = cfg.iters
@@ -426,7 +368,6 @@ class Trainer:
         history: list[dict] = []
         stopped_by_time = False
         recent: list[float] = []
-        num_rays = self.rays.origins.shape[0]
         self.model.train()
         use_amp = self.device.type == "cuda" and getattr(cfg, "amp", False)
         if self.step == 0 and cfg.eval_every > 0 and total > 0:
@@ -436,27 +377,12 @@ class Trainer:
                 stopped_by_time = True
                 break
             t0 = time.perf_counter()
-            if self.model.before_step(self.step):
-                self.optimizer = _build_optimizer(self.model, self.cfg)
-            factor = learning_rate_factor(self.cfg, self.step)
-            for group in self.optimizer.param_groups:
-                group["lr"] = group["initial_lr"] * factor
-            # What the optimizer uses, per parameter group (TensoRF: grids, then networks).
-            lrs = [group["lr"] for group in self.optimizer.param_groups]
-            index = torch.randint(
-                0, num_rays, (cfg.batch_rays,), generator=self.generator, device=self.device
-            )  # [B]
-            loss, scalars = self._forward_backward(self.rays[index], self.target[index], use_amp)
-            self.optimizer.step()
-            self.step += 1
+            last_loss, last_psnr, lrs = self._train_step(use_amp)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
             self.train_seconds += dt
-            recent.append(dt)
-            recent = recent[-20:]
-            last_loss = float(loss.detach())
-            last_psnr = psnr_from_mse(scalars.get("mse", last_loss))
+            recent = [*recent[-19:], dt]
             if self.step % cfg.log_every == 0 or self.step == total:
                 record = {
                     "step": self.step,
@@ -470,22 +396,14 @@ class Trainer:
                     record["lr_groups"] = lrs
                 self._log(record)
                 history.append(record)
+            its = len(recent) / max(sum(recent), 1e-9)
             self.on_event(
-                StepEvent(
-                    self.step,
-                    total,
-                    last_loss,
-                    last_psnr,
-                    lrs[0],
-                    self.train_seconds,
-                    len(recent) / max(sum(recent), 1e-9),
-                )
+                StepEvent(self.step, total, last_loss, last_psnr, lrs[0], self.train_seconds, its)
             )
             if cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
                 last_test = self._evaluate_and_log(history)
             if cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0:
                 self.save()
-        checkpoint = self.save()
         return TrainSummary(
             steps=self.step,
             start_step=start_step,
@@ -494,143 +412,9 @@ class Trainer:
             final_loss=last_loss,
             final_psnr=last_psnr,
             test_psnr=last_test,
-            checkpoint=checkpoint,
+            checkpoint=self.save(),
             out_dir=self.out_dir,
             interrupted=self.stop_requested,
             stopped_by_time=stopped_by_time,
             history=history,
         )
-
-
-def prepare_run_dir(out_dir: Path, cfg: Config, resume: bool) -> None:
-    """Create the run folder; an existing non-empty one needs --resume (never overwritten).
-
-    Both paths check that the folder takes a write before any training, and --resume first
-    removes the temp files of writes that a killed run left behind.
-    """
-    if resume:
-        if not (out_dir / "ckpt.pt").is_file():
-            hint = (
-                "the run stopped before its first checkpoint; delete the folder or choose "
-                "another --out and train again"
-                if (out_dir / "config.yaml").is_file()
-                else "start a run without --resume"
-            )
-            raise CheckpointError(f"{out_dir}: nothing to resume (no ckpt.pt); {hint}")
-        _check_writable(out_dir)
-        remove_stale_temp_files(out_dir)
-        return
-    check_new_run_dir(out_dir)
-    created = not out_dir.exists()
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise NerfError(
-            f"{out_dir}: cannot create the run folder ({exc.strerror or exc})"
-        ) from None
-    try:
-        _check_writable(out_dir)
-        with atomic_write(out_dir / "config.yaml") as tmp:
-            tmp.write_text(dump_yaml(cfg), encoding="utf-8")
-    except (NerfError, OSError) as exc:
-        if created:
-            try:
-                out_dir.rmdir()
-            except OSError:
-                pass
-        if isinstance(exc, NerfError):
-            raise
-        raise NerfError(f"{out_dir}: cannot write the run folder ({exc.strerror or exc})") from None
-
-
-_PROBE = ".write-test"
-
-
-def check_new_run_dir(out_dir: Path) -> None:
-    """A new run needs a missing or empty folder: an existing run is never overwritten."""
-    if out_dir.exists() and (
-        not out_dir.is_dir() or any(p.name != _PROBE for p in out_dir.iterdir())
-    ):
-        raise NerfError(
-            f"{out_dir}: run folder already exists; pass --resume to continue it or choose "
-            "another --out"
-        )
-
-
-def _check_writable(out_dir: Path) -> None:
-    """Write and remove a small file: a read-only or full disk fails here, before training."""
-    probe = out_dir / _PROBE
-    try:
-        probe.write_bytes(b"x" * 4096)
-        probe.unlink()
-    except OSError as exc:
-        try:
-            probe.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise NerfError(f"{out_dir}: cannot write the run folder ({exc.strerror or exc})") from None
-
-
-def remove_stale_temp_files(out_dir: Path) -> list[Path]:
-    """Delete the temp files of atomic writes a killed run left behind (`.ckpt.pt.*.tmp` and the
-    like; never a finished file). Returns what was removed."""
-    removed = []
-    for folder, pattern in (
-        (out_dir, ".ckpt.pt.*"),
-        (out_dir, ".config.yaml.*"),
-        (out_dir, ".metrics.jsonl.*"),
-        (out_dir, _PROBE),
-        (out_dir / "checkpoints", ".step_*"),
-        (out_dir / "previews", ".step_*"),
-    ):
-        for path in folder.glob(pattern) if folder.is_dir() else []:
-            try:
-                path.unlink()
-                removed.append(path)
-            except OSError:
-                pass
-    return removed
-
-
-def _trim_log(path: Path, step: int) -> None:
-    """On resume, drop metrics.jsonl records past the checkpoint's step (a killed run got further
-    than its last checkpoint) and any unreadable line, so the log reads as one run."""
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return
-    kept = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int):
-            if record["step"] <= step:
-                kept.append(line)
-    if len(kept) == len(lines):
-        return
-    try:
-        with atomic_write(path) as tmp:
-            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    except OSError as exc:
-        raise NerfError(f"{path}: cannot write ({exc.strerror or exc})") from None
-
-
-def train(
-    cfg: Config,
-    scene: Scene,
-    out_dir: str | Path,
-    device: str = "cpu",
-    resume: bool = False,
-    on_event: EventCallback | None = None,
-) -> TrainSummary:
-    """Train `cfg.model` on `scene`, writing into `out_dir`; see Trainer."""
-    out_dir = Path(out_dir)
-    if resume:
-        prepare_run_dir(out_dir, cfg, resume=True)
-    # A new run's folder is created only once the Trainer has checked there is room for it.
-    trainer = Trainer(cfg, scene, out_dir, select_device(device), resume, on_event)
-    if not resume:
-        prepare_run_dir(out_dir, cfg, resume=False)
-    return trainer.run()

@@ -34,10 +34,11 @@ from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
 from nerfcli.config import Config, build_config
-from nerfcli.data.formats.llff import Scene, load_scene
+from nerfcli.data.formats.llff import load_scene
+from nerfcli.data.scene import Scene
 from nerfcli.errors import CheckpointError, ConfigError, DataError, NerfError
 from nerfcli.evaluation.video import load_path_file
-from nerfcli.models import build_model
+from nerfcli.models.registry import build_model
 from nerfcli.training.checkpoint import load_checkpoint, restore_model
 from tests.conftest import look_at_stored, tiny_nerf_args, write_llff
 
@@ -125,8 +126,8 @@ def check_scene(scene: Scene) -> None:
     assert n >= 1 and scene.c2w.shape == (n, 3, 4) and scene.bounds.shape == (n, 2)
     assert np.isfinite(scene.c2w).all() and np.isfinite(scene.render_poses).all()
     assert np.isfinite(scene.bounds).all() and (scene.bounds > 0).all()
-    assert scene.height >= 1 and scene.width >= 1 and np.isfinite(scene.focal)
-    assert scene.focal > 0
+    assert scene.height >= 1 and scene.width >= 1 and np.isfinite(scene.K).all()
+    assert (scene.K[:, 0, 0] > 0).all()
     if scene.images is not None:
         assert scene.images.shape == (n, scene.height, scene.width, 3)
         assert scene.images.dtype == np.float32

@@ -10,16 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nerfcli.data.cameras import poses_avg, recenter_poses, spiral_path
 from nerfcli.data.formats.llff import (
     PosesBounds,
     find_pose_problems,
     holdout_split,
     load_scene,
-    poses_avg,
     read_poses_bounds,
-    recenter_poses,
     scene_from_poses_bounds,
-    spiral_path,
     stored_to_training_axes,
 )
 from nerfcli.errors import DataError
@@ -160,7 +158,7 @@ def test_spherify_puts_cameras_at_unit_rms_radius(tmp_path):
     radius = np.sqrt(np.mean(np.sum(scene.c2w[:, :, 3] ** 2, -1)))
     assert radius == pytest.approx(1.0, abs=1e-5)
     assert scene.render_poses.shape == (30, 3, 4)
-    assert scene.focus_depth is None
+    assert scene.source["focus_depth"] is None and scene.render_path == "circle"
     # The circle path looks at the origin: -z points from each frame to the centre.
     for pose in scene.render_poses:
         np.testing.assert_allclose(-pose[:, 2], -pose[:, 3] / np.linalg.norm(pose[:, 3]), atol=1e-5)
@@ -172,13 +170,14 @@ def test_fern_numbers(fern_dir):
     assert pb.focal == pytest.approx(3260.526, abs=1e-3)
     scene = load_scene(fern_dir, factor=8, load_imgs=False)
     assert (scene.height, scene.width) == (378, 504)
-    assert scene.focal == pytest.approx(3260.526 / 8, abs=1e-3)
+    np.testing.assert_allclose(scene.K[:, 0, 0], 3260.526 / 8, atol=1e-3)  # every view
     assert scene.i_test == [0, 8, 16]
     assert scene.bounds.min() == pytest.approx(1 / 0.75, rel=1e-6)
     assert scene.render_poses.shape == (120, 3, 4)
     np.testing.assert_allclose(poses_avg(scene.c2w), np.eye(3, 4), atol=1e-5)
-    assert scene.near_far(ndc=False) == pytest.approx((0.9 * 4 / 3, scene.bounds.max()))
-    assert scene.near_far(ndc=True) == (0.0, 1.0)
+    assert (scene.near, scene.far) == (0.0, 1.0) and scene.kind == "ndc"
+    world = load_scene(fern_dir, factor=8, load_imgs=False, ndc=False)
+    assert (world.near, world.far) == pytest.approx((0.9 * 4 / 3, scene.bounds.max()))
 
 
 def test_fern_images_at_factor_8_come_from_images_8(fern_dir):
@@ -193,7 +192,7 @@ def test_images_are_resized_from_images_folder(tmp_path):
     root = write_llff(tmp_path / "s", height=24, width=32)
     scene = load_scene(root, factor=4)
     assert scene.images.shape == (6, 6, 8, 3)
-    assert (scene.height, scene.width, scene.focal) == (6, 8, 30.0 / 4)
+    assert (scene.height, scene.width, scene.K[0, 0, 0]) == (6, 8, 30.0 / 4)
     assert sorted(p.name for p in (root / "images_4").iterdir()) == [
         f"img{k:03d}.png" for k in range(6)
     ]  # cached for the next load

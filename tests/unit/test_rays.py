@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nerfcli.data.formats.llff import intrinsics
+from nerfcli.data.cameras import intrinsics
 from nerfcli.data.rays import Rays, get_rays, make_pixel_rays, make_rays, ndc_rays, pixel_directions
 from tests.unit.test_llff import rotation_from_quaternion
 

@@ -1,0 +1,64 @@
+"""Capture formats: one module per on-disk layout, each with `detect(root) -> bool` and
+`load(root, cfg: DataConfig, load_images=True) -> Scene`. `load_scene` picks the module by
+`cfg.format` or, for "auto", by what the folder holds."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from nerfcli.config import DataConfig
+from nerfcli.data.scene import Scene
+from nerfcli.errors import DataError
+
+# name -> (module, the file that marks it), in detection order
+FORMATS: dict[str, tuple[str, str]] = {
+    "llff": ("nerfcli.data.formats.llff", "poses_bounds.npy"),
+    "blender": ("nerfcli.data.formats.blender", "transforms_train.json"),
+    "transforms": ("nerfcli.data.formats.transforms", "transforms.json"),
+}
+
+
+def scene_root(path: str | Path) -> Path:
+    """A scene folder, or the folder of a file inside it (poses_bounds.npy, a .json)."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    if path.is_file():
+        return path.parent
+    raise DataError(f"{path}: no such file or folder")
+
+
+def detect_format(path: str | Path) -> str:
+    """The format of a scene folder (or of the file given), by the file that marks it."""
+    path = Path(path)
+    if path.is_file():
+        for name, (_, marker) in FORMATS.items():
+            if path.name == marker:
+                return name
+        if path.suffix == ".npy":
+            return "llff"
+        if path.suffix == ".json":
+            return "transforms"
+    root = scene_root(path)
+    for name, (_, marker) in FORMATS.items():
+        if (root / marker).is_file():
+            return name
+    looked_for = ", ".join(f"{marker} ({name})" for name, (_, marker) in FORMATS.items())
+    raise DataError(
+        f"{root}: not a scene folder: looked for {looked_for}; for photos without poses run "
+        "`nerf sfm` (or `nerf colmap2poses` on a COLMAP model)"
+    )
+
+
+def format_module(name: str):
+    if name not in FORMATS:
+        raise DataError(f"unknown format {name!r}; choose {', '.join(FORMATS)} or auto")
+    return importlib.import_module(FORMATS[name][0])
+
+
+def load_scene(path: str | Path, cfg: DataConfig | None = None, load_images: bool = True) -> Scene:
+    """Load any supported capture into the training frame."""
+    cfg = cfg or DataConfig()
+    name = detect_format(path) if cfg.format == "auto" else cfg.format
+    return format_module(name).load(Path(path), cfg, load_images)

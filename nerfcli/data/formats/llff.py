@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nerfcli.config import DataConfig
 from nerfcli.data.cameras import (
     intrinsics,
     recenter_poses,
@@ -517,3 +518,22 @@ def _load_depths(root: Path, files: list[Path], size: tuple[int, int]) -> np.nda
     if any(d.shape != size for d in depths):
         return None
     return np.stack(depths, 0).astype(np.float32)
+
+
+def detect(root: Path) -> bool:
+    return (Path(root) / "poses_bounds.npy").is_file()
+
+
+def load(path: Path, cfg: DataConfig, load_images: bool = True) -> Scene:
+    """The format registry's entry: load_scene with the data config's LLFF settings."""
+    return load_scene(
+        path,
+        factor=cfg.factor,
+        bd_factor=cfg.bd_factor,
+        recenter=cfg.recenter,
+        spherify=cfg.spherify,
+        llffhold=cfg.llffhold,
+        render_frames=cfg.render_frames,
+        load_imgs=load_images,
+        ndc=cfg.ndc,
+    )

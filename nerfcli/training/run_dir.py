@@ -1,0 +1,139 @@
+"""The run folder: created only when it is new (an existing run is never overwritten), probed
+for writes before any training, cleaned of temp files a killed run left, and its metrics log
+appended to and trimmed back to a checkpoint's step on resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nerfcli.config import Config, dump_yaml
+from nerfcli.errors import CheckpointError, NerfError
+from nerfcli.fsutil import atomic_write
+
+
+def prepare_run_dir(out_dir: Path, cfg: Config, resume: bool) -> None:
+    """Create the run folder; an existing non-empty one needs --resume (never overwritten).
+
+    Both paths check that the folder takes a write before any training, and --resume first
+    removes the temp files of writes that a killed run left behind.
+    """
+    if resume:
+        if not (out_dir / "ckpt.pt").is_file():
+            hint = (
+                "the run stopped before its first checkpoint; delete the folder or choose "
+                "another --out and train again"
+                if (out_dir / "config.yaml").is_file()
+                else "start a run without --resume"
+            )
+            raise CheckpointError(f"{out_dir}: nothing to resume (no ckpt.pt); {hint}")
+        _check_writable(out_dir)
+        remove_stale_temp_files(out_dir)
+        return
+    check_new_run_dir(out_dir)
+    created = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NerfError(
+            f"{out_dir}: cannot create the run folder ({exc.strerror or exc})"
+        ) from None
+    try:
+        _check_writable(out_dir)
+        with atomic_write(out_dir / "config.yaml") as tmp:
+            tmp.write_text(dump_yaml(cfg), encoding="utf-8")
+    except (NerfError, OSError) as exc:
+        if created:
+            try:
+                out_dir.rmdir()
+            except OSError:
+                pass
+        if isinstance(exc, NerfError):
+            raise
+        raise NerfError(f"{out_dir}: cannot write the run folder ({exc.strerror or exc})") from None
+
+
+_PROBE = ".write-test"
+
+
+def check_new_run_dir(out_dir: Path) -> None:
+    """A new run needs a missing or empty folder: an existing run is never overwritten."""
+    if out_dir.exists() and (
+        not out_dir.is_dir() or any(p.name != _PROBE for p in out_dir.iterdir())
+    ):
+        raise NerfError(
+            f"{out_dir}: run folder already exists; pass --resume to continue it or choose "
+            "another --out"
+        )
+
+
+def _check_writable(out_dir: Path) -> None:
+    """Write and remove a small file: a read-only or full disk fails here, before training."""
+    probe = out_dir / _PROBE
+    try:
+        probe.write_bytes(b"x" * 4096)
+        probe.unlink()
+    except OSError as exc:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise NerfError(f"{out_dir}: cannot write the run folder ({exc.strerror or exc})") from None
+
+
+def remove_stale_temp_files(out_dir: Path) -> list[Path]:
+    """Delete the temp files of atomic writes a killed run left behind (`.ckpt.pt.*.tmp` and the
+    like; never a finished file). Returns what was removed."""
+    removed = []
+    for folder, pattern in (
+        (out_dir, ".ckpt.pt.*"),
+        (out_dir, ".config.yaml.*"),
+        (out_dir, ".metrics.jsonl.*"),
+        (out_dir, _PROBE),
+        (out_dir / "checkpoints", ".step_*"),
+        (out_dir / "previews", ".step_*"),
+    ):
+        for path in folder.glob(pattern) if folder.is_dir() else []:
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
+
+
+def trim_log(path: Path, step: int) -> None:
+    """On resume, drop metrics.jsonl records past the checkpoint's step (a killed run got further
+    than its last checkpoint) and any unreadable line, so the log reads as one run."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            if record["step"] <= step:
+                kept.append(line)
+    if len(kept) == len(lines):
+        return
+    try:
+        with atomic_write(path) as tmp:
+            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    except OSError as exc:
+        raise NerfError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def append_log(path: Path, record: dict) -> None:
+    """One JSON line appended to metrics.jsonl."""
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+    except OSError as exc:
+        raise NerfError(
+            f"{path}: cannot write ({exc.strerror or exc}); the last checkpoint is intact: "
+            "free space or fix the folder, then --resume"
+        ) from None

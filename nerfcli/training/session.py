@@ -1,0 +1,118 @@
+"""The one path from a scene folder to a training run, used by `nerf train`, `nerf demo` and
+the benches: resolve the config (defaults < model/device profile < preset < --set < flags),
+load the scene the config describes, then build the Trainer and the run folder in the only
+safe order (a new folder is created only once the Trainer has checked there is room)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from nerfcli.config import Config, available_presets, build_config, with_values
+from nerfcli.data.formats import detect_format, load_scene, scene_root
+from nerfcli.data.scene import Scene
+from nerfcli.errors import ConfigError
+from nerfcli.models.registry import model_profile
+from nerfcli.training.checkpoint import load_checkpoint
+from nerfcli.training.run_dir import check_new_run_dir, prepare_run_dir
+from nerfcli.training.trainer import EventCallback, Trainer
+
+# The preset a scene folder gets when --config names none, by its detected format.
+FORMAT_PRESETS = {"llff": "llff", "blender": "blender", "transforms": "transforms"}
+
+
+def default_preset(scene: Path, spherify: bool = False) -> str:
+    """--spherify: surround; a preset named like the folder (fern); else the format's own."""
+    if spherify:
+        return "surround"
+    name = scene_root(scene).name
+    if name in available_presets():
+        return name
+    return FORMAT_PRESETS[detect_format(scene)]
+
+
+def resolve_config(
+    scene: Path,
+    config: str | None = None,
+    model: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    device_type: str = "cpu",
+    spherify: bool = False,
+    data: dict | None = None,
+    train: dict | None = None,
+) -> Config:
+    """defaults < model/device profile < preset < --set < first-class flags (`data`, `train`:
+    section values from flags; None values are left alone)."""
+    config = config or default_preset(scene, spherify)
+    extra = list(overrides)
+    if model is not None:
+        extra.append(f"model.name={model}")
+    if spherify:
+        extra = ["data.spherify=true", "data.ndc=false", *extra]
+    probe = build_config(config, extra)
+    profile = model_profile(probe.model.name, device_type, probe.data.ndc)
+    cfg = build_config(config, extra, base=profile)
+    cfg = with_values(cfg, "data", **(data or {}))
+    return with_values(cfg, "train", **(train or {}))
+
+
+def load_training_scene(scene: Path, cfg: Config, load_images: bool = True) -> Scene:
+    """The scene exactly as `cfg.data` describes it."""
+    return load_scene(scene, cfg.data, load_images)
+
+
+def settle_config(cfg: Config, scene: Scene) -> Config:
+    """Record what the scene decided in the config that is saved with the run: the
+    background actually used (auto -> the format's) and whether rays are in NDC."""
+    data = replace(cfg.data, background=scene.background, ndc=scene.ndc)
+    return replace(cfg, data=data)
+
+
+@dataclass
+class Run:
+    cfg: Config
+    scene: Scene
+    trainer: Trainer
+    out_dir: Path
+
+
+def start_run(
+    cfg: Config,
+    scene: Scene,
+    out_dir: Path,
+    device: torch.device,
+    resume: bool = False,
+    on_event: EventCallback | None = None,
+) -> Run:
+    """Trainer + run folder. Resume: the folder must hold a checkpoint (checked first); new:
+    the folder must be missing or empty, and is created only after the Trainer is built."""
+    out_dir = Path(out_dir)
+    cfg = settle_config(cfg, scene)
+    if resume:
+        prepare_run_dir(out_dir, cfg, resume=True)
+    else:
+        check_new_run_dir(out_dir)
+    trainer = Trainer(cfg, scene, out_dir, device, resume=resume, on_event=on_event)
+    if not resume:
+        prepare_run_dir(out_dir, cfg, resume=False)
+    return Run(cfg, scene, trainer, out_dir)
+
+
+def resume_config(out_dir: Path, iters: int | None, max_minutes: float | None) -> Config:
+    """A run's own config for --resume; only the length of the run may change."""
+    prepare_run_dir(out_dir, None, resume=True)
+    cfg = load_checkpoint(out_dir / "ckpt.pt").config
+    return with_values(cfg, "train", iters=iters, max_minutes=max_minutes)
+
+
+def check_resume_flags(**given: object) -> None:
+    """--resume continues with the run's own config: refuse flags that would change it."""
+    named = [name for name, value in given.items() if value]
+    if named:
+        raise ConfigError(
+            "--resume continues with the run's own config; drop "
+            + "/".join(f"--{n.replace('_', '-')}" for n in named)
+            + " (only --iters, --max-minutes and --device may change)"
+        )

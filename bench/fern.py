@@ -35,7 +35,11 @@ def held_out_psnr(trainer: Trainer, downscale: int) -> float:
     errors = []
     for view in scene.i_test:
         out = render_view(
-            trainer.render_fn, scene.camera(view), trainer.cfg.render.chunk, trainer.device, downscale
+            trainer.render_fn,
+            scene.camera(view),
+            trainer.cfg.render.chunk,
+            trainer.device,
+            downscale,
         )
         gt = downscale_image(torch.from_numpy(scene.images[view]), downscale).to(trainer.device)
         gt = gt[: out.rgb.shape[0], : out.rgb.shape[1]]

@@ -126,7 +126,7 @@ def inspect_poses(
                 scene.render_poses,
                 scene.i_test,
                 title=title,
-                up_axis=2 if scene.spherify else 1,
+                up_axis=2 if scene.render_path == "circle" else 1,
             )
         console.print(f"wrote {plot}")
 

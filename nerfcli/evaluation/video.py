@@ -20,9 +20,7 @@ from nerfcli.render.image import render_view
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
 
-def camera_path(
-    scene: Scene, kind: str, frames: int, path_file: Path | None = None
-) -> np.ndarray:
+def camera_path(scene: Scene, kind: str, frames: int, path_file: Path | None = None) -> np.ndarray:
     """Camera-to-world matrices [F, 3, 4] in the training frame.
 
     kind: 'spiral' (LLFF spiral around the average pose), 'circle' (spherified captures),

@@ -1,7 +1,8 @@
 """Positional encoding: x -> [x, sin(2^0 x), cos(2^0 x), ..., sin(2^(L-1) x), cos(2^(L-1) x)].
 
 The channel order (input first, then sin/cos per frequency) matches the reference nerf-pytorch,
-so an input of D channels gives D + 2 D L channels (3 + 6L for points and directions).
+so an input of D channels gives D + 2 D L channels (3 + 6L for points and directions). The plain
+loop it is tested against is nerfcli.models.reference.positional_encoding_reference.
 """
 
 from __future__ import annotations
@@ -27,12 +28,3 @@ def positional_encoding(
     if include_input:
         return torch.cat([x, sincos], -1)
     return sincos
-
-
-def positional_encoding_reference(x: torch.Tensor, num_freqs: int) -> torch.Tensor:
-    """Slow loop form, kept beside the fast one for tests."""
-    out = [x]
-    for i in range(num_freqs):
-        for fn in (torch.sin, torch.cos):
-            out.append(fn(x * 2.0**i))
-    return torch.cat(out, -1)

@@ -14,33 +14,10 @@ from torch import nn
 
 from nerfcli.config import Config
 from nerfcli.data.rays import Rays
-from nerfcli.models import RadianceModel
+from nerfcli.models.base import RadianceModel
 from nerfcli.models.encoding import encoded_channels, positional_encoding
-from nerfcli.render.composite import (
-    RenderResult,
-    composite,
-)
+from nerfcli.render.composite import RenderResult, composite
 from nerfcli.render.samplers import sample_pdf, sample_points, stratified_samples
-
-
-def device_profile(device_type: str) -> dict:
-    """Config overrides per device type, merged after the dataclass defaults (the reference
-    nerf-pytorch settings) and before the scene preset and --set. None of them changes the
-    model or the loss, only how the work is cut up.
-
-    CPU: the MLPs are matrix products whose activations (rows x 256 floats per layer) spill out
-    of cache at the reference's sizes (a 1024-ray batch is 65,536 coarse and 131,072 fine
-    points per product). Training accumulates gradients over chunks of 32 rays (the same
-    gradient: chunk losses are weighted by their share of the batch) and rendering works on
-    32 rays at a time. Measured on fern at factor 8, 2 cores, all variants interleaved in one
-    run (`python -m bench.classic --rounds 4`): 9.06 s per step against 15.87 s for the whole
-    batch at once and 14.63 s for the reference's 65,536-point network chunks; a 63 x 47
-    render in 8.2 s against 14.5 s with 2048-ray chunks.
-    GPU: nothing (one pass per batch, the default render chunk; not measured on hardware).
-    """
-    if device_type == "cpu":
-        return {"train": {"grad_chunk_rays": 32}, "render": {"chunk": 32}}
-    return {}
 
 
 class NerfMLP(nn.Module):
@@ -166,7 +143,8 @@ class NerfModel(RadianceModel):
             extras={"rgb_coarse": coarse.rgb},
         )
 
-    def loss(self, result, target, step):
+    def loss(self, result, target, decay):
+        """Fine plus coarse MSE, as the reference (no regulariser: `decay` is not used)."""
         mse_fine = torch.mean((result.rgb - target) ** 2)
         scalars = {"mse": float(mse_fine.detach())}
         loss = mse_fine

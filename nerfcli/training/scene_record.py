@@ -177,8 +177,10 @@ def upgrade_v1(payload: dict) -> dict:
         }
     except (KeyError, TypeError, ValueError, AttributeError, np.linalg.LinAlgError):
         return payload
-    record = {k: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v
-              for k, v in record.items()}
+    record = {
+        k: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v
+        for k, v in record.items()
+    }
     out["scene"] = record
     out["format_version"] = 2
     return out

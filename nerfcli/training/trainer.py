@@ -349,9 +349,7 @@ class Trainer:
         index = torch.randint(
             0, num_rays, (self.cfg.train.batch_rays,), generator=self.generator, device=self.device
         )  # [B]
-        loss, scalars = self._forward_backward(
-            self.rays[index], self.target[index], use_amp, decay
-        )
+        loss, scalars = self._forward_backward(self.rays[index], self.target[index], use_amp, decay)
         self.optimizer.step()
         self.step += 1
         last_loss = float(loss.detach())

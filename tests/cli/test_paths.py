@@ -71,8 +71,8 @@ def test_every_command_with_spaces_and_unicode(scene: Path, tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["checkpoint"] == str(run / "ckpt.pt")
     ckpt = load_checkpoint(run / "ckpt.pt")
-    assert ckpt.scene.image_names == [image_name(v) for v in range(9)]
-    assert ckpt.scene.root == str(scene.resolve())
+    assert ckpt.scene.image_files == [image_name(v) for v in range(9)]
+    assert ckpt.scene.root == scene.resolve()
     previews = {p.name for p in (run / "previews").iterdir()}
     assert {"step_0000002.png", "step_0000004.png"} <= previews
 

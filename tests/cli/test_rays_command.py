@@ -96,7 +96,7 @@ def test_json_document(tiny_llff):
     assert doc["view"] == 3 and doc["ndc"] is False and doc["factor"] == 8
     assert (doc["height"], doc["width"]) == (3, 4)
     np.testing.assert_array_equal(np.float32(doc["c2w"]), scene.c2w[3])
-    np.testing.assert_array_equal(np.float32(doc["K"]), scene.K)
+    np.testing.assert_array_equal(np.float32(doc["K"]), scene.K[3])
     assert doc["near"] == pytest.approx(0.9 * scene.bounds.min())
     [pixel] = doc["pixels"]
     assert (pixel["x"], pixel["y"]) == (3, 2)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from nerfcli.config import build_config
 from nerfcli.data.rays import Rays
-from nerfcli.models import build_model
 from nerfcli.models.nerf import NerfMLP
+from nerfcli.models.registry import build_model, model_profile
 
 
 def test_layer_shapes_match_the_reference():
@@ -45,8 +46,12 @@ def test_render_rays_shapes_and_coarse_output():
     out = model.render_rays(rays, 0.0, 1.0, train=True, generator=g)
     assert out.rgb.shape == (6, 3) and out.depth.shape == (6,)
     assert out.extras["rgb_coarse"].shape == (6, 3)
-    loss, scalars = model.loss(out, torch.rand(6, 3), 0)
+    target = torch.rand(6, 3)
+    loss, scalars = model.loss(out, target, 1.0)
     assert set(scalars) == {"mse", "mse_coarse"}
+    assert float(loss) == pytest.approx(scalars["mse"] + scalars["mse_coarse"], rel=1e-6)
+    # no regulariser: the schedule's decay leaves the classic loss alone
+    assert torch.equal(model.loss(out, target, 0.1)[0], loss)
     loss.backward()
     assert model.fine.pts_linears[0].weight.grad is not None
     assert model.coarse.pts_linears[0].weight.grad is not None
@@ -54,7 +59,6 @@ def test_render_rays_shapes_and_coarse_output():
 
 def test_cpu_profile_only_changes_how_work_is_chunked():
     from nerfcli.config import to_dict
-    from nerfcli.models import model_profile
 
     for device_type in ("cpu", "cuda"):
         profile = model_profile("nerf", device_type)
@@ -65,6 +69,17 @@ def test_cpu_profile_only_changes_how_work_is_chunked():
         defaults = build_config(None, ["model.name=nerf"])
         assert to_dict(cfg)["model"] == to_dict(defaults)["model"]
     assert model_profile("nerf", "cpu")["train"]["grad_chunk_rays"] > 0
+    assert model_profile("nerf", "cpu", ndc=False) == model_profile("nerf", "cpu")
+
+
+def test_model_profile_names_the_models_it_knows():
+    from nerfcli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="available: nerf, tensorf"):
+        model_profile("nope", "cpu")
+    surround = model_profile("tensorf", "cpu", ndc=False)["model"]["tensorf"]
+    facing = model_profile("tensorf", "cpu", ndc=True)["model"]["tensorf"]
+    assert surround["grid_final"] != facing["grid_final"]
 
 
 def test_chunked_gradients_equal_the_whole_batch(tmp_path):
@@ -97,7 +112,7 @@ def test_chunked_gradients_equal_the_whole_batch(tmp_path):
         )
         trainer = Trainer(cfg, scene, tmp_path / f"run{chunk}", "cpu")
         batch = trainer.rays[torch.arange(37)]
-        loss, _ = trainer._forward_backward(batch, trainer.target[:37], use_amp=False)
+        loss, _ = trainer._forward_backward(batch, trainer.target[:37], use_amp=False, decay=1.0)
         losses[chunk] = float(loss)
         grads[chunk] = [p.grad.clone() for p in trainer.model.parameters()]
     for chunk in (5, 16):

@@ -3,8 +3,12 @@ regularisers and the device profiles."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -12,22 +16,31 @@ from hypothesis import strategies as st
 
 from nerfcli.config import build_config, merge_dicts
 from nerfcli.data.rays import Rays, make_rays
-from nerfcli.errors import ConfigError
-from nerfcli.models import build_model
+from nerfcli.errors import ConfigError, DataError
+from nerfcli.models.reference import (
+    appearance_reference,
+    density_feature_reference,
+    density_slices_reference,
+    render_rays_reference,
+    total_variation_reference,
+    trilinear_gather_reference,
+)
+from nerfcli.models.registry import build_model
 from nerfcli.models.tensorf import (
+    CUBE_BOX,
     NDC_BOX,
     TensorfModel,
     device_profile,
     grid_schedule,
-    scene_box_from_cameras,
     total_variation,
-    total_variation_reference,
     trilinear_gather,
 )
+from nerfcli.models.tensorf.losses import tv_loss
+
+BATCH_SHAPES = [(), (2,), (1, 2)]  # leading batch dimensions, as gsplat's tests
 
 
-def make_model(*overrides: str, ndc: bool = True, seed: int = 0) -> TensorfModel:
-    torch.manual_seed(seed)
+def tiny_config(*overrides: str, ndc: bool = True):
     base = [
         "model.tensorf.grid_init=[11,9,7]",
         "model.tensorf.grid_final=[23,19,13]",
@@ -42,8 +55,12 @@ def make_model(*overrides: str, ndc: bool = True, seed: int = 0) -> TensorfModel
     ]
     if not ndc:
         base += ["data.ndc=false", "data.spherify=true"]
-    model = TensorfModel(build_config(overrides=base + list(overrides)))
-    return model
+    return build_config(overrides=base + list(overrides))
+
+
+def make_model(*overrides: str, ndc: bool = True, seed: int = 0) -> TensorfModel:
+    torch.manual_seed(seed)
+    return TensorfModel(tiny_config(*overrides, ndc=ndc))
 
 
 def random_coords(count: int, seed: int = 1) -> torch.Tensor:
@@ -63,42 +80,60 @@ def grads(parameters) -> list[torch.Tensor]:
     return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in parameters]
 
 
+def density_reference(model: TensorfModel, coords: torch.Tensor) -> torch.Tensor:
+    return density_feature_reference(list(model.density_planes), list(model.density_lines), coords)
+
+
+def app_reference(model: TensorfModel, coords: torch.Tensor) -> torch.Tensor:
+    return appearance_reference(list(model.app_planes), list(model.app_lines), model.basis, coords)
+
+
 # ----------------------------------------------------------------------------- fast == reference
 
 
+def batched_coords(batch: tuple[int, ...], count: int, seed: int = 1) -> torch.Tensor:
+    """Coordinates [*batch, P, 3] inside the box."""
+    return random_coords(math.prod(batch) * count, seed).view(*batch, count, 3)
+
+
+@pytest.mark.parametrize("batch", BATCH_SHAPES)
 @pytest.mark.parametrize("count", [1, 7, 300])
-def test_density_fast_matches_reference_values_and_gradients(count):
+def test_density_fast_matches_reference_values_and_gradients(batch, count):
     model = make_model()
-    coords = random_coords(count)
+    coords = batched_coords(batch, count)
     params = [*model.density_planes, *model.density_lines]
-    reference = model.density_feature_reference(coords)  # [P]
-    weights = torch.randn(count)
+    reference = density_reference(model, coords)  # [*batch, P]
+    weights = torch.randn(reference.shape)
     (reference * weights).sum().backward()
     grads_reference = grads(params)
     model.zero_grad()
-    fast = model.density_feature_fast(coords)
+    fast = model.density_feature(coords)  # trilinear reads of the volume
     (fast * weights).sum().backward()
-    assert fast.shape == (count,)
+    assert fast.shape == (*batch, count)
     torch.testing.assert_close(fast, reference, atol=1e-6, rtol=1e-5)
     for a, b in zip(grads(params), grads_reference):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    with torch.no_grad():  # the no-grad path: one grid_sample of the (cached) volume
+        torch.testing.assert_close(model.density_feature(coords), reference, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("batch", BATCH_SHAPES)
 @pytest.mark.parametrize("count", [1, 5, 257])
 @pytest.mark.parametrize("grid", ["[11,9,7]", "[8,8,8]", "[8,8,5]"])
-def test_appearance_fast_matches_reference_values_and_gradients(count, grid):
+def test_appearance_fast_matches_reference_values_and_gradients(batch, count, grid):
     # [11, 9, 7]: three plane sizes (three batches); [8, 8, 8]: one batch; [8, 8, 5]: xy alone,
     # xz and yz together.
     model = make_model(f"model.tensorf.grid_init={grid}")
-    coords = random_coords(count, seed=count)
+    coords = batched_coords(batch, count, seed=count)
     params = [*model.app_planes, *model.app_lines, *model.basis.parameters()]
-    reference = model.appearance_reference(coords)  # [P, app_dim]
+    reference = app_reference(model, coords)  # [P, app_dim]
     upstream = torch.randn_like(reference)
     (reference * upstream).sum().backward()
     grads_reference = grads(params)
     model.zero_grad()
-    fast = model.appearance_fast(coords)
+    fast = model.appearance(coords)
     (fast * upstream).sum().backward()
+    assert fast.shape == (*batch, count, 5)
     torch.testing.assert_close(fast, reference, atol=1e-6, rtol=1e-5)
     for a, b in zip(grads(params), grads_reference):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
@@ -110,7 +145,7 @@ def test_render_fast_matches_reference_without_threshold(count):
     and the same gradients for every parameter."""
     model = make_model("model.tensorf.colour_samples=0", "model.tensorf.weight_threshold=-1")
     rays = ndc_rays(count)
-    reference = model.render_rays_reference(rays, 0.0, 1.0, train=False)
+    reference = render_rays_reference(model, rays, 0.0, 1.0, train=False)
     upstream = torch.randn(count, 3)
     (reference.rgb * upstream).sum().backward()
     grads_reference = grads(model.parameters())
@@ -133,7 +168,7 @@ def test_render_threshold_error_is_bounded():
     )
     rays = ndc_rays(64)
     with torch.no_grad():
-        reference = model.render_rays_reference(rays, 0.0, 1.0, train=False)
+        reference = render_rays_reference(model, rays, 0.0, 1.0, train=False)
         fast = model.render_rays(rays, 0.0, 1.0, train=False)
     bound = model.num_samples(0.0, 1.0) * threshold
     assert float((fast.rgb - reference.rgb).abs().max()) <= bound
@@ -148,7 +183,7 @@ def test_render_fast_matches_reference_in_world_coordinates():
     c2w = torch.eye(4)[:3].clone()
     c2w[:, 3] = torch.tensor([0.2, -0.1, 1.5])
     rays = make_rays(6, 8, 7.0, c2w, ndc=False).reshape(-1)
-    reference = model.render_rays_reference(rays, 0.2, 3.0, train=False)
+    reference = render_rays_reference(model, rays, 0.2, 3.0, train=False)
     upstream = torch.randn(48, 3)
     (reference.rgb * upstream).sum().backward()
     grads_reference = grads(model.parameters())
@@ -174,12 +209,9 @@ def test_density_slices_match_reference(count):
     params = [*model.density_planes, *model.density_lines]
     grads_fast = grads(params)
     model.zero_grad()
-    points = rays.origins[:, None] + t_row[None, :, None] * rays.directions[:, None]  # [R, S, 3]
-    coords = model.normalize(points).reshape(-1, 3)
-    inside = torch.all(coords.abs() <= 1.0, -1)
-    feature = model.density_feature_reference(coords.clamp(-1.0, 1.0))
-    expected = (model.activate_density(feature) * inside).view(count, 9)
+    expected = density_slices_reference(model, rays, t_row)  # [R, S]
     (expected * upstream).sum().backward()
+    assert bool((expected == 0).any()) and bool((expected > 0).any())  # some samples outside
     torch.testing.assert_close(sigma, expected, atol=1e-5, rtol=1e-4)
     for a, b in zip(grads_fast, grads(params)):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
@@ -199,7 +231,7 @@ def constant_colour_model(**kwargs) -> TensorfModel:
 def test_colour_quantiles_exact_when_colour_is_constant_along_rays():
     model = constant_colour_model(colour_samples=3)
     rays = ndc_rays(40)
-    reference = model.render_rays_reference(rays, 0.0, 1.0, train=False)
+    reference = render_rays_reference(model, rays, 0.0, 1.0, train=False)
     upstream = torch.randn(40, 3)
     (reference.rgb * upstream).sum().backward()
     params = [*model.density_planes, *model.density_lines, *model.decoder.parameters()]
@@ -220,11 +252,39 @@ def test_colour_quantile_error_shrinks_with_more_quantiles():
     for count in (1, 4, 64):
         model = make_model(f"model.tensorf.colour_samples={count}")
         with torch.no_grad():
-            reference = model.render_rays_reference(rays, 0.0, 1.0, train=False)
+            reference = render_rays_reference(model, rays, 0.0, 1.0, train=False)
             fast = model.render_rays(rays, 0.0, 1.0, train=False)
         errors.append(float((fast.rgb - reference.rgb).abs().mean()))
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 0.02
+
+
+@pytest.mark.parametrize("batch", BATCH_SHAPES)
+@pytest.mark.parametrize("shape", [(5, 4, 6), (2, 2, 2), (1, 3, 4)])
+def test_trilinear_gather_matches_reference_values_and_gradients(batch, shape):
+    volume = torch.randn(shape, requires_grad=True)  # [Rz, Ry, Rx]
+    coords = (batched_coords(batch, 50) * 0.999).requires_grad_()  # inside: coord grads exist
+    upstream = torch.randn(*batch, 50)
+    reference = trilinear_gather_reference(volume, coords)
+    (reference * upstream).sum().backward()
+    grad_volume, grad_coords = volume.grad.clone(), coords.grad.clone()
+    volume.grad = coords.grad = None
+    fast = trilinear_gather(volume, coords)
+    (fast * upstream).sum().backward()
+    assert fast.shape == (*batch, 50)
+    torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(volume.grad, grad_volume, atol=1e-5, rtol=1e-5)
+    # along an axis of one vertex there is no slope; grid_sample and the gather agree elsewhere
+    axes = [i for i, size in enumerate(reversed(shape)) if size > 1]
+    torch.testing.assert_close(coords.grad[..., axes], grad_coords[..., axes], atol=1e-4, rtol=1e-4)
+
+
+def test_trilinear_gather_clamps_coordinates_outside_the_box():
+    volume = torch.randn(4, 5, 6)
+    coords = torch.tensor([[1.5, -2.0, 0.3], [-1.0, 1.0, 7.0]])
+    expected = trilinear_gather(volume, coords.clamp(-1.0, 1.0))
+    torch.testing.assert_close(trilinear_gather(volume, coords), expected)
+    torch.testing.assert_close(trilinear_gather_reference(volume, coords), expected)
 
 
 def test_trilinear_gather_reproduces_a_linear_field_and_vertices():
@@ -251,7 +311,7 @@ def test_density_volume_is_the_field_at_grid_vertices():
     k, j, i = 3, 2, 5
     coords = torch.tensor([[i / (rx - 1), j / (ry - 1), k / (rz - 1)]]) * 2.0 - 1.0
     with torch.no_grad():
-        expected = model.density_feature_reference(coords)[0]
+        expected = density_reference(model, coords)[0]
     assert float(volume[k, j, i]) == pytest.approx(float(expected), abs=1e-6)
 
 
@@ -284,11 +344,11 @@ def test_upsampling_preserves_the_represented_field():
     model = smooth_model()
     coords = random_coords(500)
     with torch.no_grad():
-        density_before = model.density_feature_reference(coords)
-        app_before = model.appearance_reference(coords)
+        density_before = density_reference(model, coords)
+        app_before = app_reference(model, coords)
         model.upsample((23, 19, 13))
-        density_after = model.density_feature_reference(coords)
-        app_after = model.appearance_reference(coords)
+        density_after = density_reference(model, coords)
+        app_after = app_reference(model, coords)
     assert model.resolution == (23, 19, 13)
     assert model.density_planes[0].shape[2:] == (19, 23)
     assert model.density_lines[0].shape[2] == 13
@@ -355,7 +415,7 @@ def test_alpha_mask_never_drops_significant_density(seed):
     assert 0.0 < model.occupancy() < 1.0
     coords = random_coords(4000, seed=seed)
     with torch.no_grad():
-        sigma = model.activate_density(model.density_feature_reference(coords))
+        sigma = model.activate_density(density_reference(model, coords))
     alpha = 1.0 - torch.exp(-sigma * model.mask_step())
     significant = alpha > model.cfg.alpha_mask_threshold
     assert bool(model.alpha_mask_lookup(coords)[significant].all())
@@ -403,9 +463,10 @@ def test_build_model_registry_and_box():
     cfg = build_config(overrides=["model.name=tensorf", "model.tensorf.grid_init=[8,8,8]"])
     model = build_model(cfg)
     assert isinstance(model, TensorfModel)
-    lo, hi = model.scene_bounds()
-    assert lo.tolist() == pytest.approx(list(NDC_BOX[0]))
-    assert hi.tolist() == pytest.approx(list(NDC_BOX[1]))
+    assert torch.equal(model.aabb, torch.tensor(NDC_BOX))
+    unknown = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name="nope"))
+    with pytest.raises(ConfigError, match="unknown model 'nope'"):
+        build_model(unknown)
 
 
 # ----------------------------------------------------------------------------- regularisers
@@ -420,9 +481,10 @@ def test_total_variation_zero_on_constant_and_positive_otherwise():
     assert float(total_variation(line)) == pytest.approx(4.0)
 
 
+@pytest.mark.parametrize("batch", BATCH_SHAPES)
 @pytest.mark.parametrize("shape", [(1, 2, 4, 5), (1, 3, 6, 1), (1, 1, 1, 4)])
-def test_total_variation_matches_the_plain_formula(shape):
-    plane = torch.randn(shape, requires_grad=True)
+def test_total_variation_matches_the_plain_formula(batch, shape):
+    plane = torch.randn(*batch, *shape, requires_grad=True)
     value = total_variation(plane)
     value.backward()
     fast = plane.grad.clone()
@@ -438,25 +500,40 @@ def test_model_tv_loss_zero_on_constant_grid():
     with torch.no_grad():
         for p in model.grid_parameters():
             p.fill_(0.3)
-    density, appearance = (t.detach() for t in model.tv_loss())
+    density, appearance = (t.detach() for t in tv_loss(model))
     assert float(density) == 0.0 and float(appearance) == 0.0
     result = model.render_rays(ndc_rays(8), 0.0, 1.0, train=True)
-    loss, scalars = model.loss(result, torch.zeros(8, 3), step=0)
+    loss, scalars = model.loss(result, torch.zeros(8, 3), decay=1.0)
     assert scalars["tv_density"] == 0.0
     assert float(loss.detach()) == pytest.approx(scalars["mse"], rel=1e-6)
     with torch.no_grad():
         model.app_planes[0][0, 0, 0, 0] += 1.0
-    assert float(model.tv_loss()[1].detach()) > 0.0
+    assert float(tv_loss(model)[1].detach()) > 0.0
 
 
 def test_l1_term_only_when_configured():
     model = make_model("model.tensorf.l1_weight=0.5")
     result = model.render_rays(ndc_rays(8), 0.0, 1.0, train=True)
-    loss, scalars = model.loss(result, torch.zeros(8, 3), step=0)
+    loss, scalars = model.loss(result, torch.zeros(8, 3), decay=1.0)
     assert scalars["l1"] > 0.0
     expected = scalars["mse"] + 0.02 * (scalars["tv_density"] + scalars["tv_app"])
     assert float(loss.detach()) == pytest.approx(expected + 0.5 * scalars["l1"], rel=1e-5)
-    assert "l1" not in make_model().loss(result, torch.zeros(8, 3), 0)[1]
+    assert "l1" not in make_model().loss(result, torch.zeros(8, 3), 1.0)[1]
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.25, 1.0])
+def test_regularisers_scale_with_the_schedule_decay(decay):
+    """The trainer passes lr / initial lr: TV and L1 are multiplied by it, MSE is not."""
+    model = make_model("model.tensorf.l1_weight=0.5")
+    result = model.render_rays(ndc_rays(8), 0.0, 1.0, train=False)
+    target = torch.zeros(8, 3)
+    full, scalars = model.loss(result, target, 1.0)
+    loss, same_scalars = model.loss(result, target, decay)
+    assert same_scalars == scalars  # the logged terms are unscaled
+    regularisers = float(full.detach()) - scalars["mse"]
+    assert regularisers > 0.0
+    assert float(loss.detach()) == pytest.approx(scalars["mse"] + decay * regularisers, rel=1e-5)
+    assert not hasattr(model, "lr_decay_rate") and not hasattr(model, "lr_decay_steps")
 
 
 # ----------------------------------------------------------------------------- sanity
@@ -514,7 +591,7 @@ def test_training_steps_reduce_the_loss():
     losses = []
     for step in range(60):
         result = model.render_rays(rays, 0.0, 1.0, train=True, generator=generator)
-        loss, scalars = model.loss(result, target, step)
+        loss, scalars = model.loss(result, target, 0.1 ** (step / 60))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -525,22 +602,89 @@ def test_training_steps_reduce_the_loss():
 # ----------------------------------------------------------------------------- world boxes
 
 
-def test_world_scene_box_and_rendering():
-    model = make_model(ndc=False)
-    lo, hi = model.scene_bounds()
-    assert lo.tolist() == [-1.0, -1.0, -1.0] and hi.tolist() == [1.0, 1.0, 1.0]
-    c2w = torch.eye(4)[:3].expand(3, 3, 4).clone()
-    c2w[:, :3, 3] = torch.tensor([[0.0, 0.0, 2.0], [1.0, 1.0, 1.0], [0.5, 0.0, -1.0]])
-    box_lo, box_hi = scene_box_from_cameras(c2w)
-    assert box_hi[0] == pytest.approx(2.0)  # the farthest camera, at (0, 0, 2)
-    model.set_scene_box(box_lo, box_hi)
-    assert model.normalize(torch.tensor([box_hi]))[0].tolist() == pytest.approx([1.0, 1.0, 1.0])
-    rays = make_rays(6, 8, 7.0, c2w[0], ndc=False).reshape(-1)
-    result = model.render_rays(rays, 0.5, 3.5, train=False)
+def box_list(box) -> list[list[float]]:
+    return [list(box[0]), list(box[1])]
+
+
+# a Scene's scene_box ([2, 3] float32, as the formats produce it)
+SCENE_BOX = np.array([[-2.0, -1.5, -1.0], [2.0, 1.5, 3.0]], dtype=np.float32)
+
+
+def test_scene_box_precedence():
+    """model.tensorf.aabb, else the Scene's box, else the NDC box (data.ndc), else the cube."""
+    world = tiny_config(ndc=False)
+    assert build_model(world).aabb.tolist() == box_list(CUBE_BOX)
+    assert torch.equal(build_model(tiny_config()).aabb, torch.tensor(NDC_BOX))
+    assert build_model(world, scene_box=SCENE_BOX).aabb.tolist() == SCENE_BOX.tolist()
+    as_tensor = build_model(world, scene_box=torch.from_numpy(SCENE_BOX).double())
+    assert as_tensor.aabb.dtype == torch.float32
+    assert as_tensor.aabb.tolist() == SCENE_BOX.tolist()
+    explicit = tiny_config("model.tensorf.aabb=[0,0,0,1,2,3]", ndc=False)
+    assert build_model(explicit, scene_box=SCENE_BOX).aabb.tolist() == [[0, 0, 0], [1, 2, 3]]
+    # the classic model samples [near, far] and takes no box
+    classic = build_config(overrides=["model.name=nerf", "model.nerf.netwidth=8"])
+    assert not hasattr(build_model(classic, scene_box=SCENE_BOX), "aabb")
+
+
+@pytest.mark.parametrize(
+    "box",
+    [[[0, 0, 0], [1, -1, 1]], [[0, 0, 0]], [[0, 0, 0], [1, float("nan"), 1]], [[0, 0], [1, 1]]],
+)
+def test_bad_scene_box_is_a_data_error(box):
+    with pytest.raises(DataError, match="scene box"):
+        build_model(tiny_config(ndc=False), scene_box=np.array(box, dtype=np.float32))
+
+
+def test_world_rendering_in_the_scene_box():
+    model = build_model(tiny_config(ndc=False), scene_box=SCENE_BOX)
+    corners = model.normalize(torch.from_numpy(SCENE_BOX))  # [2, 3]
+    assert corners.tolist() == [[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]
+    c2w = torch.eye(4)[:3].clone()
+    c2w[:, 3] = torch.tensor([0.0, 0.0, 5.0])  # outside the box, looking down -z through it
+    rays = make_rays(6, 8, 7.0, c2w, ndc=False).reshape(-1)
+    result = model.render_rays(rays, 0.5, 9.0, train=False)
     assert result.rgb.shape == (48, 3)
     assert bool(torch.isfinite(result.rgb).all())
-    with pytest.raises(ConfigError):
-        model.set_scene_box([0, 0, 0], [1, -1, 1])
+    # samples cover only the part of each ray inside the box (z from 3 down to -1): all but a
+    # few end samples that rounding puts a hair outside it
+    total, inside = model.last_sample_counts[:2]
+    assert 0.99 * total <= inside <= total
+    reference = render_rays_reference(model, rays, 0.5, 9.0, train=False)
+    torch.testing.assert_close(result.opacity, reference.opacity, atol=1e-5, rtol=1e-4)
+
+
+def test_scene_box_is_restored_from_the_state_dict():
+    """restore_model builds the model before loading; the box comes back with the weights."""
+    model = build_model(tiny_config(ndc=False), scene_box=SCENE_BOX)
+    model.before_step(10)  # upsample, so adapt_to_state_dict has shapes to change
+    fresh = build_model(tiny_config(ndc=False))  # the cube
+    fresh.adapt_to_state_dict(model.state_dict())
+    fresh.load_state_dict(model.state_dict())
+    assert torch.equal(fresh.aabb, model.aabb)
+    c2w = torch.eye(4)[:3].clone()
+    c2w[:, 3] = torch.tensor([0.0, 0.0, 5.0])
+    rays = make_rays(4, 4, 4.0, c2w, ndc=False).reshape(-1)
+    with torch.no_grad():
+        a = model.render_rays(rays, 0.5, 9.0, train=False)
+        b = fresh.render_rays(rays, 0.5, 9.0, train=False)
+    assert torch.equal(a.rgb, b.rgb)
+
+
+def test_production_code_never_imports_the_references():
+    """The plain references are for tests: the fast files must read on their own."""
+    root = Path(__file__).resolve().parents[2] / "nerfcli"
+    pattern = re.compile(
+        r"^\s*(from\s+nerfcli\.models\.reference\s+import|import\s+nerfcli\.models\.reference"
+        r"|from\s+nerfcli\.models\s+import\s+[^\n]*\breference\b)",
+        re.MULTILINE,
+    )
+    offenders = [
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if path.name != "reference.py" and pattern.search(path.read_text())
+    ]
+    assert offenders == []
+    assert pattern.search("from nerfcli.models.reference import render_rays_reference")
 
 
 def test_config_errors_name_the_key():
@@ -556,7 +700,8 @@ def test_trainer_logs_the_rates_the_optimizer_uses(tmp_path):
     import json
 
     from nerfcli.data.formats.llff import load_scene
-    from nerfcli.training.trainer import learning_rate_factor, train
+    from nerfcli.training.optim import learning_rate_factor
+    from nerfcli.training.session import start_run
     from tests.conftest import write_llff
 
     scene = load_scene(write_llff(tmp_path / "s", n=4, height=8, width=10), factor=1)
@@ -580,7 +725,7 @@ def test_trainer_logs_the_rates_the_optimizer_uses(tmp_path):
             "train.lr_decay_steps=2",
         ]
     )
-    train(cfg, scene, tmp_path / "run", "cpu")
+    start_run(cfg, scene, tmp_path / "run", torch.device("cpu")).trainer.run()
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3]
     for record in records:
@@ -592,19 +737,20 @@ def test_trainer_logs_the_rates_the_optimizer_uses(tmp_path):
 def test_train_picks_the_surround_profile_for_spherified_captures(tmp_path):
     """`nerf train SCENE --spherify` trains in world coordinates on an isotropic grid; a
     forward-facing capture keeps the NDC grid, fine in x, y and coarse in z."""
-    from nerfcli.cli.train import resolve_config
+    from nerfcli.training.session import resolve_config
+    from tests.conftest import write_llff
 
-    args = dict(factor=None, iters=None, max_minutes=None, seed=None)
+    scene = write_llff(tmp_path / "s", n=4, height=8, width=10, with_images=False)
     for device_type in ("cpu", "cuda"):
-        surround = resolve_config(tmp_path, None, None, [], device_type, True, **args)
+        surround = resolve_config(scene, None, None, [], device_type, True)
         assert surround.data.spherify and not surround.data.ndc
         rx, ry, rz = surround.model.tensorf.grid_final
         assert rx == ry == rz
-        facing = resolve_config(tmp_path, None, None, [], device_type, False, **args)
+        facing = resolve_config(scene, None, None, [], device_type, False)
         assert facing.data.ndc and not facing.data.spherify
         rx, ry, rz = facing.model.tensorf.grid_final
         assert rx == ry > rz
     override = resolve_config(
-        tmp_path, None, None, ["model.tensorf.grid_final=[50,60,70]"], "cpu", True, **args
+        scene, None, None, ["model.tensorf.grid_final=[50,60,70]"], "cpu", True
     )
     assert override.model.tensorf.grid_final == (50, 60, 70)  # --set still wins

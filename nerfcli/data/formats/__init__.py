@@ -44,10 +44,10 @@ def detect_format(path: str | Path) -> str:
     for name, (_, marker) in FORMATS.items():
         if (root / marker).is_file():
             return name
-    looked_for = ", ".join(f"{marker} ({name})" for name, (_, marker) in FORMATS.items())
     raise DataError(
-        f"{root}: not a scene folder: looked for {looked_for}; for photos without poses run "
-        "`nerf sfm` (or `nerf colmap2poses` on a COLMAP model)"
+        f"{root}: no poses_bounds.npy (LLFF), transforms_train.json (Blender) or transforms.json "
+        "(instant-ngp / nerfstudio) in this folder; for photos without poses run `nerf sfm` "
+        "(or `nerf colmap2poses` on a COLMAP model), or point at the file"
     )
 
 

@@ -1,0 +1,58 @@
+"""Models by name: the explicit table the config's `model.name` selects from, and each model's
+device/scene profile (nerfcli.models.profiles)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from nerfcli.config import Config
+from nerfcli.errors import ConfigError
+from nerfcli.models.base import RadianceModel
+from nerfcli.models.nerf import NerfModel
+from nerfcli.models.profiles import nerf_profile, tensorf_profile
+from nerfcli.models.tensorf import TensorfModel
+
+SceneBox = np.ndarray | torch.Tensor | None  # [2, 3] lo, hi in the training frame
+ModelBuilder = Callable[[Config, SceneBox], RadianceModel]
+
+
+def _build_nerf(cfg: Config, scene_box: SceneBox) -> RadianceModel:
+    return NerfModel(cfg)  # samples each ray over [near, far]: no box
+
+
+def _build_tensorf(cfg: Config, scene_box: SceneBox) -> RadianceModel:
+    return TensorfModel(cfg, scene_box)
+
+
+MODELS: dict[str, ModelBuilder] = {
+    "nerf": _build_nerf,
+    "tensorf": _build_tensorf,
+}
+
+PROFILES: dict[str, Callable[[str, bool], dict]] = {
+    "nerf": lambda device_type, ndc: nerf_profile(device_type),
+    "tensorf": tensorf_profile,
+}
+
+
+def _check_name(name: str) -> None:
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+
+
+def model_profile(name: str, device_type: str, ndc: bool = True) -> dict:
+    """Model-, device- and scene-kind-specific config defaults (a nested dict merged over the
+    dataclass defaults and under scene presets, --set and flags)."""
+    _check_name(name)
+    return PROFILES[name](device_type, ndc)
+
+
+def build_model(cfg: Config, scene_box: SceneBox = None) -> RadianceModel:
+    """The model `cfg.model.name` names. `scene_box` [2, 3] is the Scene's box (None for NDC
+    and unbounded scenes); models that store a grid fit it to the box (TensoRF: an explicit
+    `model.tensorf.aabb` wins over it)."""
+    _check_name(cfg.model.name)
+    return MODELS[cfg.model.name](cfg, scene_box)

@@ -1,0 +1,30 @@
+"""TensoRF-VM (Chen et al. 2022): a radiance field stored as vector-matrix factors.
+
+    factors.py            the plane/line layout and the tensor maths that reads and resizes it
+    field.py              TensorfField: parameters, scene box, density/appearance, alpha mask
+    render.py             RenderPolicy: sampling, density path, colour by weight quantiles,
+                          compositing
+    losses.py             MSE + decayed total-variation and L1 regularisers
+    checkpoint_shapes.py  resize a fresh model to the grid a checkpoint stores
+    model.py              TensorfModel: the field behind the RadianceModel interface, its
+                          scene box and training schedule
+
+Device profiles are in nerfcli.models.profiles, the plain reference paths the fast code is
+tested against in nerfcli.models.reference.
+"""
+
+from nerfcli.models.profiles import tensorf_profile as device_profile
+from nerfcli.models.tensorf.factors import grid_schedule, trilinear_gather
+from nerfcli.models.tensorf.losses import total_variation
+from nerfcli.models.tensorf.model import CUBE_BOX, NDC_BOX, TensorfModel, scene_box_for
+
+__all__ = [
+    "CUBE_BOX",
+    "NDC_BOX",
+    "TensorfModel",
+    "device_profile",
+    "grid_schedule",
+    "scene_box_for",
+    "total_variation",
+    "trilinear_gather",
+]

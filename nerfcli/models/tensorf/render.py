@@ -1,0 +1,231 @@
+"""TensoRF's render policy: how many samples a ray gets and where, which density path a batch
+takes, which samples get a colour, and how they are composited.
+
+- Sampling: stratified depths, about one per voxel / step_ratio (capped at max_samples). In
+  NDC the jitter is shared by the rays of a batch, so they share the z of every sample and the
+  density is read from z-slices (`TensorfField.density_slices`); in world coordinates each ray
+  is sampled only over the part of its [near, far] inside the scene box (`box_interval`), as
+  TensoRF does, and the density is read at the samples inside the box (and the alpha mask).
+- Colour, with colour_samples = K > 0: evaluated at K weight quantiles per ray and held
+  piecewise constant between them (`_colour_by_quantiles`; exact when colour is constant along
+  a ray). With colour_samples = 0: only where the ray weight exceeds weight_threshold
+  (TensoRF's rule; the skipped samples contribute at most that weight each).
+The plain path, colour at every sample, is nerfcli.models.reference.render_rays_reference.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from nerfcli.config import Config
+from nerfcli.data.rays import Rays
+from nerfcli.models.tensorf.field import TensorfField
+from nerfcli.render.composite import (
+    Composite,
+    alpha_from_density,
+    composite_grouped,
+    composite_weights,
+    sample_deltas,
+    weights_from_alpha,
+)
+from nerfcli.render.samplers import box_interval, sample_points, stratified_samples
+
+SampleCounts = tuple[int, int, int]  # (all samples, samples given density, given colour)
+
+
+@dataclass(frozen=True)
+class RenderPolicy:
+    """The settings that decide how a TensoRF field is rendered (from the config)."""
+
+    ndc: bool  # rays in NDC (forward-facing) rather than world coordinates
+    perturb: bool  # jitter sample depths when training
+    white_bkgd: bool
+    step_ratio: float  # sample spacing in voxels
+    max_samples: int  # cap on samples per ray (0: none)
+    colour_samples: int  # colour evaluations per ray, at weight quantiles (0: threshold)
+    weight_threshold: float
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> RenderPolicy:
+        m = cfg.model.tensorf
+        return cls(
+            ndc=cfg.data.ndc,
+            perturb=cfg.render.perturb,
+            white_bkgd=cfg.data.background == "white",
+            step_ratio=m.step_ratio,
+            max_samples=m.max_samples,
+            colour_samples=m.colour_samples,
+            weight_threshold=m.weight_threshold,
+        )
+
+    # ------------------------------------------------------------------ sampling
+
+    def num_samples(
+        self, field: TensorfField, near: float, far: float, rays_d: torch.Tensor | None = None
+    ) -> int:
+        """Samples per ray: the ray's span in voxels / step_ratio, capped at max_samples.
+
+        NDC rays cross the box in z (t in [0, 1] maps z from -1 to 1), i.e. Rz - 1 voxels;
+        world rays span (far - near) |d| / voxel size.
+        """
+        res = torch.tensor(field.resolution, dtype=torch.float32)
+        if self.ndc:
+            span_voxels = float(res[2] - 1)
+        else:
+            size = (field.aabb[1] - field.aabb[0]).cpu()  # [3]
+            voxel = float(torch.mean(size / (res - 1)))
+            length = 1.0
+            if rays_d is not None and rays_d.numel():
+                length = float(torch.linalg.norm(rays_d, dim=-1).mean())
+            # samples cover only the part of each ray inside the box (sample_depths)
+            span = min((far - near) * length, float(torch.linalg.norm(size)))
+            span_voxels = span / voxel
+        count = int(math.ceil(span_voxels / self.step_ratio)) + 1
+        if self.max_samples > 0:
+            count = min(count, self.max_samples)
+        return max(count, 2)
+
+    def sample_depths(
+        self,
+        field: TensorfField,
+        rays: Rays,  # [R]
+        near: float,
+        far: float,
+        train: bool,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Sample depths t [R, S], stratified in [near, far] (jittered when training). In NDC
+        the jitter is drawn once per sample index and shared by the rays of the batch; in world
+        coordinates each ray is sampled only where it is inside the scene box."""
+        num_rays = len(rays)
+        num_samples = self.num_samples(field, near, far, rays.directions)
+        device = rays.origins.device
+        perturb = train and self.perturb
+        if self.ndc:
+            row = stratified_samples(near, far, 1, num_samples, perturb, False, generator, device)
+            return row.expand(num_rays, num_samples)  # [R, S]
+        t_in, t_out = box_interval(
+            rays.origins, rays.directions, field.aabb[0], field.aabb[1], near, far
+        )  # [R], [R]
+        return stratified_samples(
+            t_in, t_out, num_rays, num_samples, perturb, False, generator, device
+        )  # [R, S]
+
+    def shares_depth(self, rays: Rays) -> bool:
+        """True when every ray has the same z origin and z direction (NDC rays: -1 and 2)."""
+        if not self.ndc or len(rays) == 0:
+            return False
+        oz, dz = rays.origins[:, 2], rays.directions[:, 2]  # [R]
+        spread = torch.stack([oz.max() - oz.min(), dz.max() - dz.min()])
+        return bool((spread <= 1e-5).all())
+
+    # ------------------------------------------------------------------ rendering
+
+    def render(
+        self,
+        field: TensorfField,
+        rays: Rays,  # [R]
+        near: float,
+        far: float,
+        train: bool,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Composite, SampleCounts]:
+        """Composite [R] of the rays, and how many samples got density and colour."""
+        t_vals = self.sample_depths(field, rays, near, far, train, generator)  # [R, S]
+        if self.shares_depth(rays):
+            sigma = field.density_slices(rays, t_vals[0])  # [R, S]
+            given_density = sigma.numel()  # every sample; zero density marks the rest
+        else:
+            sigma, given_density = _density_in_box(field, rays, t_vals)  # [R, S]
+        deltas = sample_deltas(t_vals, rays.directions)  # [R, S]
+        weights = weights_from_alpha(alpha_from_density(sigma, deltas))  # [R, S]
+        if self.colour_samples > 0:
+            # colours [R, K, 3] by group [R, S]: composited without expanding them per sample
+            colours, group, colour_index = _colour_by_quantiles(
+                field, rays, t_vals, weights, self.colour_samples
+            )
+            out = composite_grouped(weights, group, colours, t_vals, self.white_bkgd)
+        else:
+            flat_weights = weights.detach().reshape(-1)  # [R*S]
+            colour_index = torch.nonzero(flat_weights > self.weight_threshold).squeeze(-1)
+            rgb = _colour_at(field, rays, t_vals, colour_index)  # [R, S, 3]
+            out = composite_weights(weights, rgb, t_vals, self.white_bkgd)
+        return out, (sigma.numel(), given_density, len(colour_index))
+
+
+def _density_in_box(
+    field: TensorfField, rays: Rays, t_vals: torch.Tensor
+) -> tuple[torch.Tensor, int]:
+    """Density [R, S] read at the samples inside the box and the alpha mask (0 elsewhere),
+    and how many samples were read."""
+    num_rays, num_samples = t_vals.shape
+    points = sample_points(rays.origins, rays.directions, t_vals)  # [R, S, 3]
+    coords = field.normalize(points).reshape(-1, 3)  # [R*S, 3]
+    valid = torch.all(coords.abs() <= 1.0, -1)  # [R*S]
+    valid_index = torch.nonzero(valid).squeeze(-1)  # [V]
+    if field.alpha_mask.numel():
+        valid_index = valid_index[field.alpha_mask_lookup(coords[valid_index])]
+    sigma_valid = field.activate_density(field.density_feature(coords[valid_index]))  # [V]
+    sigma = torch.zeros(num_rays * num_samples, device=coords.device, dtype=sigma_valid.dtype)
+    sigma = sigma.index_put((valid_index,), sigma_valid).view(num_rays, num_samples)
+    return sigma, len(valid_index)
+
+
+def _coords_at(
+    field: TensorfField, rays: Rays, t_vals: torch.Tensor, flat_index: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Box coordinates [P, 3] and ray index [P] of the samples at flat indices [P] into
+    t_vals [R, S]."""
+    ray_index = torch.div(flat_index, t_vals.shape[1], rounding_mode="floor")  # [P]
+    t = t_vals.reshape(-1)[flat_index]  # [P]
+    points = rays.origins[ray_index] + t[:, None] * rays.directions[ray_index]  # [P, 3]
+    return field.normalize(points), ray_index
+
+
+def _colour_at(
+    field: TensorfField, rays: Rays, t_vals: torch.Tensor, flat_index: torch.Tensor
+) -> torch.Tensor:
+    """Colour [R, S, 3] evaluated at the samples flat_index [A] into [R, S], 0 elsewhere."""
+    num_rays, num_samples = t_vals.shape
+    coords, ray_index = _coords_at(field, rays, t_vals, flat_index)  # [A, 3], [A]
+    colour = field.decoder(field.appearance(coords), rays.viewdirs[ray_index])  # [A, 3]
+    rgb = torch.zeros(num_rays * num_samples, 3, device=colour.device, dtype=colour.dtype)
+    return rgb.index_put((flat_index,), colour).view(num_rays, num_samples, 3)
+
+
+def _colour_by_quantiles(
+    field: TensorfField,
+    rays: Rays,  # [R]
+    t_vals: torch.Tensor,  # [R, S]
+    weights: torch.Tensor,  # [R, S]
+    count: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Colour from K = count evaluations per ray: (colours [R, K, 3], the group [R, S] whose
+    colour each sample takes, evaluated flat indices [U]).
+
+    Each ray's weight mass is cut into K equal quantiles; the colour of quantile k is evaluated
+    once, at the sample holding its middle ((k + 0.5) / K of the mass), and every sample whose
+    mass lies in quantile k takes that colour. Compositing then uses the exact weights, so
+    depth, opacity and the density gradients keep every sample; only the colour along the ray
+    is held piecewise constant over K stretches of equal mass. Exact when colour does not
+    change along a ray. Sample s of ray r has colour colours[r, group[r, s]];
+    `composite_grouped` composites that without expanding it.
+    """
+    num_rays, num_samples = t_vals.shape
+    w = weights.detach()  # [R, S]
+    cdf = torch.cumsum(w, -1)  # [R, S]
+    total = cdf[:, -1:].clamp(min=1e-10)  # [R, 1]
+    middle = (cdf - 0.5 * w) / total  # [R, S] mass position of each sample, in [0, 1]
+    group = torch.clamp((middle * count).long(), 0, count - 1)  # [R, S], non-decreasing
+    quantiles = (torch.arange(count, device=w.device, dtype=w.dtype) + 0.5) / count  # [K]
+    targets = quantiles[None] * total  # [R, K]
+    chosen = torch.searchsorted(cdf, targets.contiguous())  # [R, K] first cdf >= target
+    chosen = chosen.clamp(max=num_samples - 1)
+    offsets = torch.arange(num_rays, device=w.device)[:, None] * num_samples  # [R, 1]
+    unique, inverse = torch.unique(chosen + offsets, return_inverse=True)  # [U], [R, K]
+    coords, ray_index = _coords_at(field, rays, t_vals, unique)  # [U, 3], [U]
+    colour = field.decoder(field.appearance(coords), rays.viewdirs[ray_index])  # [U, 3]
+    return colour[inverse], group, unique  # [R, K, 3], [R, S], [U]

@@ -53,8 +53,7 @@ def rays(
     view: int = typer.Option(
         ...,
         "--view",
-        help="View index, 0.. in the format's order (LLFF: file order; Blender: train, val, "
-        "test).",
+        help="View index, 0.. in the format's order (LLFF: file order; Blender: train, val, test).",
         show_default=False,
     ),
     factor: int = typer.Option(

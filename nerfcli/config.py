@@ -108,6 +108,10 @@ class TrainConfig:
     lr_decay_rate: float = 0.1
     seed: int = 0
     max_minutes: float = 0.0  # stop after this much wall time (0: no limit)
+    # steps: decay, upsampling and the end follow the step count (exact reproduction);
+    # time: they follow the fraction of max_minutes used (a run fills its budget on any
+    # machine; iters then only sets the schedule's shape); auto: time when max_minutes > 0
+    schedule: str = "auto"
     log_every: int = 50
     eval_every: int = 2000  # held-out PSNR and a preview render
     eval_downscale: int = 2  # held-out PSNR during training on images downscaled by this
@@ -381,6 +385,10 @@ def validate(cfg: Config) -> None:
                 f"model.nerf.skips: {skip} is not a layer followed by another (layers 0.."
                 f"{min(nerf.netdepth, nerf.netdepth_fine) - 2} of netdepth {nerf.netdepth})"
             )
+    if cfg.train.schedule not in ("auto", "steps", "time"):
+        raise ConfigError(f"train.schedule must be auto, steps or time, got {cfg.train.schedule!r}")
+    if cfg.train.schedule == "time" and not cfg.train.max_minutes > 0:
+        raise ConfigError("train.schedule=time needs a budget: --max-minutes M")
     if cfg.train.iters < 0:
         raise ConfigError(f"train.iters must be >= 0, got {cfg.train.iters}")
     if cfg.render.n_importance < 0:

@@ -34,7 +34,11 @@ def train(
     ),
     iters: int = typer.Option(None, "--iters", help="Training steps (default from the profile)."),
     max_minutes: float = typer.Option(
-        None, "--max-minutes", help="Stop after this many minutes of training."
+        None,
+        "--max-minutes",
+        help="Train for this many minutes: the learning-rate decay and the coarse-to-fine "
+        "grid steps follow the clock, so the run ends fully decayed on any machine "
+        "(--set train.schedule=steps: the step schedule, cut at M minutes).",
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     out: Path = typer.Option(
@@ -64,6 +68,7 @@ def train(
 ) -> None:
     """Train a NeRF on a scene folder; writes config.yaml, metrics.jsonl and checkpoints."""
     from nerfcli.training.device import select_device
+    from nerfcli.training.optim import Schedule
     from nerfcli.training.session import (
         check_resume_flags,
         load_training_scene,
@@ -120,7 +125,8 @@ def train(
         if isinstance(event, StepEvent):
             progress.update(
                 task,
-                completed=event.step,
+                completed=event.train_seconds if by_time else event.step,
+                description=f"train step {event.step}" if by_time else "train",
                 loss=event.loss,
                 psnr=event.psnr,
                 its=event.its,
@@ -130,6 +136,7 @@ def train(
             last_test[0] = f"{event.test_psnr:.2f}"
 
     trainer = start_run(cfg, loaded, out, dev, resume=resume, on_event=on_event).trainer
+    by_time = Schedule(cfg).by_time  # the bar counts seconds of the budget, not steps
 
     def request_stop(signum, frame) -> None:
         trainer.stop_requested = True
@@ -144,8 +151,8 @@ def train(
         with progress:
             task = progress.add_task(
                 "train",
-                total=cfg.train.iters,
-                completed=trainer.step,
+                total=round(cfg.train.max_minutes * 60) if by_time else cfg.train.iters,
+                completed=trainer.train_seconds if by_time else trainer.step,
                 loss=0.0,
                 psnr=0.0,
                 its=0.0,

@@ -17,6 +17,45 @@ def learning_rate_factor(cfg: Config, step: int) -> float:
     return cfg.train.lr_decay_rate ** (step / cfg.train.lr_decay_steps)
 
 
+class Schedule:
+    """Where a run is in its schedule. `steps`: the step count itself. `time`: the fraction of
+    the budget (train.max_minutes, training time only) used so far, mapped onto the same
+    step-shaped schedule, so the learning-rate decay, the models' step-keyed events
+    (upsampling, alpha masks) and the end of training all follow the clock: a run uses its
+    whole budget and ends fully decayed on any machine."""
+
+    def __init__(self, cfg: Config):
+        train = cfg.train
+        self.cfg = cfg
+        self.by_time = train.schedule == "time" or (
+            train.schedule == "auto" and train.max_minutes > 0
+        )
+        self.budget = train.max_minutes * 60.0 if train.max_minutes > 0 else math.inf
+        self.iters = train.iters
+
+    def position(self, step: int, train_seconds: float) -> int:
+        """The schedule step: the step itself, or budget fraction x iters."""
+        if not self.by_time:
+            return step
+        return min(int(self.iters * train_seconds / self.budget), self.iters)
+
+    def decay(self, step: int, train_seconds: float) -> float:
+        if not self.by_time:
+            return learning_rate_factor(self.cfg, step)
+        progress = min(train_seconds / self.budget, 1.0) * self.iters
+        return self.cfg.train.lr_decay_rate ** (progress / self.cfg.train.lr_decay_steps)
+
+    def fraction(self, step: int, train_seconds: float) -> float:
+        if self.by_time:
+            return min(train_seconds / self.budget, 1.0)
+        return min(step / self.iters, 1.0) if self.iters else 1.0
+
+    def done(self, step: int, train_seconds: float) -> bool:
+        if self.by_time:
+            return train_seconds >= self.budget
+        return step >= self.iters or train_seconds >= self.budget
+
+
 def set_learning_rates(optimizer: torch.optim.Optimizer, factor: float) -> list[float]:
     """Apply the schedule's factor to every group; returns the rates Adam will use."""
     for group in optimizer.param_groups:

@@ -10,7 +10,6 @@ random stream are all in the checkpoint.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import time
@@ -32,9 +31,9 @@ from nerfcli.models.registry import build_model
 from nerfcli.render.image import render_view
 from nerfcli.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from nerfcli.training.optim import (
+    Schedule,
     build_optimizer,
     check_adam_state,
-    learning_rate_factor,
     set_learning_rates,
 )
 from nerfcli.training.run_dir import append_log, trim_log
@@ -51,6 +50,7 @@ class StepEvent:
     lr: float  # the current rate of the first parameter group (TensoRF: the grids)
     train_seconds: float
     its: float
+    fraction: float = 0.0  # of the schedule done: steps / iters, or seconds / budget
 
 
 @dataclass
@@ -338,11 +338,22 @@ class Trainer:
         self.on_event(event)
         return event.test_psnr
 
-    def _train_step(self, use_amp: bool) -> tuple[float, float, list[float]]:
-        """One optimisation step on a random batch: (loss, PSNR of the batch, the rates used)."""
-        if self.model.before_step(self.step):
+    def _advance_model(self, schedule: Schedule) -> None:
+        """The model's step-keyed events (upsampling, alpha masks) for every schedule step
+        reached since the last call: one per step on a step schedule; on a time schedule the
+        position can jump, and no event is skipped."""
+        position = schedule.position(self.step, self.train_seconds)
+        changed = False
+        while self._position < position:
+            self._position += 1
+            changed = self.model.before_step(self._position) or changed
+        if changed:
             self.optimizer = build_optimizer(self.model, self.cfg)
-        decay = learning_rate_factor(self.cfg, self.step)
+
+    def _train_step(self, use_amp: bool, schedule: Schedule) -> tuple[float, float, list[float]]:
+        """One optimisation step on a random batch: (loss, PSNR of the batch, the rates used)."""
+        self._advance_model(schedule)
+        decay = schedule.decay(self.step, self.train_seconds)
         # What the optimizer uses, per parameter group (TensoRF: grids, then networks).
         lrs = set_learning_rates(self.optimizer, decay)
         num_rays = self.rays.origins.shape[0]
@@ -357,10 +368,13 @@ class Trainer:
 
     def run(self) -> TrainSummary:
         cfg = self.cfg.train
+        schedule = Schedule(self.cfg)
         total = cfg.iters
         start_step = self.step
         wall_start = time.perf_counter()
-        max_seconds = cfg.max_minutes * 60.0 if cfg.max_minutes > 0 else math.inf
+        # the last schedule step whose model events ran: the next step runs its own first
+        # (a resumed run repeats it, which is harmless: events are idempotent)
+        self._position = schedule.position(self.step, self.train_seconds) - 1
         last_loss = last_psnr = float("nan")
         last_test: float | None = None
         history: list[dict] = []
@@ -370,18 +384,18 @@ class Trainer:
         use_amp = self.device.type == "cuda" and getattr(cfg, "amp", False)
         if self.step == 0 and cfg.eval_every > 0 and total > 0:
             last_test = self._evaluate_and_log(history)  # the baseline of the curve
-        while self.step < total and not self.stop_requested:
-            if self.train_seconds >= max_seconds:
-                stopped_by_time = True
+        while not self.stop_requested:
+            if schedule.done(self.step, self.train_seconds):
+                stopped_by_time = self.step < total and not schedule.by_time
                 break
             t0 = time.perf_counter()
-            last_loss, last_psnr, lrs = self._train_step(use_amp)
+            last_loss, last_psnr, lrs = self._train_step(use_amp, schedule)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
             self.train_seconds += dt
             recent = [*recent[-19:], dt]
-            if self.step % cfg.log_every == 0 or self.step == total:
+            if self.step % cfg.log_every == 0 or self.step == total and not schedule.by_time:
                 record = {
                     "step": self.step,
                     "loss": last_loss,
@@ -396,7 +410,16 @@ class Trainer:
                 history.append(record)
             its = len(recent) / max(sum(recent), 1e-9)
             self.on_event(
-                StepEvent(self.step, total, last_loss, last_psnr, lrs[0], self.train_seconds, its)
+                StepEvent(
+                    self.step,
+                    total,
+                    last_loss,
+                    last_psnr,
+                    lrs[0],
+                    self.train_seconds,
+                    its,
+                    schedule.fraction(self.step, self.train_seconds),
+                )
             )
             if cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
                 last_test = self._evaluate_and_log(history)

@@ -8,14 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nerfcli.data.formats.colmap import (
-    Camera,
-    ColmapImage,
-    ColmapModel,
-    Points3D,
-    rotmat_to_qvec,
-    write_model,
-)
+from nerfcli.data.formats.colmap import rotmat_to_qvec
+from nerfcli.data.formats.colmap_io import write_model
+from nerfcli.data.formats.colmap_model import Camera, ColmapImage, ColmapModel, Points3D
 
 DEFAULT_CAMERA = Camera(1, "SIMPLE_PINHOLE", 32, 24, np.array([30.0, 16.0, 12.0]))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from nerfcli import __version__
@@ -23,7 +24,7 @@ class NerfGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except NerfError as exc:
-            message = str(exc).replace("\n", " ")
+            message = escape(str(exc).replace("\n", " "))  # paths and hints may hold [ ]
             console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
             ctx.exit(1)
         except KeyboardInterrupt:

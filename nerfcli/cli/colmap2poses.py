@@ -82,10 +82,10 @@ def colmap2poses(
 ) -> None:
     """Write LLFF's poses_bounds.npy from a COLMAP sparse reconstruction (as imgs2poses)."""
     from nerfcli.cli.common import check_writable_target, console, stdout_json
-    from nerfcli.data.formats import colmap
+    from nerfcli.data.formats import colmap, colmap_io
     from nerfcli.errors import DataError
 
-    location = colmap.locate_model(sparse_dir)
+    location = colmap_io.locate_model(sparse_dir)
     out_path = out if out is not None else location.scene_root / "poses_bounds.npy"
     check_writable_target(out_path, force, what="poses file")
     images_dir = images if images is not None else location.scene_root / "images"
@@ -96,7 +96,7 @@ def colmap2poses(
             f"{images_dir}: no photo folder to prune; pass --images with the folder COLMAP read"
         )
 
-    model = colmap.read_model(location.model_dir, location.format)
+    model = colmap_io.read_model(location.model_dir, location.format)
     result = colmap.colmap_to_poses_bounds(model)
     warnings = list(result.warnings)
     if location.other_models:

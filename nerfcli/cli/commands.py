@@ -12,6 +12,7 @@ from nerfcli.cli import inspect_poses as _inspect_poses
 from nerfcli.cli import make_scene as _make_scene
 from nerfcli.cli import rays as _rays
 from nerfcli.cli import render_video as _render_video
+from nerfcli.cli import sfm as _sfm
 from nerfcli.cli import train as _train
 
 COMMANDS: list = [
@@ -21,6 +22,7 @@ COMMANDS: list = [
     ("render-video", _render_video.render_video, _render_video.EPILOG),
     ("eval", _eval.eval_command, _eval.EPILOG),
     ("colmap2poses", _colmap2poses.colmap2poses, _colmap2poses.EPILOG),
+    ("sfm", _sfm.sfm, _sfm.EPILOG),
     ("make-scene", _make_scene.make_scene, _make_scene.EPILOG),
     ("demo", _demo.demo, _demo.EPILOG),
 ]

@@ -22,6 +22,7 @@ EPILOG = (
 class ScenePreset(str, Enum):
     small = "small"
     demo = "demo"
+    sfm = "sfm"
 
 
 def make_scene(
@@ -33,7 +34,8 @@ def make_scene(
     preset: ScenePreset = typer.Option(
         ScenePreset.small,
         "--preset",
-        help="small: 16 views of 64 x 48 for tests; demo: 25 views of 160 x 120.",
+        help="small: 16 views of 64 x 48 for tests; demo: 25 views of 160 x 120; sfm: 12 "
+        "views of 256 x 192 with non-repeating texture, enough for SIFT (`nerf sfm`).",
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed: camera jitter, object placement."),
     views: int = typer.Option(

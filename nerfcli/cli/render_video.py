@@ -20,7 +20,12 @@ def render_video(
     spiral: bool = typer.Option(False, "--spiral", help="LLFF spiral path (forward-facing)."),
     circle: bool = typer.Option(False, "--circle", help="Circle path (spherified captures)."),
     orbit: bool = typer.Option(False, "--orbit", help="Orbit fitted to the cameras (surround)."),
-    path: Path = typer.Option(None, "--path", help="Camera path file [F, 3, 4] (.npy)."),
+    path: str = typer.Option(
+        None,
+        "--path",
+        help="'interpolate' (through the training cameras in order) or a camera path file "
+        "[F, 3, 4] (.npy).",
+    ),
     frames: int = typer.Option(120, "--frames", min=1, help="Frames of the spiral/circle."),
     fps: int = typer.Option(30, "--fps", min=1, help="Frames per second."),
     downscale: int = typer.Option(1, "--downscale", min=1, help="Render at 1/K resolution."),
@@ -51,7 +56,10 @@ def render_video(
     if sum([spiral, circle, orbit, path is not None]) > 1:
         raise ConfigError("choose one of --spiral, --circle, --orbit and --path")
     kind = "spiral" if spiral else "circle" if circle else "orbit" if orbit else "default"
-    kind = "file" if path is not None else kind
+    if path == "interpolate":
+        kind, path = "interpolate", None
+    elif path is not None:
+        kind, path = "file", Path(path)
     dev = select_device(device)
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
     meta = ckpt.scene

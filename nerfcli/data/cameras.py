@@ -180,3 +180,62 @@ def spherical_path(frames: int = 40, phi: float = -30.0, radius: float = 4.0) ->
     [-180, 180) (nerf-pytorch's 40 poses at the default frames)."""
     thetas = np.linspace(-180.0, 180.0, frames + 1)[:-1]
     return np.stack([pose_spherical(t, phi, radius)[:3, :4] for t in thetas], 0)
+
+
+def _quaternion(rotation: np.ndarray) -> np.ndarray:
+    """Unit quaternion (w, x, y, z) of a rotation [3, 3] (Shepperd's method)."""
+    m = rotation
+    trace = m[0, 0] + m[1, 1] + m[2, 2]
+    if trace > 0:
+        s = 2.0 * np.sqrt(trace + 1.0)
+        q = [0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s]
+    else:
+        i = int(np.argmax(np.diag(m)))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        s = 2.0 * np.sqrt(1.0 + m[i, i] - m[j, j] - m[k, k])
+        q = [0.0, 0.0, 0.0, 0.0]
+        q[0] = (m[k, j] - m[j, k]) / s
+        q[1 + i] = 0.25 * s
+        q[1 + j] = (m[j, i] + m[i, j]) / s
+        q[1 + k] = (m[k, i] + m[i, k]) / s
+    q = np.asarray(q)
+    return q / np.linalg.norm(q)
+
+
+def _rotation(q: np.ndarray) -> np.ndarray:
+    w, x, y, z = q / np.linalg.norm(q)
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+def _slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
+    dot = float(np.dot(q0, q1))
+    if dot < 0:  # the shorter way round
+        q1, dot = -q1, -dot
+    if dot > 0.9995:
+        q = q0 + t * (q1 - q0)
+        return q / np.linalg.norm(q)
+    angle = np.arccos(dot)
+    return (np.sin((1 - t) * angle) * q0 + np.sin(t * angle) * q1) / np.sin(angle)
+
+
+def interpolate_path(c2w: np.ndarray, frames: int) -> np.ndarray:
+    """`frames` poses [F, 3, 4] through the cameras c2w [N, 3, 4] in order (nerfstudio's
+    `interpolate`): positions linearly, rotations by slerp, evenly in the camera index."""
+    c2w = np.asarray(c2w, dtype=np.float64)
+    if len(c2w) == 1 or frames == 1:
+        return np.repeat(c2w[:1, :3, :4], frames, 0)
+    quats = [_quaternion(pose[:3, :3]) for pose in c2w]
+    out = []
+    for u in np.linspace(0.0, len(c2w) - 1, frames):
+        i = min(int(np.floor(u)), len(c2w) - 2)
+        t = u - i
+        rotation = _rotation(_slerp(quats[i], quats[i + 1], t))
+        position = (1 - t) * c2w[i, :3, 3] + t * c2w[i + 1, :3, 3]
+        out.append(np.concatenate([rotation, position[:, None]], 1))
+    return np.stack(out, 0)

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nerfcli.data.cameras import circle_path, spherical_path, spiral_path
+from nerfcli.data.cameras import circle_path, interpolate_path, spherical_path, spiral_path
+from nerfcli.data.orbit import orbit_path
 from nerfcli.data.scene import Scene
 from nerfcli.errors import ConfigError, DataError, NerfError
 from nerfcli.fsutil import temp_path_beside
@@ -24,8 +25,9 @@ def camera_path(scene: Scene, kind: str, frames: int, path_file: Path | None = N
     """Camera-to-world matrices [F, 3, 4] in the training frame.
 
     kind: 'spiral' (LLFF spiral around the average pose), 'circle' (spherified captures),
-    'default' (the scene's own render path, e.g. Blender's spherical poses) or 'file'
-    (path_file, [F, 3, 4] or [F, 4, 4]).
+    'orbit' (the best-fit circle of the cameras, looking at the scene's centre),
+    'interpolate' (through the training cameras in order), 'spherical' (Blender's),
+    'default' (the scene's own render path) or 'file' (path_file, [F, 3, 4] or [F, 4, 4]).
     """
     if kind == "file":
         return load_path_file(path_file)
@@ -47,6 +49,12 @@ def camera_path(scene: Scene, kind: str, frames: int, path_file: Path | None = N
         return spiral_path(c2w, bounds, frames)[0].astype(np.float32)
     if kind == "spherical":
         return spherical_path(frames).astype(np.float32)
+    if kind == "orbit":
+        if scene.ndc:
+            raise ConfigError("--orbit is for captures around an object; use --spiral here")
+        return orbit_path(scene.c2w[scene.i_train], np.zeros(3), frames).astype(np.float32)
+    if kind == "interpolate":
+        return interpolate_path(scene.c2w[scene.i_train], frames).astype(np.float32)
     raise ConfigError(f"unknown camera path {kind!r}")
 
 

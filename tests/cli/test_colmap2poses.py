@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
-from nerfcli.data.formats import colmap
-from nerfcli.data.formats.colmap import Camera
+from nerfcli.data.formats import colmap_io
+from nerfcli.data.formats.colmap_model import Camera
 from nerfcli.data.formats.llff import load_scene, read_poses_bounds
 from nerfcli.errors import DataError
 from tests.colmap_scenes import build_capture, write_scene
@@ -210,6 +210,6 @@ def test_cup_reproduces_the_shipped_poses_bounds(cup_dir, tmp_path):
     written = np.load(out)
     assert np.abs(written[:, :15] - reference[:, :15]).max() < 1e-6
     assert (np.abs(written[:, 15:] - reference[:, 15:]) / reference[:, 15:]).max() < 1e-6
-    assert colmap.locate_model(cup_dir).model_dir.name == "0"
+    assert colmap_io.locate_model(cup_dir).model_dir.name == "0"
     code, report = inspect(out)
     assert code == 0 and report["ok"] and report["num_views"] == 77

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nerfcli.data.formats import colmap
-from nerfcli.data.formats.colmap import Camera, ColmapImage, ColmapModel, Points3D
+from nerfcli.data.formats import colmap, colmap_binary, colmap_io, colmap_model, colmap_text
+from nerfcli.data.formats.colmap_model import Camera, ColmapImage, ColmapModel, Points3D
 from nerfcli.data.formats.llff import read_poses_bounds
 from nerfcli.errors import DataError
 from tests.colmap_scenes import build_capture, make_image
@@ -105,8 +105,8 @@ def test_rotation_about_y_by_90_degrees():
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_known_capture_round_trips_through_files(tmp_path, fmt):
     capture = build_capture(n=6, seed=3)
-    colmap.write_model(capture.model, tmp_path, fmt)
-    model = colmap.read_model(tmp_path)
+    colmap_io.write_model(capture.model, tmp_path, fmt)
+    model = colmap_io.read_model(tmp_path)
     assert model.format == fmt
     result = colmap.colmap_to_poses_bounds(model)
     names, poses, bounds = capture.expected()
@@ -119,10 +119,10 @@ def test_known_capture_round_trips_through_files(tmp_path, fmt):
 
 def test_binary_and_text_give_identical_models_and_rows(tmp_path):
     capture = build_capture(n=5, seed=4)
-    colmap.write_model(capture.model, tmp_path / "bin", "bin")
-    colmap.write_model(capture.model, tmp_path / "txt", "txt")
-    from_bin = colmap.read_model(tmp_path / "bin")
-    from_txt = colmap.read_model(tmp_path / "txt")
+    colmap_io.write_model(capture.model, tmp_path / "bin", "bin")
+    colmap_io.write_model(capture.model, tmp_path / "txt", "txt")
+    from_bin = colmap_io.read_model(tmp_path / "bin")
+    from_txt = colmap_io.read_model(tmp_path / "txt")
     for a, b in zip(from_bin.images, from_txt.images, strict=True):
         assert (a.image_id, a.name, a.camera_id) == (b.image_id, b.name, b.camera_id)
         np.testing.assert_array_equal(a.qvec, b.qvec)
@@ -143,8 +143,8 @@ def test_rows_follow_text_name_order_and_tracks_map_by_image_id(tmp_path):
     # would index out of range here; mapping by id must give each row its own points.
     names = ["2.png", "10.png", "1.png", "11.png"]
     capture = build_capture(names=names, image_ids=[40, 7, 12, 3], seed=5)
-    colmap.write_model(capture.model, tmp_path, "bin")
-    result = colmap.colmap_to_poses_bounds(colmap.read_model(tmp_path))
+    colmap_io.write_model(capture.model, tmp_path, "bin")
+    result = colmap.colmap_to_poses_bounds(colmap_io.read_model(tmp_path))
     assert result.names == ["1.png", "10.png", "11.png", "2.png"]
     assert result.image_ids == [12, 7, 3, 40]
     expected_names, poses, bounds = capture.expected()
@@ -157,8 +157,8 @@ def test_hwf_comes_from_the_first_camera_in_the_file_and_mixed_cameras_warn(tmp_
     first = Camera(5, "SIMPLE_PINHOLE", 32, 24, np.array([28.0, 16.0, 12.0]))
     second = Camera(2, "SIMPLE_PINHOLE", 32, 24, np.array([35.0, 16.0, 12.0]))
     capture = build_capture(n=3, cameras=[first, second], image_camera_ids=[2, 2, 5], seed=6)
-    colmap.write_model(capture.model, tmp_path, "txt")
-    result = colmap.colmap_to_poses_bounds(colmap.read_model(tmp_path))
+    colmap_io.write_model(capture.model, tmp_path, "txt")
+    result = colmap.colmap_to_poses_bounds(colmap_io.read_model(tmp_path))
     np.testing.assert_array_equal(result.poses[:, :, 4], [[24.0, 32.0, 28.0]] * 3)
     assert result.camera.camera_id == 5
     assert any("2 cameras with different intrinsics" in w for w in result.warnings)
@@ -193,9 +193,9 @@ def test_a_track_naming_an_unknown_image_is_a_data_error(tmp_path):
     model = points_model(images, [[0.0, 0.0, 2.0], [0.0, 0.0, 3.0]], [[1], [9]])
     with pytest.raises(DataError, match="image id 9"):
         colmap.colmap_to_poses_bounds(model)
-    colmap.write_model(model, tmp_path, "bin")
+    colmap_io.write_model(model, tmp_path, "bin")
     with pytest.raises(DataError, match="points3D.bin.*image id 9"):
-        colmap.read_model(tmp_path)
+        colmap_io.read_model(tmp_path)
 
 
 # ----------------------------------------------------------------------------- camera models
@@ -233,7 +233,7 @@ def test_camera_model_warnings(model_name, params, expected):
 
 @pytest.mark.parametrize("model_name", ["OPENCV_FISHEYE", "FOV", "THIN_PRISM_FISHEYE"])
 def test_non_pinhole_models_are_refused_with_the_fix(model_name):
-    spec = colmap.MODELS_BY_NAME[model_name]
+    spec = colmap_model.MODELS_BY_NAME[model_name]
     params = np.array([30.0, 30.0, 16.0, 12.0] + [0.0] * (spec.num_params - 4))
     with pytest.raises(DataError, match=f"{model_name}.*image_undistorter"):
         colmap.colmap_to_poses_bounds(_model_with_camera(Camera(1, model_name, 32, 24, params)))
@@ -242,15 +242,15 @@ def test_non_pinhole_models_are_refused_with_the_fix(model_name):
 def test_every_camera_model_parses_in_both_formats(tmp_path):
     cameras = [
         Camera(k + 1, spec.name, 32, 24, np.arange(1.0, spec.num_params + 1))
-        for k, spec in enumerate(colmap.CAMERA_MODELS)
+        for k, spec in enumerate(colmap_model.CAMERA_MODELS)
     ]
     for fmt in FORMATS:
-        colmap.write_cameras_binary(cameras, tmp_path / "cameras.bin")
-        colmap.write_cameras_text(cameras, tmp_path / "cameras.txt")
+        colmap_binary.write_cameras_binary(cameras, tmp_path / "cameras.bin")
+        colmap_text.write_cameras_text(cameras, tmp_path / "cameras.txt")
         read = (
-            colmap.read_cameras_binary(tmp_path / "cameras.bin")
+            colmap_binary.read_cameras_binary(tmp_path / "cameras.bin")
             if fmt == "bin"
-            else colmap.read_cameras_text(tmp_path / "cameras.txt")
+            else colmap_text.read_cameras_text(tmp_path / "cameras.txt")
         )
         assert [(c.camera_id, c.model) for c in read] == [(c.camera_id, c.model) for c in cameras]
         for a, b in zip(read, cameras, strict=True):
@@ -281,8 +281,8 @@ def test_quaternion_round_trip(values):
 
 @pytest.mark.parametrize("given_path", ["scene", "scene/sparse", "scene/sparse/0"])
 def test_locate_model_accepts_scene_sparse_and_model_folders(tmp_path, given_path):
-    colmap.write_model(build_capture(n=3).model, tmp_path / "scene" / "sparse" / "0", "txt")
-    location = colmap.locate_model(tmp_path / given_path)
+    colmap_io.write_model(build_capture(n=3).model, tmp_path / "scene" / "sparse" / "0", "txt")
+    location = colmap_io.locate_model(tmp_path / given_path)
     assert location.model_dir.resolve() == (tmp_path / "scene" / "sparse" / "0").resolve()
     assert location.scene_root.resolve() == (tmp_path / "scene").resolve()
     assert location.format == "txt"
@@ -290,8 +290,8 @@ def test_locate_model_accepts_scene_sparse_and_model_folders(tmp_path, given_pat
 
 def test_locate_model_reads_the_image_undistorter_layout(tmp_path):
     # `colmap image_undistorter` writes OUT/sparse/{cameras,images,points3D}.bin, no 0/.
-    colmap.write_model(build_capture(n=3).model, tmp_path / "undistorted" / "sparse", "bin")
-    location = colmap.locate_model(tmp_path / "undistorted")
+    colmap_io.write_model(build_capture(n=3).model, tmp_path / "undistorted" / "sparse", "bin")
+    location = colmap_io.locate_model(tmp_path / "undistorted")
     assert location.model_dir.name == "sparse"
     assert location.scene_root.resolve() == (tmp_path / "undistorted").resolve()
 
@@ -299,10 +299,10 @@ def test_locate_model_reads_the_image_undistorter_layout(tmp_path):
 def test_locate_model_prefers_binary_and_lists_other_reconstructions(tmp_path):
     capture = build_capture(n=3)
     sparse = tmp_path / "sparse"
-    colmap.write_model(capture.model, sparse / "0", "txt")
-    colmap.write_model(capture.model, sparse / "0", "bin")
-    colmap.write_model(capture.model, sparse / "1", "bin")
-    location = colmap.locate_model(tmp_path)
+    colmap_io.write_model(capture.model, sparse / "0", "txt")
+    colmap_io.write_model(capture.model, sparse / "0", "bin")
+    colmap_io.write_model(capture.model, sparse / "1", "bin")
+    location = colmap_io.locate_model(tmp_path)
     assert location.format == "bin"
     assert [p.name for p in location.other_models] == ["1"]
 
@@ -310,9 +310,9 @@ def test_locate_model_prefers_binary_and_lists_other_reconstructions(tmp_path):
 def test_locate_model_without_a_model_is_a_data_error(tmp_path):
     (tmp_path / "cameras.bin").write_bytes(b"")
     with pytest.raises(DataError, match="no COLMAP model"):
-        colmap.locate_model(tmp_path)
+        colmap_io.locate_model(tmp_path)
     with pytest.raises(DataError, match="no such folder"):
-        colmap.locate_model(tmp_path / "missing")
+        colmap_io.locate_model(tmp_path / "missing")
 
 
 def test_written_poses_pass_the_loader_validation(tmp_path):
@@ -348,30 +348,30 @@ def test_move_aside_never_overwrites(tmp_path):
 # ----------------------------------------------------------------------------- corrupt files
 
 
-@pytest.mark.parametrize("stem", colmap.MODEL_FILES)
+@pytest.mark.parametrize("stem", colmap_model.MODEL_FILES)
 def test_every_truncation_of_a_binary_file_is_a_data_error(tmp_path, stem):
     capture = build_capture(n=2, num_points=4, seed=9)
-    colmap.write_model(capture.model, tmp_path, "bin")
+    colmap_io.write_model(capture.model, tmp_path, "bin")
     path = tmp_path / f"{stem}.bin"
     data = path.read_bytes()
     for cut in range(len(data)):
         path.write_bytes(data[:cut])
         with pytest.raises(DataError, match=f"{stem}.bin"):
-            colmap.read_model(tmp_path)
+            colmap_io.read_model(tmp_path)
 
 
 def test_text_file_errors_name_the_file_and_line(tmp_path):
-    colmap.write_model(build_capture(n=2, num_points=4).model, tmp_path, "txt")
+    colmap_io.write_model(build_capture(n=2, num_points=4).model, tmp_path, "txt")
     cameras = tmp_path / "cameras.txt"
     cameras.write_text("1 PINHOLE 32 24 30 30 16\n")
     with pytest.raises(DataError, match=r"cameras.txt: line 1: PINHOLE takes 4 parameters"):
-        colmap.read_model(tmp_path)
+        colmap_io.read_model(tmp_path)
     cameras.write_text("1 MYSTERY 32 24 30\n")
     with pytest.raises(DataError, match="unknown camera model 'MYSTERY'"):
-        colmap.read_model(tmp_path)
+        colmap_io.read_model(tmp_path)
     cameras.write_bytes(b"1 SIMPLE_PINHOLE 32 24 \xff 16 12\n")
     with pytest.raises(DataError, match="not valid UTF-8"):
-        colmap.read_model(tmp_path)
+        colmap_io.read_model(tmp_path)
 
 
 def _base_model_files() -> dict[str, bytes]:
@@ -379,8 +379,8 @@ def _base_model_files() -> dict[str, bytes]:
     files = {}
     with tempfile.TemporaryDirectory() as folder:
         for fmt in FORMATS:
-            colmap.write_model(capture.model, folder, fmt)
-            for stem in colmap.MODEL_FILES:
+            colmap_io.write_model(capture.model, folder, fmt)
+            for stem in colmap_model.MODEL_FILES:
                 files[f"{stem}.{fmt}"] = (Path(folder) / f"{stem}.{fmt}").read_bytes()
     return files
 
@@ -391,7 +391,7 @@ BASE_FILES = _base_model_files()
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     fmt=st.sampled_from(FORMATS),
-    stem=st.sampled_from(colmap.MODEL_FILES),
+    stem=st.sampled_from(colmap_model.MODEL_FILES),
     cut=st.floats(0.0, 1.0),
     edits=st.lists(st.tuples(st.floats(0.0, 1.0), st.integers(0, 255)), max_size=6),
 )
@@ -403,11 +403,11 @@ def test_corrupt_files_load_or_raise_data_error(fmt, stem, cut, edits):
     data = data[: max(1, int(round(cut * len(data)))) if cut < 1.0 else len(data)]
     folder = Path(tempfile.mkdtemp())
     try:
-        for other in colmap.MODEL_FILES:
+        for other in colmap_model.MODEL_FILES:
             (folder / f"{other}.{fmt}").write_bytes(BASE_FILES[f"{other}.{fmt}"])
         (folder / name).write_bytes(bytes(data))
         try:
-            model = colmap.read_model(folder)
+            model = colmap_io.read_model(folder)
             result = colmap.colmap_to_poses_bounds(model)
         except DataError as exc:
             assert str(exc)  # a message, and only ever a DataError
@@ -425,7 +425,7 @@ def test_corrupt_files_load_or_raise_data_error(fmt, stem, cut, edits):
 
 def test_cup_reproduces_imgs2poses(cup_dir):
     reference = np.load(cup_dir / "poses_bounds.npy")
-    model = colmap.read_model(cup_dir / "sparse" / "0")
+    model = colmap_io.read_model(cup_dir / "sparse" / "0")
     result = colmap.colmap_to_poses_bounds(model)
     assert result.num_views == 77 == reference.shape[0]
     assert result.names[:4] == ["1.jpg", "10.jpg", "11.jpg", "12.jpg"]  # text order, not numbers
@@ -435,9 +435,9 @@ def test_cup_reproduces_imgs2poses(cup_dir):
 
 
 def test_cup_converted_to_text_gives_the_same_rows(cup_dir, tmp_path):
-    model = colmap.read_model(cup_dir / "sparse" / "0")
-    colmap.write_model(model, tmp_path, "txt")
-    again = colmap.read_model(tmp_path)
+    model = colmap_io.read_model(cup_dir / "sparse" / "0")
+    colmap_io.write_model(model, tmp_path, "txt")
+    again = colmap_io.read_model(tmp_path)
     np.testing.assert_array_equal(
         colmap.colmap_to_poses_bounds(again).poses_bounds,
         colmap.colmap_to_poses_bounds(model).poses_bounds,

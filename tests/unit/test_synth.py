@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,7 +41,7 @@ def test_small_preset_loads_as_llff(small_scene):
     assert scene.images.shape == (16, 48, 64, 3)
     assert scene.depths.shape == (16, 48, 64)
     assert scene.i_test == [0, 8] == info.test_views
-    assert scene.focal == pytest.approx(info.focal)
+    np.testing.assert_allclose(scene.K[:, 0, 0], info.focal)
     # real pictures, not a constant fill: every channel spans a wide range
     assert (scene.images.max(axis=(0, 1, 2)) - scene.images.min(axis=(0, 1, 2)) > 0.5).all()
     names = sorted(p.name for p in (out / "images").iterdir())
@@ -117,7 +116,7 @@ def test_depth_matches_the_analytic_hit_along_loader_rays(small_scene):
     rows, cols = np.meshgrid(np.arange(scene.height), np.arange(scene.width), indexing="ij")
     for view in (0, 5, 11):
         rays_o, rays_d = rays_for_pixels(
-            scene.K, scene.c2w[view], cols.ravel().astype(np.float32), rows.ravel()
+            scene.K[view], scene.c2w[view], cols.ravel().astype(np.float32), rows.ravel()
         )  # [P, 3] each
         origins = rays_o.numpy().astype(np.float64)
         directions = rays_d.numpy().astype(np.float64)
@@ -205,6 +204,29 @@ def test_overrides_and_validation(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_sfm_preset_paints_noise_and_reloads_from_scene_json(tmp_path):
+    import imageio.v3 as iio
+
+    from nerfcli.data.sfm_video import sharpness
+
+    info = synth.make_scene(tmp_path / "t", preset="sfm", views=2, height=48, width=64)
+    assert info.textured and (info.num_views, info.supersample) == (2, 2)
+    assert json.loads((tmp_path / "t" / "scene.json").read_text())["textured"] is True
+    spec = synth.load_spec(tmp_path / "t")
+    kinds = {type(s).__name__: s.texture.kind for s in spec.shapes if hasattr(s, "texture")}
+    assert set(kinds.values()) == {"noise"} and {"Plane", "Sphere"} <= set(kinds)
+    plain = synth.scene_spec(0)
+    assert [s.to_json()["center"] for s in spec.shapes] == [
+        s.to_json()["center"] for s in plain.shapes
+    ]  # same geometry, new paint
+    pose = synth.make_cameras(2, np.random.default_rng([0, 2]))[0][1]
+    rgb, _ = synth.render_view(spec, pose, 48, 64, info.focal, 2)
+    written = iio.imread(tmp_path / "t" / "images" / "image001.png")
+    np.testing.assert_array_equal(np.round(rgb * 255).astype(np.uint8), written)
+    flat, _ = synth.render_view(plain, pose, 48, 64, info.focal, 2)
+    assert sharpness(rgb * 255) > 2 * sharpness(flat * 255)  # more detail for SIFT
+
+
 # ----------------------------------------------------------------------------- safe writes
 
 
@@ -232,32 +254,3 @@ def test_refuses_to_overwrite_and_force_replaces_only_scenes(tmp_path):
     assert synth.make_scene(empty, **TINY).num_views == 4  # an empty folder is fine
     nested = tmp_path / "new" / "deeper"
     assert synth.make_scene(nested, **TINY).path == nested  # parents are created
-
-
-# ----------------------------------------------------------------------------- depth_error
-
-
-def test_depth_error_closed_form():
-    gt = np.array([[1.0, 2.0], [4.0, 0.0]])  # the 0 is not a valid ground-truth pixel
-    pred = np.array([[1.1, 2.2], [4.4, 9.0]])
-    error = synth.depth_error(pred, gt)
-    assert error.valid_pixels == 3
-    assert error.abs_rel == pytest.approx(0.1)
-    assert error.rmse == pytest.approx(np.sqrt((0.01 + 0.04 + 0.16) / 3))
-    assert error["abs_rel"] == error.abs_rel
-    assert error.to_dict() == {
-        "abs_rel": error.abs_rel,
-        "rmse": error.rmse,
-        "valid_pixels": 3,
-    }
-
-
-def test_depth_error_ignores_invalid_pixels_and_takes_tensors():
-    gt = torch.tensor([2.0, float("nan"), 3.0, 5.0])
-    pred = torch.tensor([2.0, 1.0, float("inf"), 5.0])
-    error = synth.depth_error(pred, gt)
-    assert (error.valid_pixels, error.abs_rel, error.rmse) == (2, 0.0, 0.0)
-    nothing = synth.depth_error(np.ones(3), np.zeros(3))
-    assert nothing.valid_pixels == 0 and np.isnan(nothing.abs_rel) and np.isnan(nothing.rmse)
-    with pytest.raises(ValueError, match="shapes differ"):
-        synth.depth_error(np.ones((2, 2)), np.ones(4))

@@ -1,0 +1,183 @@
+"""`nerf sfm SCENE`: photos (or a video) -> COLMAP model, poses_bounds.npy, transforms.json."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from nerfcli.data.sfm_colmap import CAMERA_MODEL_CHOICES  # no pycolmap import: a plain tuple
+
+EPILOG = (
+    "Example: with 20 to 150 overlapping photos in mycup/images/,\n\n"
+    "  nerf sfm mycup --prune-images\n\n"
+    "runs SIFT, exhaustive matching and COLMAP's incremental mapper in-process (pycolmap, no "
+    "COLMAP install: pip install 'nerfcli\\[sfm]'), writes mycup/sparse/0/ and "
+    "mycup/poses_bounds.npy, and moves photos that could not be registered into "
+    "mycup/images_unregistered/. Then: nerf inspect-poses mycup, and nerf train mycup. "
+    "From a video: nerf sfm mycup --video clip.mp4 --fps 2 --sharpest "
+    "(frames go to mycup/images/, matched sequentially)."
+)
+
+STAGE_LABELS = {
+    "frames": "video frames",
+    "check": "check photos",
+    "extract": "SIFT features",
+    "match": "matching",
+    "map": "mapping (registered)",
+    "write": "write",
+}
+
+
+class Matcher(str, Enum):
+    exhaustive = "exhaustive"
+    sequential = "sequential"
+
+
+CameraModel = Enum("CameraModel", {name: name for name in CAMERA_MODEL_CHOICES}, type=str)
+
+
+class _StageProgress:
+    """One rich progress row per stage; a new stage completes the rows before it."""
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if stage not in self.tasks:
+            for task in self.tasks.values():
+                row = self.progress.tasks[task]
+                self.progress.update(task, total=row.total or 1, completed=row.total or 1)
+            self.tasks[stage] = self.progress.add_task(STAGE_LABELS.get(stage, stage), total=total)
+        self.progress.update(self.tasks[stage], completed=done, total=total)
+
+
+def sfm(
+    scene: Path = typer.Argument(
+        ...,
+        metavar="SCENE",
+        help="Scene folder: photos in SCENE/images/ (or --images); results are written here.",
+        show_default=False,
+    ),
+    images: Optional[Path] = typer.Option(
+        None, "--images", help="Photo folder. Default: SCENE/images/.", show_default=False
+    ),
+    video: Optional[Path] = typer.Option(
+        None,
+        "--video",
+        help="Extract frames from this video into SCENE/images/ first (sequential matching).",
+        show_default=False,
+    ),
+    fps: float = typer.Option(2.0, "--fps", help="With --video: frames kept per second."),
+    sharpest: bool = typer.Option(
+        False,
+        "--sharpest",
+        help="With --video: keep the sharpest frame of each 1/fps window (variance of the "
+        "Laplacian) instead of the first.",
+    ),
+    matcher: Optional[Matcher] = typer.Option(
+        None,
+        "--matcher",
+        help="exhaustive (every pair) or sequential (neighbours in name order). Default: "
+        "exhaustive up to 150 photos, sequential for more and for --video.",
+        show_default=False,
+    ),
+    camera_model: CameraModel = typer.Option(
+        CameraModel("SIMPLE_PINHOLE"),
+        "--camera-model",
+        help="COLMAP camera model. OPENCV gets one camera per photo (with distortion); the "
+        "others one shared camera, as LLFF's poses_bounds.npy stores.",
+    ),
+    max_image_size: Optional[int] = typer.Option(
+        None,
+        "--max-image-size",
+        min=64,
+        help="Extract features on copies downscaled to this many pixels on the long side "
+        "(faster on large photos). Default: COLMAP's 3200.",
+        show_default=False,
+    ),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, help="CPU threads. Default: all cores.", show_default=False
+    ),
+    transforms: bool = typer.Option(
+        False, "--transforms", help="Also write a nerfstudio-style SCENE/transforms.json."
+    ),
+    prune_images: bool = typer.Option(
+        False,
+        "--prune-images",
+        help="Move photos that were not registered into images_unregistered/ beside the photo "
+        "folder, so the folder matches the poses. Nothing is deleted.",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace an existing sparse/0, poses_bounds.npy, database."
+    ),
+    json_output: bool = typer.Option(
+        False, "--json", help="Print one JSON summary on stdout instead of the table."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
+) -> None:
+    """Camera poses from photos or a video, in one command: SIFT, matching and incremental
+    mapping with pycolmap (no COLMAP install), written as COLMAP and LLFF files."""
+    from nerfcli.cli.common import make_progress, stdout_json
+    from nerfcli.data.sfm import SfmOptions, run_sfm
+
+    options = SfmOptions(
+        images=images,
+        video=video,
+        fps=fps,
+        sharpest=sharpest,
+        matcher=None if matcher is None else matcher.value,
+        camera_model=camera_model.value,
+        max_image_size=max_image_size,
+        threads=threads,
+        transforms=transforms,
+        prune_images=prune_images,
+        force=force,
+    )
+    with make_progress(quiet) as progress:  # stderr: the JSON on stdout stays clean
+        result = run_sfm(scene, options, _StageProgress(progress))
+    if json_output:
+        stdout_json(asdict(result))
+        return
+    if not quiet:
+        _print_summary(result)
+
+
+def _print_summary(result) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from nerfcli.cli.common import console
+    from nerfcli.data.sfm_inputs import listing
+
+    table = Table(title="sfm", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("photos", escape(f"{result.images_dir} ({result.num_images})"))
+    percent = 100 * result.registered_fraction
+    table.add_row("registered", f"{result.num_registered} / {result.num_images} ({percent:.0f}%)")
+    if result.unregistered_images:
+        where = f" -> moved to {result.moved_to}" if result.moved_to else ""
+        table.add_row("unregistered", escape(listing(result.unregistered_images) + where))
+    if len(result.models) > 1:
+        sizes = ", ".join(str(m.num_images) for m in result.models)
+        table.add_row("models", f"{len(result.models)} ({sizes} photos); wrote the largest")
+    cameras = "one shared" if result.num_cameras == 1 else f"{result.num_cameras}, one per photo"
+    table.add_row("camera", f"{result.camera_model}, {cameras}")
+    table.add_row("image size", f"{result.width} x {result.height}, focal {result.focal:.6g} px")
+    table.add_row("3D points", str(result.num_points))
+    table.add_row("reprojection", f"{result.mean_reprojection_error:.3f} px (mean)")
+    table.add_row("matcher", result.matcher)
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items() if k != "total")
+    table.add_row("seconds", f"{result.seconds['total']:.1f} ({stages})")
+    for key, path in result.written.items():
+        table.add_row(key, escape(path))
+    console.print(table)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True, markup=True)
+    scene = escape(result.scene)
+    console.print(f"next: nerf inspect-poses {scene}, then nerf train {scene}", soft_wrap=True)

@@ -140,7 +140,7 @@ class NerfModel(RadianceModel):
             fine.depth,
             fine.disparity,
             fine.opacity,
-            extras={"rgb_coarse": coarse.rgb},
+            extras={"rgb_coarse": coarse.rgb, "opacity_coarse": coarse.opacity},
         )
 
     def loss(self, result, target, decay):

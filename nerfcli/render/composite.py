@@ -114,3 +114,16 @@ def _per_ray(
     if white_bkgd:
         rgb_map = rgb_map + (1.0 - opacity[..., None])
     return Composite(rgb_map, depth, disparity, opacity, weights)
+
+
+def apply_background(result: RenderResult, colour: torch.Tensor) -> RenderResult:
+    """Composite a result rendered on black onto a background colour ([3] or per ray [R, 3]):
+    rgb + (1 - opacity) * colour, for the final colour and a coarse pass's (extras
+    `rgb_coarse` with `opacity_coarse`). Used for a random background during training."""
+    extras = dict(result.extras)
+    if "rgb_coarse" in extras and "opacity_coarse" in extras:
+        extras["rgb_coarse"] = (
+            extras["rgb_coarse"] + (1.0 - extras["opacity_coarse"][..., None]) * colour
+        )
+    rgb = result.rgb + (1.0 - result.opacity[..., None]) * colour
+    return RenderResult(rgb, result.depth, result.disparity, result.opacity, extras)

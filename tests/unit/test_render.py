@@ -222,3 +222,22 @@ def test_tensorf_world_samples_stay_inside_the_box():
     hits = t_vals[:, -1] > t_vals[:, 0]
     assert int(hits.sum()) > 32
     assert bool((points[hits].abs() <= 1.0 + 1e-4).all())
+
+
+def test_apply_background_composites_every_pass():
+    from nerfcli.render.composite import RenderResult, apply_background
+
+    result = RenderResult(
+        rgb=torch.tensor([[0.2, 0.2, 0.2]]),
+        depth=torch.tensor([1.0]),
+        disparity=torch.tensor([1.0]),
+        opacity=torch.tensor([0.25]),
+        extras={
+            "rgb_coarse": torch.tensor([[0.0, 0.1, 0.0]]),
+            "opacity_coarse": torch.tensor([0.5]),
+        },
+    )
+    colour = torch.tensor([[1.0, 0.0, 0.5]])
+    out = apply_background(result, colour)
+    torch.testing.assert_close(out.rgb, torch.tensor([[0.95, 0.2, 0.575]]))
+    torch.testing.assert_close(out.extras["rgb_coarse"], torch.tensor([[0.5, 0.1, 0.25]]))

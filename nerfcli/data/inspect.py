@@ -19,7 +19,7 @@ printing the full report, so one run lists every problem, not just the first:
 | `images`, `images_K` | (for each image folder present) count != number of poses, an unreadable image, sizes differ, or the size does not match the poses (images_K: the size at factor K within 1 px; images/: the aspect ratio within 2 %) |
 | `images_for_factor` | (when any image folder is present) the loader finds no usable images at `factor` |
 
-The first four are the loader's own validation (`llff.find_pose_problems`); when any of them
+The first four are the loader's own validation (`poses_bounds.find_pose_problems`); when any of them
 fails, the training-frame numbers (rescale, extent, baseline, focus) are null because the
 loader would refuse the file.
 """
@@ -35,16 +35,14 @@ from pathlib import Path
 import numpy as np
 
 from nerfcli.data.formats.llff import (
-    PosesBounds,
     Scene,
     find_image_files,
-    find_pose_problems,
     holdout_split,
     list_images,
-    read_poses_array,
     scene_from_poses_bounds,
     stored_to_training_axes,
 )
+from nerfcli.data.formats.poses_bounds import PosesBounds, find_pose_problems, read_poses_array
 from nerfcli.errors import DataError
 
 # Views spread wider than this around their mean direction make a surround capture.

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from nerfcli.cli.app import app
 from nerfcli.data.formats import colmap_io
 from nerfcli.data.formats.colmap_model import Camera
-from nerfcli.data.formats.llff import load_scene, read_poses_bounds
+from nerfcli.data.formats.llff import load_scene
+from nerfcli.data.formats.poses_bounds import read_poses_bounds
 from nerfcli.errors import DataError
 from tests.colmap_scenes import build_capture, write_scene
 

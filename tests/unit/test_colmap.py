@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from nerfcli.data.formats import colmap, colmap_binary, colmap_io, colmap_model, colmap_text
 from nerfcli.data.formats.colmap_model import Camera, ColmapImage, ColmapModel, Points3D
-from nerfcli.data.formats.llff import read_poses_bounds
+from nerfcli.data.formats.poses_bounds import read_poses_bounds
 from nerfcli.errors import DataError
 from tests.colmap_scenes import build_capture, make_image
 

@@ -12,14 +12,12 @@ from hypothesis import strategies as st
 
 from nerfcli.data.cameras import poses_avg, recenter_poses, spiral_path
 from nerfcli.data.formats.llff import (
-    PosesBounds,
-    find_pose_problems,
     holdout_split,
     load_scene,
-    read_poses_bounds,
     scene_from_poses_bounds,
     stored_to_training_axes,
 )
+from nerfcli.data.formats.poses_bounds import PosesBounds, find_pose_problems, read_poses_bounds
 from nerfcli.errors import DataError
 from tests.conftest import look_at_stored, write_llff
 

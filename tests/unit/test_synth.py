@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nerfcli.data import synthetic as synth
-from nerfcli.data.formats.llff import load_scene, read_poses_bounds, stored_to_training_axes
+from nerfcli.data.formats.llff import load_scene, stored_to_training_axes
+from nerfcli.data.formats.poses_bounds import read_poses_bounds
 from nerfcli.data.rays import get_rays, rays_for_pixels
 from nerfcli.errors import ConfigError, NerfError
 

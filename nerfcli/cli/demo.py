@@ -6,6 +6,7 @@ spiral video, then prints where everything went.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -54,67 +55,21 @@ def demo(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or messages."),
 ) -> None:
     """Generate a scene, train on it, evaluate the held-out views and render the spiral."""
-    from nerfcli.config import with_values
-    from nerfcli.data.synthetic import make_scene
     from nerfcli.evaluation.evaluate import evaluate
-    from nerfcli.evaluation.video import VideoWriter, camera_path, render_frames
     from nerfcli.fsutil import atomic_write
-    from nerfcli.training.checkpoint import load_checkpoint, restore_model
+    from nerfcli.training.checkpoint import load_checkpoint
     from nerfcli.training.device import select_device
-    from nerfcli.training.session import load_training_scene, resolve_config, start_run
-    from nerfcli.training.trainer import StepEvent
 
     start = time.perf_counter()
     dev = select_device(device)
     _prepare_out(out)
-    scene_dir = out / "scene"
-    with make_progress(quiet) as progress:
-        task = progress.add_task("generate scene", total=None)
-        synth = make_scene(
-            scene_dir,
-            preset="demo",
-            seed=seed,
-            on_view=lambda done, total: progress.update(task, completed=done, total=total),
-        )
-    info(
-        f"[bold]scene[/] {synth.num_views} views {synth.width}x{synth.height} -> {scene_dir}", quiet
-    )
-
-    cfg = resolve_config(scene_dir, "synthetic", model, [], dev.type, train={"seed": seed})
-    cfg = with_values(cfg, "train", **DEMO_TRAIN.get((cfg.model.name, dev.type), {}))
-    cfg = with_values(cfg, "train", iters=iters, eval_every=0)
-    scene = load_training_scene(scene_dir, cfg)
-    with make_progress(quiet) as progress:
-        task = progress.add_task(f"train {cfg.model.name}", total=cfg.train.iters)
-        run = start_run(
-            cfg,
-            scene,
-            out / "run",
-            dev,
-            on_event=lambda e: (
-                progress.update(task, completed=e.step) if isinstance(e, StepEvent) else None
-            ),
-        )
-        summary = run.trainer.run()
+    scene_dir = _generate_scene(out / "scene", seed, quiet)
+    cfg, scene, summary = _train(scene_dir, out / "run", model, iters, seed, dev, quiet)
     ckpt = load_checkpoint(summary.checkpoint)
     with make_progress(quiet) as progress:
         task = progress.add_task("eval", total=len(scene.held_out))
         report = evaluate(ckpt, scene, out / "eval", dev, on_view=lambda s: progress.advance(task))
-
-    video = out / "video.mp4"
-    poses = camera_path(ckpt.scene, "spiral", frames)
-    model_ = restore_model(ckpt, dev)
-    writer = VideoWriter(video, 30)
-    try:
-        with make_progress(quiet) as progress:
-            task = progress.add_task("render spiral", total=len(poses))
-            for rgb, _ in render_frames(model_, ckpt.scene, poses, cfg.render.chunk, dev):
-                writer.append(rgb)
-                progress.advance(task)
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
+    video = _render_spiral(ckpt, out / "video.mp4", frames, dev, quiet)
     seconds = time.perf_counter() - start
     result = {
         "psnr": report.psnr,
@@ -130,8 +85,6 @@ def demo(
         "scene": str(scene_dir),
         "eval_dir": report.out_dir,
     }
-    import json
-
     with atomic_write(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")
     if json_out:
@@ -142,3 +95,64 @@ def demo(
             f"SSIM {report.ssim:.3f}\n  checkpoint {summary.checkpoint}\n  video      {video}\n"
             f"  eval       {report.out_dir}\n  metrics    {out / 'metrics.json'}"
         )
+
+
+def _generate_scene(scene_dir: Path, seed: int, quiet: bool) -> Path:
+    from nerfcli.data.synthetic import make_scene
+
+    with make_progress(quiet) as progress:
+        task = progress.add_task("generate scene", total=None)
+        synth = make_scene(
+            scene_dir,
+            preset="demo",
+            seed=seed,
+            on_view=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    info(
+        f"[bold]scene[/] {synth.num_views} views {synth.width}x{synth.height} -> {scene_dir}", quiet
+    )
+    return scene_dir
+
+
+def _train(scene_dir: Path, run_dir: Path, model, iters, seed: int, dev, quiet: bool):
+    """The demo's run through the one training path: (config, scene, summary)."""
+    from nerfcli.config import with_values
+    from nerfcli.training.session import load_training_scene, resolve_config, start_run
+    from nerfcli.training.trainer import StepEvent
+
+    cfg = resolve_config(scene_dir, "synthetic", model, [], dev.type, train={"seed": seed})
+    cfg = with_values(cfg, "train", **DEMO_TRAIN.get((cfg.model.name, dev.type), {}))
+    cfg = with_values(cfg, "train", iters=iters, eval_every=0)
+    scene = load_training_scene(scene_dir, cfg)
+    with make_progress(quiet) as progress:
+        task = progress.add_task(f"train {cfg.model.name}", total=cfg.train.iters)
+        run = start_run(
+            cfg,
+            scene,
+            run_dir,
+            dev,
+            on_event=lambda e: (
+                progress.update(task, completed=e.step) if isinstance(e, StepEvent) else None
+            ),
+        )
+        summary = run.trainer.run()
+    return run.cfg, scene, summary
+
+
+def _render_spiral(ckpt, video: Path, frames: int, dev, quiet: bool) -> Path:
+    from nerfcli.evaluation.video import VideoWriter, camera_path, render_frames
+    from nerfcli.training.checkpoint import restore_model
+
+    poses = camera_path(ckpt.scene, "spiral", frames)
+    model = restore_model(ckpt, dev)
+    writer = VideoWriter(video, 30)
+    try:
+        with make_progress(quiet) as progress:
+            task = progress.add_task("render spiral", total=len(poses))
+            for rgb, _ in render_frames(model, ckpt.scene, poses, ckpt.config.render.chunk, dev):
+                writer.append(rgb)
+                progress.advance(task)
+        return writer.close()
+    except BaseException:
+        writer.abort()
+        raise

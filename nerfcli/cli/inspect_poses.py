@@ -1,4 +1,5 @@
-"""`nerf inspect-poses PATH`: summarise and check an LLFF poses_bounds.npy (and its images)."""
+"""`nerf inspect-poses PATH`: summarise and check a capture's poses (and its images): an LLFF
+poses_bounds.npy, a Blender scene or an instant-ngp / nerfstudio transforms.json."""
 
 from __future__ import annotations
 
@@ -32,10 +33,19 @@ def _require_suffix(suffix: str):
 
 def inspect_poses(
     path: Path = typer.Argument(
-        ..., help="A poses_bounds.npy, or the scene folder holding it.", show_default=False
+        ...,
+        help="A scene folder (LLFF, Blender, transforms.json), a poses_bounds.npy or a .json.",
+        show_default=False,
     ),
     factor: int = typer.Option(
-        DATA_DEFAULTS.factor, "--factor", min=1, help="Image downsampling factor to report at."
+        None,
+        "--factor",
+        min=1,
+        help="Image downsampling factor to report at (default: LLFF 8, else the preset's).",
+    ),
+    half_res: bool = typer.Option(None, "--half-res/--full-res", help="Blender: 400 x 400."),
+    data_format: str = typer.Option(
+        None, "--format", help="llff, blender or transforms (default: detected)."
     ),
     spherify: bool = typer.Option(
         DATA_DEFAULTS.spherify,
@@ -73,7 +83,7 @@ def inspect_poses(
     Problems in the data are reported as failed checks (exit code 1, the report is still
     printed); a file that is not an N x 17 .npy array at all is a one-line error.
     """
-    from nerfcli.data.inspect import inspect_poses as run_inspection
+    from nerfcli.data.formats import detect_format
 
     for target in (plot, path_out):
         if target is not None:
@@ -81,18 +91,30 @@ def inspect_poses(
     if plot is not None and path_out is not None and plot.resolve() == path_out.resolve():
         raise typer.BadParameter("--plot and --path-out name the same file")
 
-    report = run_inspection(
-        path,
-        factor=factor,
-        bd_factor=DATA_DEFAULTS.bd_factor,
-        spherify=spherify,
-        llffhold=llffhold,
-        render_frames=frames,
-    )
+    fmt = data_format or detect_format(path)
+    if fmt == "llff":
+        from nerfcli.data.inspect import inspect_poses as run_inspection
+
+        report = run_inspection(
+            path,
+            factor=factor or DATA_DEFAULTS.factor,
+            bd_factor=DATA_DEFAULTS.bd_factor,
+            spherify=spherify,
+            llffhold=llffhold,
+            render_frames=frames,
+        )
+        printer = _print_report
+    else:
+        from nerfcli.data.inspect_scene import inspect_scene
+        from nerfcli.training.session import resolve_config
+
+        flags = {"format": fmt, "factor": factor, "half_res": half_res, "render_frames": frames}
+        report = inspect_scene(path, resolve_config(path, data=flags).data)
+        printer = _print_scene_report
     if json_output:
         stdout_json(report.to_json())
     else:
-        _print_report(report)
+        printer(report)
 
     failed = report.failed
     if failed:
@@ -101,8 +123,13 @@ def inspect_poses(
             f"{report.path}: {len(failed)} of {len(report.checks)} checks failed "
             f"({', '.join(c.name for c in failed)}); first: {first.message}"
         )
+    assert report.scene is not None  # every pose check passed
+    _write_outputs(report, plot, path_out)
+
+
+def _write_outputs(report, plot: Path | None, path_out: Path | None) -> None:
+    """--path-out (the default render path, .npy) and --plot (the camera picture, .png)."""
     scene = report.scene
-    assert scene is not None  # every pose check passed
     if path_out is not None:
         import numpy as np
 
@@ -126,7 +153,7 @@ def inspect_poses(
                 scene.render_poses,
                 scene.i_test,
                 title=title,
-                up_axis=2 if scene.render_path == "circle" else 1,
+                up_axis=1 if scene.render_path == "spiral" else 2,  # LLFF: y up; others: z up
             )
         console.print(f"wrote {plot}")
 
@@ -220,3 +247,50 @@ def _print_report(report) -> None:
         else:
             mark = "[bold red]" + ("\u2717" if unicode else "FAIL") + "[/]"
         console.print(f"  {mark} {check.name}: {escape(check.message)}")
+
+
+def _print_scene_report(report) -> None:
+    """The summary table and checks of a Blender or transforms.json capture."""
+    table = Table(title=escape(str(report.path)), title_justify="left", show_header=False, box=None)
+    table.add_column("item", style="bold")
+    table.add_column("value")
+    splits = ", ".join(f"{n} {name}" for name, n in report.splits.items() if n)
+    distortion = f", distortion in {report.distorted_views} views" if report.distorted_views else ""
+    lo, hi = report.focal_range
+    focal = f"{report.focal_x:.2f} x {report.focal_y:.2f} px" + (
+        f" (views {lo:.1f}..{hi:.1f})" if hi - lo > 1e-3 * hi else ""
+    )
+    rows = [
+        ("format", report.format),
+        ("views", f"{report.num_views} ({splits})"),
+        (
+            "image size (H x W)",
+            f"{report.stored_height} x {report.stored_width} stored; "
+            f"{report.height} x {report.width} loaded (factor {report.factor})",
+        ),
+        ("focal", f"{focal} at the loaded size"),
+        (
+            "field of view",
+            f"{report.fov_x_deg:.1f} deg horizontal, {report.fov_y_deg:.1f} vertical",
+        ),
+        ("camera", f"{report.camera_model}{distortion}; pixel centres +{report.pixel_center:g}"),
+        ("ray bounds", f"near {report.near:.4g}, far {report.far:.4g} ({report.kind})"),
+        ("background", report.background),
+        (
+            "camera extent",
+            "x {:.3g}, y {:.3g}, z {:.3g} (training frame)".format(*report.position_extent),
+        ),
+        ("mean neighbour baseline", _fmt(report.mean_baseline, 3)),
+        (
+            "capture",
+            f"{report.capture} (views within {report.view_spread_deg:.0f} deg of their mean direction)",
+        ),
+        ("render path", f"{report.render_path}, {report.render_frames} frames"),
+    ]
+    for name, value in rows:
+        table.add_row(name, escape(value))
+    console.print(table)
+    console.print("checks")
+    for check in report.checks:
+        mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
+        console.print(f"  {mark} {check.name}: {escape(check.message)}", soft_wrap=True)

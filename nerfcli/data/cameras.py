@@ -239,3 +239,25 @@ def interpolate_path(c2w: np.ndarray, frames: int) -> np.ndarray:
         position = (1 - t) * c2w[i, :3, 3] + t * c2w[i + 1, :3, 3]
         out.append(np.concatenate([rotation, position[:, None]], 1))
     return np.stack(out, 0)
+
+
+# Views spread wider than this around their mean direction make a surround capture.
+SURROUND_SPREAD_DEG = 45.0
+
+
+def view_spread_deg(c2w: np.ndarray) -> float:
+    """The largest angle (degrees) between a camera's viewing direction (-z of c2w [N, 3, 4])
+    and the cameras' mean one; 180 when the directions cancel out."""
+    directions = -np.asarray(c2w, dtype=np.float64)[:, :3, 2]  # [N, 3]
+    mean = directions.sum(0)
+    norm = np.linalg.norm(mean)
+    if not norm > 1e-9:
+        return 180.0
+    cosines = np.clip(directions @ (mean / norm), -1.0, 1.0)  # [N]
+    return float(np.degrees(np.arccos(cosines.min())))
+
+
+def capture_kind(c2w: np.ndarray) -> str:
+    """"forward-facing" (every view within SURROUND_SPREAD_DEG of the mean direction) or
+    "surround" (a capture that walks around its subject)."""
+    return "surround" if view_spread_deg(c2w) > SURROUND_SPREAD_DEG else "forward-facing"

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nerfcli.data.cameras import capture_kind, view_spread_deg
 from nerfcli.data.formats.llff import (
     Scene,
     find_image_files,
@@ -45,8 +46,6 @@ from nerfcli.data.formats.llff import (
 from nerfcli.data.formats.poses_bounds import PosesBounds, find_pose_problems, read_poses_array
 from nerfcli.errors import DataError
 
-# Views spread wider than this around their mean direction make a surround capture.
-SURROUND_SPREAD_DEG = 45.0
 ASPECT_TOL = 0.02  # the loader's tolerance between image and pose aspect ratios
 POSE_CHECKS = ("finite", "rotation", "intrinsics", "bounds")
 
@@ -276,17 +275,9 @@ def _fill_geometry(report: PoseReport, pb: PosesBounds) -> None:
         np.fill_diagonal(distances, np.inf)
         report.mean_baseline = float(distances.min(1).mean())
 
-    directions = -stored_to_training_axes(pb.poses)[:, :3, 2]  # [N, 3] viewing directions
-    mean = directions.sum(0)
-    norm = np.linalg.norm(mean)
-    if norm > 1e-9:
-        cosines = np.clip(directions @ (mean / norm), -1.0, 1.0)  # [N]
-        report.view_spread_deg = float(np.degrees(np.arccos(cosines.min())))
-    else:
-        report.view_spread_deg = 180.0
-    report.capture = (
-        "surround" if report.view_spread_deg > SURROUND_SPREAD_DEG else "forward-facing"
-    )
+    stored_c2w = stored_to_training_axes(pb.poses)  # [N, 3, 4] before rescale and recentring
+    report.view_spread_deg = view_spread_deg(stored_c2w)
+    report.capture = capture_kind(stored_c2w)
 
     stored_extent = float(np.ptp(pb.poses[:, :, 3], axis=0).max())
     coincide = stored_extent <= 1e-9 * (1.0 + float(np.abs(pb.poses[:, :, 3]).max()))

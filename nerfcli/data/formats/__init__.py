@@ -38,6 +38,8 @@ def detect_format(path: str | Path) -> str:
                 return name
         if path.suffix == ".npy":
             return "llff"
+        if path.name.startswith("transforms_") and path.suffix == ".json":
+            return "blender"  # transforms_train.json, transforms_val.json, transforms_test.json
         if path.suffix == ".json":
             return "transforms"
     root = scene_root(path)

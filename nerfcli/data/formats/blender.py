@@ -1,0 +1,211 @@
+"""Blender NeRF-synthetic captures (lego, chair, ...): transforms_{train,val,test}.json + RGBA
+PNGs -> Scene, as nerf-pytorch's `load_blender_data` and `run_nerf.py` load them.
+
+Stored format: per split, `camera_angle_x` (horizontal field of view, radians) and `frames`,
+each a `file_path` without extension ('./train/r_0' -> train/r_0.png) and a 4x4 camera-to-world
+`transform_matrix` in the OpenGL convention (columns [right, up, back]), used as is.
+
+The reference's numbers, kept here:
+- views are train, val, test concatenated in that order; `testskip` keeps every testskip-th
+  view of val and test (0 or 1: all), train is always complete;
+- focal = 0.5 W / tan(0.5 camera_angle_x) (each split's own angle; the reference takes the
+  last split's, the same number in every published scene), K's principal point (W/2, H/2),
+  pixel_center 0;
+- half_res: the float RGBA image is area-resized to H//2 x W//2 (cv2.INTER_AREA, straight
+  alpha) FIRST and composited after, focal halved. `factor` > 1 shrinks by that much more the
+  same way (factor 1 is full size);
+- background: rgb * a + bg * (1 - a), white for "auto" (--white_bkgd); "random" keeps alpha and
+  composites on black; RGB images without alpha are used as they are;
+- near 2, far 6, no NDC; TensoRF's Blender box [-1.5, 1.5]^3; the render path is the 40 poses
+  pose_spherical(theta, -30, 4), theta in linspace(-180, 180, 41)[:-1] (data.render_frames
+  does not apply: the reference path is fixed).
+
+Beyond the reference: a missing val or test file gives an empty split; failures are one-line
+DataErrors; images are read in a thread pool; load_images=False reads one PNG header only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nerfcli.config import DataConfig
+from nerfcli.data.cameras import intrinsics, pose_spherical
+from nerfcli.data.formats.json_frames import (
+    as_float32,
+    existing_image,
+    image_key,
+    inside,
+    load_views,
+    number,
+    parse_pose,
+    read_json,
+    resolve_background,
+    shown,
+    views_text,
+)
+from nerfcli.data.images import image_size
+from nerfcli.data.scene import Scene
+from nerfcli.errors import DataError
+
+SPLITS = ("train", "val", "test")
+NEAR, FAR = 2.0, 6.0
+BLENDER_BOX = np.array([[-1.5, -1.5, -1.5], [1.5, 1.5, 1.5]], dtype=np.float32)
+FIX = "it must hold camera_angle_x and frames of file_path and transform_matrix"
+
+
+def detect(root: Path) -> bool:
+    """A Blender scene: its folder (or the folder of the file given) has transforms_train.json."""
+    root = Path(root)
+    folder = root.parent if root.is_file() else root
+    return (folder / "transforms_train.json").is_file()
+
+
+@dataclass
+class SplitFile:
+    """One transforms_{split}.json, validated, its frames already thinned by testskip."""
+
+    name: str
+    path: Path
+    camera_angle_x: float
+    images: list[Path]  # [n] image files (existing)
+    c2w: np.ndarray  # [n, 3, 4] float64
+
+
+def _read_split(root: Path, name: str, skip: int, seen: dict[str, str]) -> SplitFile | None:
+    path = root / f"transforms_{name}.json"
+    if not path.is_file():
+        if name == "train":
+            raise DataError(f"{root}: no transforms_train.json; this is not a Blender scene")
+        return None
+    meta = read_json(path, FIX)
+    if "camera_angle_x" not in meta:
+        raise DataError(f"{path}: missing key 'camera_angle_x' (horizontal field of view)")
+    angle = number(meta["camera_angle_x"], f"{path}: camera_angle_x", positive=True)
+    if not angle < math.pi:
+        raise DataError(f"{path}: camera_angle_x {angle:g} must be below pi (radians)")
+    frames = meta.get("frames")
+    if not isinstance(frames, list) or (name == "train" and not frames):
+        what = "missing" if "frames" not in meta else f"{shown(frames)}"
+        raise DataError(f"{path}: 'frames' is {what}; it must be a non-empty list of views")
+    images, poses, missing = [], [], []
+    for index, frame in enumerate(frames[::skip]):
+        where = f"frame {index * skip}"
+        if not isinstance(frame, dict):
+            raise DataError(f"{path}: {where} is {shown(frame)}, expected an object; {FIX}")
+        absent = [k for k in ("file_path", "transform_matrix") if k not in frame]
+        if absent:
+            raise DataError(f"{path}: {where} is missing key(s) {', '.join(absent)}; {FIX}")
+        key = image_key(frame["file_path"], f"{path}: {where}")
+        if key in seen:
+            raise DataError(
+                f"{path}: {where}: file_path {shown(key)} is already a view of {seen[key]}; "
+                "remove the duplicate frame"
+            )
+        seen[key] = path.name
+        poses.append(parse_pose(frame["transform_matrix"], f"{path}: {where}")[:3, :4])
+        full = inside(root, key, path, where)
+        image = existing_image(full, always_png=True)
+        if image is None:
+            missing.append(key)
+        images.append(image)
+    if missing:
+        raise DataError(
+            f"{path}: {len(missing)} image(s) not found: {views_text(missing)} (file_path + "
+            "'.png', relative to the scene folder); restore them"
+        )
+    c2w = np.stack(poses, 0) if poses else np.zeros((0, 3, 4))
+    as_float32(c2w, str(path), "a transform_matrix value")  # the Scene stores float32
+    return SplitFile(name, path, angle, images, c2w)
+
+
+def render_path() -> np.ndarray:
+    """nerf-pytorch's Blender render path: 40 poses [40, 3, 4] around the origin."""
+    thetas = np.linspace(-180.0, 180.0, 41)[:-1]
+    return np.stack([pose_spherical(t, -30.0, 4.0)[:3, :4] for t in thetas], 0)
+
+
+def load(root: Path, cfg: DataConfig, load_images: bool = True) -> Scene:
+    """Load a Blender scene folder (or one of its transforms_*.json) into a Scene."""
+    root = Path(root)
+    if root.is_file():
+        root = root.parent
+    if not root.is_dir():
+        raise DataError(f"{root}: no such scene folder")
+    if cfg.factor < 1:
+        raise DataError(f"factor must be >= 1, got {cfg.factor}")
+    background = resolve_background(cfg.background, "white", "data.background")
+    seen: dict[str, str] = {}
+    skip = cfg.testskip if cfg.testskip > 1 else 1
+    splits = [_read_split(root, s, 1 if s == "train" else skip, seen) for s in SPLITS]
+    present = [s for s in splits if s is not None]
+    files = [f for s in present for f in s.images]
+    full = image_size(files[0])  # (H, W) of the stored images
+    shrink = cfg.factor * (2 if cfg.half_res else 1)
+    height, width = full[0] // shrink, full[1] // shrink
+    if height < 1 or width < 1:
+        raise DataError(
+            f"{files[0]}: shrinking the {full[1]}x{full[0]} images by {shrink} leaves nothing; "
+            "use a smaller --factor"
+        )
+    K, counts = [], {}
+    for s in present:
+        focal = 0.5 * full[1] / math.tan(0.5 * s.camera_angle_x) / shrink
+        if not 1e-30 < focal < 1e30:
+            raise DataError(
+                f"{s.path}: camera_angle_x {s.camera_angle_x:g} gives focal {focal:g}; it must "
+                "be the horizontal field of view in radians"
+            )
+        K += [intrinsics(height, width, focal)] * len(s.images)
+        counts[s.name] = len(s.images)
+    starts = np.cumsum([0] + [counts.get(name, 0) for name in SPLITS])
+    index = {name: list(range(starts[i], starts[i + 1])) for i, name in enumerate(SPLITS)}
+    images = alpha = None
+    if load_images:
+
+        def check(view: int, size: tuple[int, int]) -> None:
+            if size != full:
+                raise DataError(
+                    f"{files[view]}: image is {size[1]}x{size[0]} but the first view is "
+                    f"{full[1]}x{full[0]}; every view of a Blender scene must share one size"
+                )
+
+        images, alpha = load_views(files, (height, width), background, check)
+    n = len(files)
+    return Scene(
+        root=root,
+        format="blender",
+        c2w=np.concatenate([s.c2w for s in present], 0).astype(np.float32),
+        K=np.stack(K, 0).astype(np.float32),
+        height=height,
+        width=width,
+        near=NEAR,
+        far=FAR,
+        bounds=np.tile(np.array([[NEAR, FAR]], dtype=np.float32), (n, 1)),
+        splits=index,
+        render_poses=render_path().astype(np.float32),
+        render_path="spherical",
+        kind="box",
+        scene_box=BLENDER_BOX.copy(),
+        background=background,
+        pixel_center=0.0,
+        distortion=None,
+        world_from_file=np.eye(4),
+        factor=cfg.factor,
+        scale=1.0,
+        image_files=[str(f) for f in files],
+        images=images,
+        alpha=alpha,
+        source={
+            "camera_angle_x": present[0].camera_angle_x,
+            "camera_angles_x": {s.name: s.camera_angle_x for s in present},
+            "half_res": bool(cfg.half_res),
+            "testskip": int(cfg.testskip),
+            "split_sizes": {name: counts.get(name, 0) for name in SPLITS},
+            "stored_height": int(full[0]),
+            "stored_width": int(full[1]),
+        },
+    )

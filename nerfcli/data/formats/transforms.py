@@ -1,0 +1,460 @@
+"""instant-ngp / nerfstudio `transforms.json` captures -> Scene.
+
+Conventions, checked against instant-ngp (src/nerf_loader.cu, include/.../nerf_loader.h) and
+nerfstudio (nerfstudio/data/dataparsers/nerfstudio_dataparser.py, cameras/camera_utils.py):
+- `transform_matrix`: camera-to-world, OpenGL axes [right, up, back], used as is (the file
+  convention of both: instant-ngp's `nerf_matrix_to_ngp` negates columns 1, 2 and cycles the
+  world axes only internally).
+- Intrinsics `fl_x fl_y cx cy w h` at the top level, each overridable per frame (nerfstudio).
+  fl_x falls back to camera_angle_x (fl = 0.5 w / tan(0.5 angle)), fl_y to camera_angle_y,
+  then fl_x; cx, cy to the image centre; w, h to the image's size. pixel_center 0.5.
+- `camera_model` SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, RADIAL or OPENCV (no key: OPENCV):
+  k1 k2 p1 p2 [k3 k4] or nerfstudio's `distortion_params` [k1 k2 k3 k4 p1 p2], applied
+  whatever the label, as both tools do. Fisheye (OPENCV_FISHEYE, `is_fisheye`) and
+  FULL_OPENCV's rational k5 k6 are refused (see nerfcli.data.distortion).
+- Frames sorted by file_path and numbered in that order (nerfstudio argsorts the names;
+  instant-ngp natural-sorts: the same order for zero-padded names such as fox's 0001.jpg).
+- Splits: `train/val/test_filenames` when present (no test list: the val list; views in no list
+  are unused); else every llffhold-th view (0, 8, ...) is the test split, val empty.
+- `file_path` relative to the json's folder, with or without an image extension (the first of
+  .png/.jpg/.jpeg that exists, as instant-ngp); paths leaving that folder are refused.
+- factor N: `images_N/<file name>` (nerfstudio) for the frames it holds when its first image is
+  within a pixel of w/N x h/N (that size is then loaded); other frames are area-resized in
+  process to floor(h/N) x floor(w/N); nothing is written. K is scaled by the size ratio
+  (new_w / w: 1/N when N divides, as nerfstudio's 1/N with floor).
+- Missing images: a DataError listing them; with skip_missing a SkippedFramesWarning and the
+  frames dropped (`source["skipped_frames"]`).
+
+Training frame (nerfcli.data.orbit.normalisation): centred on the cameras' focus point (the
+least-squares point nearest every optical axis; their mean centre when that is ill-posed or
+behind most cameras), mean camera distance scaled to 1, no rotation; `world_from_file` holds
+it. nerfstudio's applied_transform / applied_scale and instant-ngp's aabb_scale go to `source`.
+Kind "unbounded"; `scene_box` a cube of half-size the largest camera distance (>= 1), so it
+holds every camera; near NEAR = 0.05, far 2 sqrt(3) half-size (the cube's diagonal). Render
+path: an orbit on the cameras' best-fit circle looking at the focus point (render_frames).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nerfcli.config import DataConfig
+from nerfcli.data.distortion import COEFF_NAMES, fisheye_error
+from nerfcli.data.formats.json_frames import (
+    as_float32,
+    existing_image,
+    image_key,
+    inside,
+    load_views,
+    number,
+    parse_pose,
+    read_json,
+    resolve_background,
+    shown,
+    views_text,
+    whole_pixels,
+)
+from nerfcli.data.images import image_size
+from nerfcli.data.orbit import normalisation, orbit_path
+from nerfcli.data.scene import Scene
+from nerfcli.errors import DataError
+
+NEAR = 0.05
+SPLITS = ("train", "val", "test")
+LENS_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y")
+LENS_KEYS += COEFF_NAMES + ("k5", "k6", "distortion_params", "camera_model", "is_fisheye")
+PERSPECTIVE = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
+FISHEYE = ("OPENCV_FISHEYE", "FISHEYE624", "FISHEYE", "THIN_PRISM_FISHEYE")
+FIX = "it must hold frames of file_path and transform_matrix, and fl_x (or camera_angle_x)"
+
+
+class SkippedFramesWarning(UserWarning):
+    """Frames dropped by skip_missing because their image file does not exist."""
+
+
+def detect(root: Path) -> bool:
+    """transforms.json in the folder (and no transforms_train.json: that is Blender)."""
+    root = Path(root)
+    if root.is_file():
+        return root.suffix == ".json" and not root.name.startswith("transforms_")
+    return (root / "transforms.json").is_file() and not (root / "transforms_train.json").exists()
+
+
+def locate(path: Path) -> tuple[Path, Path]:
+    """(the json file, the scene folder) from a folder or the .json file itself."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "transforms.json").is_file():
+            raise DataError(f"{path}: no transforms.json in this folder; point at the .json file")
+        return path / "transforms.json", path
+    if not path.is_file():
+        raise DataError(f"{path}: no such file or folder")
+    return path, path.parent
+
+
+@dataclass
+class Frame:
+    index: int  # position in the file
+    key: str  # normalised file_path
+    path: Path  # root / key
+    image: Path | None  # the full-resolution image, None when absent
+    c2w: np.ndarray  # [4, 4] float64, the file's frame
+    lens: dict  # top-level intrinsic keys with this frame's overrides
+
+
+def _read_frames(json_path: Path, root: Path, meta: dict) -> list[Frame]:
+    frames = meta.get("frames")
+    if not isinstance(frames, list) or not frames:
+        what = "missing" if "frames" not in meta else f"{shown(frames)}"
+        raise DataError(f"{json_path}: 'frames' is {what}; it must be a non-empty list of views")
+    top = {k: meta[k] for k in LENS_KEYS if k in meta}
+    out, seen, used = [], {}, {}
+    for i, frame in enumerate(frames):
+        where = f"frame {i}"
+        if not isinstance(frame, dict):
+            raise DataError(f"{json_path}: {where} is {shown(frame)}, expected an object; {FIX}")
+        absent = [k for k in ("file_path", "transform_matrix") if k not in frame]
+        if absent:
+            raise DataError(f"{json_path}: {where} is missing key(s) {', '.join(absent)}; {FIX}")
+        key = image_key(frame["file_path"], f"{json_path}: {where}")
+        if key in seen:
+            raise DataError(
+                f"{json_path}: frames {seen[key]} and {i} both have file_path {shown(key)}; "
+                "remove the duplicate"
+            )
+        c2w = parse_pose(frame["transform_matrix"], f"{json_path}: {where} ({shown(key)})")
+        path = inside(root, key, json_path, where)
+        image = existing_image(path)
+        if image is not None and image in used:  # 'a' and 'a.png' name one file
+            raise DataError(
+                f"{json_path}: frames {used[image]} and {i} both use {image.name}; "
+                "remove the duplicate"
+            )
+        seen[key] = i
+        if image is not None:
+            used[image] = i
+        lens = {**top, **{k: frame[k] for k in LENS_KEYS if k in frame}}
+        out.append(Frame(i, key, path, image, c2w, lens))
+    return sorted(out, key=lambda f: f.key)
+
+
+def _stored_size(json_path: Path, frames: list[Frame]) -> tuple[int, int]:
+    """(h, w) shared by every frame: w/h from the file, else from the image header."""
+    sizes = []
+    for f in frames:
+        where = f"{json_path}: frame {f.index} ({shown(f.key)})"
+        if "w" in f.lens or "h" in f.lens:
+            if not ("w" in f.lens and "h" in f.lens):
+                raise DataError(f"{where}: has only one of 'w' and 'h'; give both")
+            h = whole_pixels(f.lens["h"], f"{where}: h")
+            sizes.append((f, (h, whole_pixels(f.lens["w"], f"{where}: w"))))
+        elif f.image is not None:
+            sizes.append((f, image_size(f.image)))
+    if not sizes:
+        raise DataError(f"{json_path}: no 'w' and 'h' keys and no image to read the size from")
+    first_frame, first = sizes[0]
+    for f, size in sizes:
+        if size != first:
+            raise DataError(
+                f"{json_path}: frame {f.index} ({shown(f.key)}) is {size[1]}x{size[0]} but frame "
+                f"{first_frame.index} is {first[1]}x{first[0]}; every view must share one image "
+                "size (crop or resize the photos)"
+            )
+    return first
+
+
+def _focal(values: dict, axis: str, side: int, where: str) -> float | None:
+    if f"fl_{axis}" in values:
+        return number(values[f"fl_{axis}"], f"{where}: fl_{axis}", positive=True)
+    if f"camera_angle_{axis}" in values:
+        angle = number(values[f"camera_angle_{axis}"], f"{where}: camera_angle_{axis}")
+        if not 0 < angle < math.pi:
+            raise DataError(f"{where}: camera_angle_{axis} {angle:g} must be in (0, pi) radians")
+        return 0.5 * side / math.tan(0.5 * angle)
+    return None
+
+
+def _camera_model(json_path: Path, where: str, values: dict) -> str:
+    if values.get("is_fisheye") is True:
+        raise fisheye_error(json_path, "is_fisheye")
+    model = values.get("camera_model", "OPENCV")
+    if not isinstance(model, str):
+        raise DataError(f"{where}: camera_model must be a name, got {shown(model)}")
+    if model.upper() in FISHEYE:
+        raise fisheye_error(json_path, model.upper())
+    if model.upper() not in PERSPECTIVE:
+        raise DataError(
+            f"{where}: unknown camera_model {shown(model)}; supported: {', '.join(PERSPECTIVE)} "
+            "(undistort other lenses with `colmap image_undistorter` first)"
+        )
+    return model.upper()
+
+
+def _distortion(where: str, values: dict) -> np.ndarray:
+    """[6] k1 k2 p1 p2 k3 k4 (nerfstudio's distortion_params are k1 k2 k3 k4 p1 p2)."""
+    for key in ("k5", "k6"):
+        if key in values and number(values[key], f"{where}: {key}") != 0:
+            raise DataError(
+                f"{where}: {key} is OpenCV's rational model (FULL_OPENCV), not supported; "
+                "undistort the photos with `colmap image_undistorter`"
+            )
+    params = values.get("distortion_params")
+    if params is not None:
+        if not isinstance(params, list) or len(params) != 6:
+            raise DataError(f"{where}: distortion_params must be 6 numbers k1 k2 k3 k4 p1 p2")
+        k1, k2, k3, k4, p1, p2 = (number(v, f"{where}: distortion_params") for v in params)
+        return np.array([k1, k2, p1, p2, k3, k4])
+    return np.array([number(values.get(k, 0.0), f"{where}: {k}") for k in COEFF_NAMES])
+
+
+def _lens(json_path: Path, f: Frame, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, str]:
+    """(K [3, 3] at the stored size, distortion [6], camera model) of one frame."""
+    where = f"{json_path}: frame {f.index} ({shown(f.key)})"
+    model = _camera_model(json_path, where, f.lens)
+    h, w = size
+    fx = _focal(f.lens, "x", w, where)
+    if fx is None:
+        raise DataError(f"{where}: missing key 'fl_x' (or 'camera_angle_x'); {FIX}")
+    fy = _focal(f.lens, "y", h, where) or fx
+    cx = number(f.lens.get("cx", 0.5 * w), f"{where}: cx")
+    cy = number(f.lens.get("cy", 0.5 * h), f"{where}: cy")
+    if not (1e-30 < fx < 1e30 and 1e-30 < fy < 1e30 and abs(cx) < 1e30 and abs(cy) < 1e30):
+        raise DataError(f"{where}: focal {fx:g}, {fy:g} or centre {cx:g}, {cy:g} is not a camera")
+    K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    return K, as_float32(_distortion(where, f.lens), where, "a distortion coefficient"), model
+
+
+@dataclass
+class Sources:
+    files: list[Path | None]  # per frame: the file read, None when missing
+    scaled: list[bool]  # per frame: read from images_N/ (already at the target size)
+    target: tuple[int, int]  # (h, w) loaded
+    folder: str  # "images_N", "resized in-process" or "full resolution"
+
+
+def _sources(root: Path, frames: list[Frame], factor: int, stored: tuple[int, int]) -> Sources:
+    originals = [f.image for f in frames]
+    if factor == 1:
+        return Sources(originals, [False] * len(frames), stored, "full resolution")
+    target = (stored[0] // factor, stored[1] // factor)
+    folder = root / f"images_{factor}"
+    if folder.is_dir():
+        scaled = [existing_image(folder / f.path.name) for f in frames]
+        first = next((p for p in scaled if p is not None), None)
+        if first is not None:
+            size = image_size(first)
+            exact = (stored[0] / factor, stored[1] / factor)
+            if abs(size[0] - exact[0]) <= 1 and abs(size[1] - exact[1]) <= 1:
+                files = [s if s is not None else o for s, o in zip(scaled, originals)]
+                flags = [s is not None for s in scaled]
+                return Sources(files, flags, size, folder.name)
+    return Sources(originals, [False] * len(frames), target, "resized in-process")
+
+
+def _drop_missing(json_path: Path, frames, sources: Sources, skip: bool) -> list[str]:
+    """Keys of the frames without an image: an error, or (skip) dropped from both lists."""
+    missing = [f.key for f, p in zip(frames, sources.files) if p is None]
+    if not missing:
+        return []
+    if len(missing) == len(frames):
+        raise DataError(
+            f"{json_path}: none of the {len(frames)} frames has its image (first: "
+            f"{shown(missing[0], 60)}); file paths are relative to the json's folder"
+        )
+    if not skip:
+        raise DataError(
+            f"{json_path}: {len(missing)} of {len(frames)} frames have no image file: "
+            f"{views_text(missing)}; restore them, or pass --skip-missing to drop those frames"
+        )
+    warnings.warn(
+        f"{json_path}: skipped {len(missing)} frame(s) without an image: {views_text(missing)}",
+        SkippedFramesWarning,
+        stacklevel=3,
+    )
+    keep = [i for i, p in enumerate(sources.files) if p is not None]
+    frames[:] = [frames[i] for i in keep]
+    sources.files = [sources.files[i] for i in keep]
+    sources.scaled = [sources.scaled[i] for i in keep]
+    return missing
+
+
+def _load_images(json_path: Path, sources: Sources, stored, background: str):
+    def check(view: int, size: tuple[int, int]) -> None:
+        expected = sources.target if sources.scaled[view] else stored
+        if size != expected:
+            said = f"the first of {sources.folder}/ is" if sources.scaled[view] else "w/h say"
+            raise DataError(
+                f"{sources.files[view]}: image is {size[1]}x{size[0]} but {said} {expected[1]}x"
+                f"{expected[0]} ({json_path.name}); fix w/h in the file or replace the image"
+            )
+
+    return load_views(sources.files, sources.target, background, check)
+
+
+def _stem(key: str) -> str:
+    """A file key without its image extension."""
+    base, dot, ext = key.rpartition(".")
+    return (
+        base if dot and "/" not in ext and "." + ext.lower() in (".png", ".jpg", ".jpeg") else key
+    )
+
+
+def _splits(json_path: Path, meta: dict, frames: list[Frame], hold: int, skipped: list[str]):
+    """(splits, where they came from): the *_filenames lists, else every hold-th view."""
+    n = len(frames)
+    lists = {s: meta[f"{s}_filenames"] for s in SPLITS if f"{s}_filenames" in meta}
+    if not lists:
+        test = list(range(0, n, hold)) if hold > 0 else []
+        train = [i for i in range(n) if i not in set(test)] or list(range(n))
+        return {"train": train, "val": [], "test": test}, f"llffhold {hold}"
+    by_key = {_stem(f.key): i for i, f in enumerate(frames)}  # names match with or without
+    gone = {_stem(k) for k in skipped}  # their image extension
+    out: dict[str, list[int]] = {}
+    for split, names in lists.items():
+        where = f"{json_path}: {split}_filenames"
+        if not isinstance(names, list):
+            raise DataError(f"{where} must be a list of file paths, got {shown(names)}")
+        found, unknown = set(), []
+        for name in names:
+            key = image_key(name, where)
+            index = by_key.get(_stem(key))
+            if index is None and _stem(key) not in gone:
+                unknown.append(key)
+            elif index is not None:
+                found.add(index)
+        if unknown:
+            raise DataError(
+                f"{where} names {len(unknown)} file(s) that are no frame: {views_text(unknown)}; "
+                "fix the list or add those frames"
+            )
+        out[split] = sorted(found)
+    held = set(out.get("val", [])) | set(out.get("test", []))
+    out.setdefault("train", [i for i in range(n) if i not in held])
+    out.setdefault("val", [])
+    out.setdefault("test", out["val"])
+    return {s: out[s] for s in SPLITS}, "train/val/test_filenames"
+
+
+def _recorded(meta: dict, json_path: Path, world_from_file: np.ndarray) -> dict:
+    """nerfstudio's applied_transform (original -> file, 3x4 or 4x4; with the training frame's
+    world_from_original) and applied_scale, instant-ngp's aabb_scale: None when absent."""
+    out = {k: None for k in ("applied_transform", "world_from_original")}
+    for key in ("applied_scale", "aabb_scale"):
+        out[key] = number(meta[key], f"{json_path}: {key}", True) if key in meta else None
+    if "applied_transform" in meta:
+        rows = meta["applied_transform"]
+        if isinstance(rows, list) and len(rows) == 3:
+            rows = [*rows, [0.0, 0.0, 0.0, 1.0]]
+        ok = isinstance(rows, list) and len(rows) == 4
+        ok = ok and all(isinstance(r, list) and len(r) == 4 for r in rows)
+        values = (
+            [number(v, f"{json_path}: applied_transform") for r in rows for v in r] if ok else []
+        )
+        if not ok:
+            raise DataError(f"{json_path}: applied_transform must be a 3x4 or 4x4 matrix")
+        applied = np.array(values).reshape(4, 4)
+        out["applied_transform"] = applied.tolist()
+        out["world_from_original"] = (world_from_file @ applied).tolist()
+    return out
+
+
+def _check_first_size(json_path: Path, sources: Sources, stored: tuple[int, int]) -> None:
+    """Without loading images: the first full-resolution image must have the stated w/h."""
+    if sources.files[0] is None or sources.scaled[0]:
+        return
+    first = image_size(sources.files[0])
+    if first != stored:
+        raise DataError(
+            f"{sources.files[0]}: image is {first[1]}x{first[0]} but {json_path.name} says "
+            f"w={stored[1]}, h={stored[0]}; fix w/h in the file or replace the image"
+        )
+
+
+def _intrinsics(lenses: list, stored: tuple[int, int], target: tuple[int, int]):
+    """(K [N, 3, 3] float32 scaled to the loaded size, distortion [N, 6] float32 or None)."""
+    K = np.stack([lens[0] for lens in lenses], 0)  # [N, 3, 3] at the stored size
+    K[:, 0] *= target[1] / stored[1]
+    K[:, 1] *= target[0] / stored[0]
+    distortion = np.stack([lens[1] for lens in lenses], 0).astype(np.float32)  # [N, 6]
+    return K.astype(np.float32), distortion if np.any(distortion) else None
+
+
+def _training_poses(json_path: Path, frames: list[Frame]):
+    """(c2w [N, 3, 4] float64 in the training frame, Normalisation, scene-box half-size)."""
+    stored = np.stack([f.c2w for f in frames], 0)  # [N, 4, 4]
+    norm = normalisation(stored, str(json_path))
+    c2w = stored[:, :3, :4].copy()
+    c2w[:, :, 3] = (c2w[:, :, 3] - norm.focus) * norm.scale
+    half = max(float(np.linalg.norm(c2w[:, :, 3], axis=1).max()), 1.0)
+    return c2w, norm, half
+
+
+def load(root: Path, cfg: DataConfig, load_images: bool = True) -> Scene:
+    """Load a transforms.json capture (its folder, or the .json file) into a Scene."""
+    json_path, root = locate(root)
+    if cfg.factor < 1:
+        raise DataError(f"factor must be >= 1, got {cfg.factor}")
+    background = resolve_background(cfg.background, "black", "data.background")
+    meta = read_json(json_path, FIX)
+    frames = _read_frames(json_path, root, meta)
+    stored = _stored_size(json_path, frames)
+    lens_of = {f.key: _lens(json_path, f, stored) for f in frames}
+    sources = _sources(root, frames, cfg.factor, stored)
+    if min(sources.target) < 1:
+        raise DataError(
+            f"{json_path}: factor {cfg.factor} shrinks {stored[1]}x{stored[0]} to nothing"
+        )
+    skipped = _drop_missing(json_path, frames, sources, cfg.skip_missing)
+    lenses = [lens_of[f.key] for f in frames]
+    K, distortion = _intrinsics(lenses, stored, sources.target)
+    c2w, norm, half = _training_poses(json_path, frames)
+    extras = _recorded(meta, json_path, norm.world_from_file)
+    far = 2.0 * math.sqrt(3.0) * half
+    splits, split_source = _splits(json_path, meta, frames, cfg.llffhold, skipped)
+    images = alpha = None
+    if load_images:
+        images, alpha = _load_images(json_path, sources, stored, background)
+    else:
+        _check_first_size(json_path, sources, stored)
+    return Scene(
+        root=root,
+        format="transforms",
+        c2w=c2w.astype(np.float32),
+        K=K,
+        height=sources.target[0],
+        width=sources.target[1],
+        near=NEAR,
+        far=far,
+        bounds=np.tile(np.array([[NEAR, far]], dtype=np.float32), (len(frames), 1)),
+        splits=splits,
+        render_poses=orbit_path(c2w, np.zeros(3), cfg.render_frames).astype(np.float32),
+        render_path="orbit",
+        kind="unbounded",
+        scene_box=np.array([[-half] * 3, [half] * 3], dtype=np.float32),
+        background=background,
+        pixel_center=0.5,
+        distortion=distortion,
+        world_from_file=norm.world_from_file,
+        factor=cfg.factor,
+        scale=norm.scale,
+        image_files=[str(p) for p in sources.files],
+        images=images,
+        alpha=alpha,
+        source={
+            "file": json_path.name,
+            "camera_model": lenses[0][2],
+            **extras,
+            "centre": norm.method,
+            "focus_point": [float(v) for v in norm.focus],
+            "stored_height": stored[0],
+            "stored_width": stored[1],
+            "image_folder": sources.folder,
+            "splits_from": split_source,
+            "skipped_frames": skipped,
+        },
+    )

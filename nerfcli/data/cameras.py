@@ -258,6 +258,6 @@ def view_spread_deg(c2w: np.ndarray) -> float:
 
 
 def capture_kind(c2w: np.ndarray) -> str:
-    """"forward-facing" (every view within SURROUND_SPREAD_DEG of the mean direction) or
-    "surround" (a capture that walks around its subject)."""
+    """The kind of capture: forward-facing (every view within SURROUND_SPREAD_DEG of the mean
+    direction) or surround (a capture that walks around its subject)."""
     return "surround" if view_spread_deg(c2w) > SURROUND_SPREAD_DEG else "forward-facing"

@@ -268,7 +268,10 @@ def _print_scene_report(report) -> None:
             f"{report.stored_height} x {report.stored_width} stored; "
             f"{report.height} x {report.width} loaded (factor {report.factor})",
         ),
-        ("focal", f"{focal} at the loaded size"),
+        (
+            "focal",
+            f"{report.stored_focal_x:.2f} x {report.stored_focal_y:.2f} px stored; {focal} loaded",
+        ),
         (
             "field of view",
             f"{report.fov_x_deg:.1f} deg horizontal, {report.fov_y_deg:.1f} vertical",

@@ -111,6 +111,7 @@ def rays(
     flags = {"factor": factor, "half_res": half_res, "format": data_format}
     cfg = resolve_config(scene, spherify=spherify, data=flags)
     data = cfg.data if ndc is None else replace(cfg.data, ndc=ndc)  # --spherify --ndc: allowed
+    data = replace(data, testskip=1)  # Blender: every view, numbered as inspect-poses does
     loaded = load_scene(scene, data, load_images=rgb and out is not None)
     use_ndc = loaded.ndc
     from nerfcli.data.formats import FORMATS

@@ -47,6 +47,8 @@ class SceneReport:
     width: int
     focal_x: float  # median over views, at the loaded size
     focal_y: float
+    stored_focal_x: float  # the same at the stored size (as the file says: fl_x, fl_y)
+    stored_focal_y: float
     focal_range: list[float]  # [min, max] fx over views
     fov_x_deg: float
     fov_y_deg: float
@@ -118,6 +120,8 @@ def inspect_scene(path: str | Path, cfg: DataConfig) -> SceneReport:
         width=scene.width,
         focal_x=focal_x,
         focal_y=focal_y,
+        stored_focal_x=focal_x * stored_w / scene.width,
+        stored_focal_y=focal_y * stored_h / scene.height,
         focal_range=[float(fx.min()), float(fx.max())],
         fov_x_deg=math.degrees(2.0 * math.atan(0.5 * scene.width / focal_x)),
         fov_y_deg=math.degrees(2.0 * math.atan(0.5 * scene.height / focal_y)),

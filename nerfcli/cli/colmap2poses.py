@@ -81,7 +81,7 @@ def colmap2poses(
     ),
 ) -> None:
     """Write LLFF's poses_bounds.npy from a COLMAP sparse reconstruction (as imgs2poses)."""
-    from nerfcli.cli.common import check_writable_target, console, stdout_json
+    from nerfcli.cli.common import check_writable_target, stdout_json
     from nerfcli.data.formats import colmap, colmap_io
     from nerfcli.errors import DataError
 
@@ -107,25 +107,7 @@ def colmap2poses(
             "get no pose"
         )
 
-    unregistered: list[Path] = []
-    missing: list[str] = []
-    if images_dir.is_dir():
-        unregistered = colmap.unregistered_images(images_dir, result.names)
-        missing = colmap.missing_images(images_dir, result.names)
-        if missing:
-            warnings.append(
-                f"{len(missing)} registered photo(s) are not in {images_dir}: "
-                f"{_listing(missing)}; the loader needs one photo per pose"
-            )
-        if unregistered and not prune_images:
-            warnings.append(
-                f"{len(unregistered)} photo(s) in {images_dir} were not registered by COLMAP "
-                "and have no pose; the folder will not load until they are moved "
-                "(re-run with --prune-images)"
-            )
-    else:
-        warnings.append(f"{images_dir}: no photo folder, so it was not checked against the poses")
-
+    unregistered, missing = _check_photos(images_dir, result.names, prune_images, warnings)
     destination = images_dir.parent / colmap.UNREGISTERED_FOLDER
     if prune_images and unregistered:
         colmap.check_move_aside(unregistered, destination)  # fail before writing anything
@@ -161,8 +143,40 @@ def colmap2poses(
         stdout_json(asdict(summary))
         return
 
+    _print_summary(summary)
+
+
+def _check_photos(
+    images_dir: Path, names: list[str], prune: bool, warnings: list[str]
+) -> tuple[list[Path], list[str]]:
+    """Photos beside the model: (unregistered files, registered names with no photo); what is
+    worth acting on is appended to `warnings`."""
+    from nerfcli.data.formats import colmap
+
+    if not images_dir.is_dir():
+        warnings.append(f"{images_dir}: no photo folder, so it was not checked against the poses")
+        return [], []
+    unregistered = colmap.unregistered_images(images_dir, names)
+    missing = colmap.missing_images(images_dir, names)
+    if missing:
+        warnings.append(
+            f"{len(missing)} registered photo(s) are not in {images_dir}: "
+            f"{_listing(missing)}; the loader needs one photo per pose"
+        )
+    if unregistered and not prune:
+        warnings.append(
+            f"{len(unregistered)} photo(s) in {images_dir} were not registered by COLMAP "
+            "and have no pose; the folder will not load until they are moved "
+            "(re-run with --prune-images)"
+        )
+    return unregistered, missing
+
+
+def _print_summary(summary: Colmap2PosesSummary) -> None:
     from rich.markup import escape
     from rich.table import Table
+
+    from nerfcli.cli.common import console
 
     table = Table(title="colmap2poses", show_header=False, title_justify="left")
     table.add_column("what", style="bold")
@@ -176,13 +190,13 @@ def colmap2poses(
     table.add_row("far", f"{summary.far_min:.4g} .. {summary.far_max:.4g}")
     if summary.images_dir is None:
         table.add_row("unregistered", "not checked (no photo folder)")
-    elif unregistered:
+    elif summary.unregistered_images:
         names = _listing(summary.unregistered_images)
-        where = f" -> moved to {moved_to}" if moved_to else ""
-        table.add_row("unregistered", escape(f"{len(unregistered)}: {names}{where}"))
+        where = f" -> moved to {summary.moved_to}" if summary.moved_to else ""
+        table.add_row("unregistered", escape(f"{len(summary.unregistered_images)}: {names}{where}"))
     else:
         table.add_row("unregistered", "none")
     table.add_row("written", escape(summary.out))
     console.print(table)
-    for warning in warnings:
+    for warning in summary.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True, markup=True)

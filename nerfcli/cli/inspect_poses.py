@@ -198,33 +198,8 @@ def _print_report(report) -> None:
         f"min {_fmt(report.far_min)}, median {_fmt(report.far_median)}, max {_fmt(report.far_max)}",
     )
     if report.scene is not None:
-        table.add_row(
-            "rescale",
-            f"x{report.scale:.4g} (bd_factor {report.bd_factor}): near min "
-            f"{report.rescaled_near_min:.4g}, far max {report.rescaled_far_max:.4g}",
-        )
-        extent = report.position_extent
-        table.add_row(
-            "camera extent",
-            f"x {extent[0]:.3g}, y {extent[1]:.3g}, z {extent[2]:.3g} (training frame)",
-        )
-        table.add_row("mean neighbour baseline", f"{_fmt(report.mean_baseline, 3)}")
-        capture = (
-            f"{report.capture} (views within {report.view_spread_deg:.0f} deg of their mean "
-            "direction)"
-        )
-        if report.capture == "surround" and not report.spherify:
-            capture += "; [yellow]hint: pass --spherify, here and to `nerf train`[/]"
-        elif report.capture == "forward-facing" and report.spherify:
-            capture += "; [yellow]hint: --spherify is meant for surround captures[/]"
-        table.add_row("capture", capture)
-        if report.focus_depth is not None:
-            table.add_row(
-                "render path",
-                f"spiral, {report.render_frames} frames, focus depth {report.focus_depth:.4g}",
-            )
-        else:
-            table.add_row("render path", f"circle, {report.render_frames} frames (spherified)")
+        for name, value in _frame_rows(report):
+            table.add_row(name, value)
     else:
         table.add_row("training frame", "not computed: the loader refuses these poses (see checks)")
     if report.image_folders:
@@ -239,9 +214,13 @@ def _print_report(report) -> None:
     else:
         table.add_row("images", "none beside the poses (image checks skipped)")
     console.print(table)
+    _print_checks(report.checks)
+
+
+def _print_checks(checks) -> None:
     console.print("[bold]checks[/]")
     unicode = (console.encoding or "").lower().startswith("utf")
-    for check in report.checks:
+    for check in checks:
         if check.ok:
             mark = "[green]" + ("\u2713" if unicode else "ok") + "[/]"
         else:
@@ -293,7 +272,34 @@ def _print_scene_report(report) -> None:
     for name, value in rows:
         table.add_row(name, escape(value))
     console.print(table)
-    console.print("checks")
-    for check in report.checks:
-        mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
-        console.print(f"  {mark} {check.name}: {escape(check.message)}", soft_wrap=True)
+    _print_checks(report.checks)
+
+
+def _frame_rows(report) -> list[tuple[str, str]]:
+    """The training-frame rows of an LLFF report (rescale, extent, capture, render path)."""
+    extent = report.position_extent
+    capture = (
+        f"{report.capture} (views within {report.view_spread_deg:.0f} deg of their mean direction)"
+    )
+    if report.capture == "surround" and not report.spherify:
+        capture += "; [yellow]hint: pass --spherify, here and to `nerf train`[/]"
+    elif report.capture == "forward-facing" and report.spherify:
+        capture += "; [yellow]hint: --spherify is meant for surround captures[/]"
+    if report.focus_depth is not None:
+        path = f"spiral, {report.render_frames} frames, focus depth {report.focus_depth:.4g}"
+    else:
+        path = f"circle, {report.render_frames} frames (spherified)"
+    return [
+        (
+            "rescale",
+            f"x{report.scale:.4g} (bd_factor {report.bd_factor}): near min "
+            f"{report.rescaled_near_min:.4g}, far max {report.rescaled_far_max:.4g}",
+        ),
+        (
+            "camera extent",
+            f"x {extent[0]:.3g}, y {extent[1]:.3g}, z {extent[2]:.3g} (training frame)",
+        ),
+        ("mean neighbour baseline", f"{_fmt(report.mean_baseline, 3)}"),
+        ("capture", capture),
+        ("render path", path),
+    ]

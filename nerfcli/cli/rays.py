@@ -102,21 +102,58 @@ def rays(
         if out.suffix.lower() != ".npz":
             raise typer.BadParameter(f"{out}: the file name must end in .npz", param_hint="--out")
         check_writable_target(out, force)
-    import numpy as np
+    loaded, poses_file = _load(scene, factor, half_res, data_format, spherify, ndc, rgb and out)
+    _check_view(loaded, poses_file, view, pixels)
+    camera = loaded.camera(view)
+    if out is not None:
+        _write_npz(out, loaded, view, camera, rgb)
+    pixel_rays = _pixel_rays(camera, pixels)
+    if json_output:
+        stdout_json(
+            {
+                "scene": str(poses_file),
+                "view": view,
+                "format": loaded.format,
+                "factor": loaded.factor,
+                "height": loaded.height,
+                "width": loaded.width,
+                "focal": camera.focal,
+                "pixel_center": camera.pixel_center,
+                "ndc": camera.ndc,
+                "spherify": spherify,
+                "near": camera.near,
+                "far": camera.far,
+                "K": camera.K,
+                "c2w": camera.c2w,
+                "world_from_file": loaded.world_from_file,
+                "pixels": pixel_rays,
+                "out": str(out) if out is not None else None,
+            }
+        )
+    else:
+        _print_human(poses_file, view, loaded, camera, pixel_rays)
+    if out is not None:
+        console.print(
+            f"wrote {escape(str(out))} ({loaded.height} x {loaded.width} rays of view {view})"
+        )
 
-    from nerfcli.data.formats import load_scene
-    from nerfcli.data.rays import camera_pixel_rays, camera_rays
+
+def _load(scene: Path, factor, half_res, data_format, spherify: bool, ndc, with_images: bool):
+    """The scene exactly as `nerf train SCENE` with these flags loads it (poses only unless
+    the images are needed): (scene, the file that holds its poses)."""
+    from nerfcli.data.formats import FORMATS, load_scene
     from nerfcli.training.session import resolve_config
 
     flags = {"factor": factor, "half_res": half_res, "format": data_format}
     cfg = resolve_config(scene, spherify=spherify, data=flags)
     data = cfg.data if ndc is None else replace(cfg.data, ndc=ndc)  # --spherify --ndc: allowed
     data = replace(data, testskip=1)  # Blender: every view, numbered as inspect-poses does
-    loaded = load_scene(scene, data, load_images=rgb and out is not None)
-    use_ndc = loaded.ndc
-    from nerfcli.data.formats import FORMATS
-
+    loaded = load_scene(scene, data, load_images=bool(with_images))
     poses_file = scene if scene.is_file() else scene / FORMATS[loaded.format][1]
+    return loaded, poses_file
+
+
+def _check_view(loaded, poses_file: Path, view: int, pixels: list[Pixel]) -> None:
     if not 0 <= view < loaded.num_views:
         raise NerfError(
             f"{poses_file}: view {view} is out of range; this scene has {loaded.num_views} views "
@@ -129,32 +166,41 @@ def rays(
                 f"{poses_file}: pixel {p.x},{p.y} is outside view {view} at --factor "
                 f"{loaded.factor} ({width} x {height}: X in 0..{width - 1}, Y in 0..{height - 1})"
             )
-    camera = loaded.camera(view)
-    c2w, K = camera.c2w, camera.K  # [3, 4], [3, 3]
-    near, far = camera.near, camera.far
 
-    if out is not None:
-        bundle = camera_rays(camera)  # [H, W]
-        arrays = {
-            "rays_o": bundle.origins.contiguous().numpy().astype(np.float32),
-            "rays_d": bundle.directions.numpy().astype(np.float32),
-            "viewdirs": bundle.viewdirs.numpy().astype(np.float32),
-            "K": K.astype(np.float32),
-            "c2w": c2w.astype(np.float32),
-            "near": np.float32(near),
-            "far": np.float32(far),
-            "world_from_file": np.asarray(loaded.world_from_file, dtype=np.float64),
-        }
-        if rgb:
-            arrays["rgb"] = loaded.images[view].astype(np.float32)
-        with atomic_path(out) as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, **arrays)
+
+def _write_npz(out: Path, loaded, view: int, camera, rgb: bool) -> None:
+    """Every ray of the view [H, W], its camera and transform (and the target colours)."""
+    import numpy as np
+
+    from nerfcli.data.rays import camera_rays
+
+    bundle = camera_rays(camera)  # [H, W]
+    arrays = {
+        "rays_o": bundle.origins.contiguous().numpy().astype(np.float32),
+        "rays_d": bundle.directions.numpy().astype(np.float32),
+        "viewdirs": bundle.viewdirs.numpy().astype(np.float32),
+        "K": camera.K.astype(np.float32),
+        "c2w": camera.c2w.astype(np.float32),
+        "near": np.float32(camera.near),
+        "far": np.float32(camera.far),
+        "world_from_file": np.asarray(loaded.world_from_file, dtype=np.float64),
+    }
+    if rgb:
+        arrays["rgb"] = loaded.images[view].astype(np.float32)
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+
+def _pixel_rays(camera, pixels: list[Pixel]) -> list[dict]:
+    import numpy as np
+
+    from nerfcli.data.rays import camera_pixel_rays
 
     cols = np.array([p.x for p in pixels], dtype=np.float32)
     rows = np.array([p.y for p in pixels], dtype=np.float32)
     picked = camera_pixel_rays(camera, cols, rows)  # [P]
-    pixel_rays = [
+    return [
         {
             "x": p.x,
             "y": p.y,
@@ -164,32 +210,6 @@ def rays(
         }
         for k, p in enumerate(pixels)
     ]
-    if json_output:
-        stdout_json(
-            {
-                "scene": str(poses_file),
-                "view": view,
-                "format": loaded.format,
-                "factor": loaded.factor,
-                "height": height,
-                "width": width,
-                "focal": camera.focal,
-                "pixel_center": camera.pixel_center,
-                "ndc": use_ndc,
-                "spherify": spherify,
-                "near": near,
-                "far": far,
-                "K": K,
-                "c2w": c2w,
-                "world_from_file": loaded.world_from_file,
-                "pixels": pixel_rays,
-                "out": str(out) if out is not None else None,
-            }
-        )
-    else:
-        _print_human(poses_file, view, loaded, camera, pixel_rays)
-    if out is not None:
-        console.print(f"wrote {escape(str(out))} ({height} x {width} rays of view {view})")
 
 
 def _vec(values) -> str:

@@ -97,6 +97,9 @@ def main(capture: str = "fern", preset: str = "fern", data: dict | None = None) 
     )
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", type=Path, default=Path(f"bench/results/{capture}"))
+    parser.add_argument(
+        "--run-dir", type=Path, default=None, help="keep the run (checkpoint) here; default temp"
+    )
     args = parser.parse_args()
 
     device = select_device(args.device)
@@ -112,7 +115,7 @@ def main(capture: str = "fern", preset: str = "fern", data: dict | None = None) 
     )
     cfg = with_values(cfg, "train", eval_every=0, ckpt_every=0, log_every=100)
     scene = load_training_scene(folder, cfg)
-    run_dir = Path(tempfile.mkdtemp(prefix=f"bench-{args.capture}-")) / "run"
+    run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix=f"bench-{args.capture}-")) / "run"
     trainer = start_run(cfg, scene, run_dir, device).trainer
     marks = [float(m) for m in args.marks.split(",") if float(m) <= args.minutes + 1e-9]
     if not marks or marks[-1] < args.minutes:
@@ -178,6 +181,7 @@ def main(capture: str = "fern", preset: str = "fern", data: dict | None = None) 
         "peak_rss_gb_training": round(train_peak, 3),
         "peak_rss_gb": round(peak_rss_gb(), 3),
         "render": render,
+        "checkpoint": str(summary.checkpoint),
         "config": to_dict(cfg),
     }
     if device.type == "cuda":

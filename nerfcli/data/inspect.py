@@ -68,8 +68,33 @@ class ImageFolder:
     width: int | None
 
 
+class Report:
+    """What every inspect-poses report shares: its checks and its --json form. Subclasses are
+    dataclasses with `path`, `checks` and `scene` fields."""
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [check for check in self.checks if not check.ok]
+
+    def to_json(self) -> dict:
+        """A plain dict for `--json` (the Scene is left out; its numbers are already here)."""
+        doc: dict = {"path": str(self.path), "ok": self.ok}
+        for item in dataclasses.fields(self):
+            if item.name in ("path", "scene"):
+                continue
+            value = getattr(self, item.name)
+            if isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
+                value = [dataclasses.asdict(entry) for entry in value]
+            doc[item.name] = value
+        return doc
+
+
 @dataclass
-class PoseReport:
+class PoseReport(Report):
     """Everything inspect-poses says about one poses_bounds.npy (null where not computable)."""
 
     path: Path
@@ -112,26 +137,6 @@ class PoseReport:
     image_folders: list[ImageFolder] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     scene: Scene | None = field(default=None, repr=False)  # the training-frame scene, if valid
-
-    @property
-    def ok(self) -> bool:
-        return all(check.ok for check in self.checks)
-
-    @property
-    def failed(self) -> list[Check]:
-        return [check for check in self.checks if not check.ok]
-
-    def to_json(self) -> dict:
-        """A plain dict for `--json` (the Scene is left out; its numbers are already here)."""
-        doc: dict = {"path": str(self.path), "ok": self.ok}
-        for item in dataclasses.fields(self):
-            if item.name in ("path", "scene"):
-                continue
-            value = getattr(self, item.name)
-            if item.name in ("image_folders", "checks"):
-                value = [dataclasses.asdict(entry) for entry in value]
-            doc[item.name] = value
-        return doc
 
 
 def inspect_poses(

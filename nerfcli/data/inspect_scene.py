@@ -17,7 +17,6 @@ nerfcli/data/formats/). Everything else is a check:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,13 +27,13 @@ from nerfcli.config import DataConfig
 from nerfcli.data.cameras import capture_kind, view_spread_deg
 from nerfcli.data.formats import detect_format, format_module
 from nerfcli.data.images import image_size
-from nerfcli.data.inspect import Check
+from nerfcli.data.inspect import Check, Report
 from nerfcli.data.scene import Scene
 from nerfcli.errors import DataError
 
 
 @dataclass
-class SceneReport:
+class SceneReport(Report):
     path: Path
     format: str
     num_views: int
@@ -69,25 +68,6 @@ class SceneReport:
     source: dict = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     scene: Scene | None = field(default=None, repr=False)
-
-    @property
-    def ok(self) -> bool:
-        return all(check.ok for check in self.checks)
-
-    @property
-    def failed(self) -> list[Check]:
-        return [check for check in self.checks if not check.ok]
-
-    def to_json(self) -> dict:
-        doc: dict = {"path": str(self.path), "ok": self.ok}
-        for item in dataclasses.fields(self):
-            if item.name in ("path", "scene"):
-                continue
-            value = getattr(self, item.name)
-            if item.name == "checks":
-                value = [dataclasses.asdict(entry) for entry in value]
-            doc[item.name] = value
-        return doc
 
 
 def inspect_scene(path: str | Path, cfg: DataConfig) -> SceneReport:

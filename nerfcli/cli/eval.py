@@ -1,4 +1,5 @@
-"""`nerf eval CKPT`: render the held-out views and score them (PSNR, SSIM, depth error)."""
+"""`nerf eval CKPT`: render the held-out views and score them (PSNR, SSIM, depth error); under
+torchrun the views are split across the processes and rank 0 writes metrics.json."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from nerfcli.cli.common import console, info, make_progress, stdout_json
 
 EPILOG = (
     "Example: [bold]nerf eval runs/fern/ckpt.pt --json[/]  "
-    "(quick check: [bold]--downscale 4[/]; another copy of the scene: [bold]--scene DIR[/])"
+    "(quick check: [bold]--downscale 4[/]; another copy of the scene: [bold]--scene DIR[/]; "
+    "on 2 GPUs: [bold]torchrun --standalone --nproc-per-node 2 -m nerfcli eval CKPT[/])"
 )
 
 
@@ -42,10 +44,11 @@ def eval_command(
     from rich.table import Table
 
     from nerfcli.evaluation.evaluate import evaluate, load_matching_scene
+    from nerfcli.training import distributed
     from nerfcli.training.checkpoint import load_checkpoint
-    from nerfcli.training.device import select_device
 
-    dev = select_device(device)
+    dev, ranks = distributed.join(device)
+    quiet = quiet or not ranks.is_main
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
     loaded = load_matching_scene(ckpt, scene, testskip)
     if out is None:
@@ -61,8 +64,16 @@ def eval_command(
     with make_progress(quiet) as progress:
         task = progress.add_task("eval", total=len(views))
         report = evaluate(
-            ckpt, loaded, out, dev, downscale, on_view=lambda s: progress.advance(task)
+            ckpt,
+            loaded,
+            out,
+            dev,
+            downscale,
+            on_view=lambda s: progress.advance(task, ranks.world),  # the others' views too
+            ranks=ranks,
         )
+    if not ranks.is_main:
+        return
     if json_out:
         stdout_json(report.to_dict())
     if not quiet:

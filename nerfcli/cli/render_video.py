@@ -1,4 +1,5 @@
-"""`nerf render-video CKPT`: render a camera path (spiral, circle or a file) to .mp4 or .gif."""
+"""`nerf render-video CKPT`: render a camera path (spiral, circle or a file) to .mp4 or .gif;
+under torchrun the frames are split across the processes and rank 0 writes the video."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from nerfcli.errors import ConfigError
 
 EPILOG = (
     "Example: [bold]nerf render-video runs/fern/ckpt.pt --spiral --out fern.mp4[/]  "
-    "(quick preview: [bold]--downscale 4 --frames 30[/]; depth too: [bold]--depth[/])"
+    "(quick preview: [bold]--downscale 4 --frames 30[/]; depth too: [bold]--depth[/]; on 2 GPUs: "
+    "[bold]torchrun --standalone --nproc-per-node 2 -m nerfcli render-video CKPT[/])"
 )
 
 
@@ -50,8 +52,8 @@ def render_video(
 
     from nerfcli.cli.common import atomic_path
     from nerfcli.evaluation.video import VideoWriter, camera_path, colorize_disparity, render_frames
+    from nerfcli.training import distributed
     from nerfcli.training.checkpoint import load_checkpoint, restore_model
-    from nerfcli.training.device import select_device
 
     if sum([spiral, circle, orbit, path is not None]) > 1:
         raise ConfigError("choose one of --spiral, --circle, --orbit and --path")
@@ -60,7 +62,9 @@ def render_video(
         kind, path = "interpolate", None
     elif path is not None:
         kind, path = "file", Path(path)
-    dev = select_device(device)
+    dev, ranks = distributed.join(device)
+    quiet = quiet or not ranks.is_main
+    json_out = json_out and ranks.is_main
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
     meta = ckpt.scene
     poses = camera_path(meta, kind, frames, path)
@@ -75,14 +79,17 @@ def render_video(
             check_writable_target(target, force)
     model = restore_model(ckpt, dev)
     start = time.perf_counter()
+    frames = render_frames(model, meta, poses, ckpt.config.render.chunk, dev, downscale, ranks)
+    if not ranks.is_main:
+        for _ in frames:  # render this rank's frames; rank 0 writes them
+            pass
+        return
     writer = VideoWriter(out, fps)
     disparities = []
     try:
         with make_progress(quiet) as progress:
             task = progress.add_task("render", total=len(poses))
-            for rgb, disparity in render_frames(
-                model, meta, poses, ckpt.config.render.chunk, dev, downscale
-            ):
+            for rgb, disparity in frames:
                 writer.append(rgb)
                 if depth:
                     disparities.append(disparity)
@@ -111,6 +118,7 @@ def render_video(
         "seconds": round(seconds, 3),
         "seconds_per_frame": round(seconds / max(len(poses), 1), 4),
         "checkpoint": str(ckpt.path),
+        "processes": ranks.world,
     }
     if json_out:
         stdout_json(result)

@@ -1,4 +1,5 @@
-"""`nerf train SCENE`: train a radiance field on an LLFF capture, writing checkpoints."""
+"""`nerf train SCENE`: train a radiance field on a scene folder, writing checkpoints; in several
+processes under torchrun (`torchrun --nproc-per-node N -m nerfcli train ...`) or `--nproc N`."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import typer
 from rich.progress import TextColumn
 
 from nerfcli.cli.common import console, info, make_progress, stdout_json
+from nerfcli.errors import ConfigError
 
 EPILOG = (
     "Example: [bold]nerf train ../shared/data/fern --max-minutes 10 --out runs/fern[/]  "
     "then [bold]nerf eval runs/fern/ckpt.pt[/] and [bold]nerf render-video runs/fern/ckpt.pt[/]. "
-    "Interrupt with Ctrl-C (a checkpoint is saved) and continue with --resume."
+    "Interrupt with Ctrl-C (a checkpoint is saved) and continue with --resume. "
+    "Two GPUs: [bold]nerf train ../shared/data/fern --nproc 2[/] (the same as "
+    "[bold]torchrun --standalone --nproc-per-node 2 -m nerfcli train ../shared/data/fern[/])."
 )
 
 
@@ -63,54 +67,78 @@ def train(
     spherify: bool = typer.Option(
         False, "--spherify", help="Capture around an object: spherify poses, no NDC."
     ),
+    nproc: int = typer.Option(
+        1,
+        "--nproc",
+        min=1,
+        help="Processes on this machine (one per GPU; on the CPU they share the cores): starts "
+        "torchrun --standalone. train.batch_rays stays the global batch.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or messages."),
 ) -> None:
     """Train a NeRF on a scene folder; writes config.yaml, metrics.jsonl and checkpoints."""
-    from nerfcli.training.device import select_device
-    from nerfcli.training.optim import Schedule
-    from nerfcli.training.session import (
-        check_resume_flags,
-        load_training_scene,
-        resolve_config,
-        resume_config,
-        start_run,
-    )
-    from nerfcli.training.trainer import EvalEvent, StepEvent
+    from nerfcli.training import distributed
+    from nerfcli.training.session import load_training_scene
 
-    dev = select_device(device)
     if out is None:
         out = Path("runs") / (scene.name if scene.is_dir() else scene.parent.name or "scene")
-    if resume:
-        check_resume_flags(
-            config=config,
-            model=model,
-            set=overrides,
-            factor=factor,
-            spherify=spherify,
-            half_res=half_res,
-            format=data_format,
+    if nproc > 1:
+        if distributed.under_torchrun():
+            raise ConfigError("--nproc inside torchrun: drop --nproc (torchrun starts the ranks)")
+        options = dict(config=config, model=model, iters=iters, max_minutes=max_minutes)
+        options.update(device=device, seed=seed, factor=factor, format=data_format)
+        flags = dict(resume=resume, spherify=spherify, json=json_out, quiet=quiet)
+        code = distributed.launch(
+            nproc, worker_args(scene, out, options, overrides, half_res, flags)
         )
+        if code:
+            raise typer.Exit(code)
+        return
+    dev, ranks = distributed.join(device)
+    quiet = quiet or not ranks.is_main
+    if resume:
+        from nerfcli.training.session import check_resume_flags, resume_config
+
+        given = dict(config=config, model=model, set=overrides, factor=factor)
+        check_resume_flags(**given, spherify=spherify, half_res=half_res, format=data_format)
         cfg = resume_config(out, iters, max_minutes)
     else:
-        flags = {"factor": factor, "half_res": half_res, "format": data_format}
-        cfg = resolve_config(
-            scene,
-            config,
-            model,
-            overrides,
-            dev.type,
-            spherify,
-            data=flags,
-            train={"iters": iters, "max_minutes": max_minutes, "seed": seed},
-        )
+        from nerfcli.training.session import resolve_config
+
+        data = {"factor": factor, "half_res": half_res, "format": data_format}
+        run = {"iters": iters, "max_minutes": max_minutes, "seed": seed}
+        cfg = resolve_config(scene, config, model, overrides, dev.type, spherify, data, run)
     loaded = load_training_scene(scene, cfg)
     info(
         f"[bold]train[/] {cfg.model.name} on {scene} ({loaded.format}, {loaded.num_views} views, "
         f"{loaded.width}x{loaded.height}, {loaded.kind}, test views {_views(loaded.i_test)}) -> "
-        f"{out} on {dev}",
+        f"{out} on {dev}" + (f" x {ranks.world} processes" if ranks.world > 1 else ""),
         quiet,
     )
+    summary = _run_with_progress(cfg, loaded, out, dev, resume, quiet)
+    if json_out and ranks.is_main:
+        stdout_json(_summary(summary, cfg, dev))
+    if summary.interrupted:
+        if ranks.is_main:
+            console.print(
+                f"[yellow]interrupted[/] at step {summary.steps}; checkpoint saved to "
+                f"{summary.checkpoint}; continue with: nerf train {scene} --out {out} --resume"
+            )
+        raise typer.Exit(130)
+    info(
+        f"[green]done[/] {summary.steps} steps in {summary.train_seconds:.1f}s, train PSNR "
+        f"{summary.final_psnr:.2f} dB; checkpoint {summary.checkpoint}",
+        quiet,
+    )
+
+
+def _run_with_progress(cfg, scene, out: Path, dev, resume: bool, quiet: bool):
+    """Start the run and train it under a progress bar; SIGINT/SIGTERM stop it at the next
+    step with a checkpoint (every rank at the same step). Returns the TrainSummary."""
+    from nerfcli.training.optim import Schedule
+    from nerfcli.training.session import start_run
+    from nerfcli.training.trainer import EvalEvent, StepEvent
 
     progress = make_progress(
         quiet,
@@ -120,6 +148,7 @@ def train(
     )
     task = None
     last_test = ["-"]
+    by_time = Schedule(cfg).by_time  # the bar counts seconds of the budget, not steps
 
     def on_event(event) -> None:
         if isinstance(event, StepEvent):
@@ -135,8 +164,7 @@ def train(
         elif isinstance(event, EvalEvent):
             last_test[0] = f"{event.test_psnr:.2f}"
 
-    trainer = start_run(cfg, loaded, out, dev, resume=resume, on_event=on_event).trainer
-    by_time = Schedule(cfg).by_time  # the bar counts seconds of the budget, not steps
+    trainer = start_run(cfg, scene, out, dev, resume=resume, on_event=on_event).trainer
 
     def request_stop(signum, frame) -> None:
         trainer.stop_requested = True
@@ -158,12 +186,15 @@ def train(
                 its=0.0,
                 test="-",
             )
-            summary = trainer.run()
+            return trainer.run()
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
 
-    result = {
+
+def _summary(summary, cfg, dev) -> dict:
+    """The run summary `--json` prints."""
+    return {
         "steps": summary.steps,
         "start_step": summary.start_step,
         "seconds": round(summary.train_seconds, 3),
@@ -175,22 +206,32 @@ def train(
         "out_dir": str(summary.out_dir),
         "model": cfg.model.name,
         "device": str(dev),
+        "processes": summary.world_size,
+        "peak_vram_gb": summary.peak_vram_gb,  # torch.cuda.max_memory_allocated; None off CUDA
         "interrupted": summary.interrupted,
         "stopped_by_time": summary.stopped_by_time,
     }
-    if json_out:
-        stdout_json(result)
-    if summary.interrupted:
-        console.print(
-            f"[yellow]interrupted[/] at step {summary.steps}; checkpoint saved to "
-            f"{summary.checkpoint}; continue with: nerf train {scene} --out {out} --resume"
-        )
-        raise typer.Exit(130)
-    info(
-        f"[green]done[/] {summary.steps} steps in {summary.train_seconds:.1f}s, train PSNR "
-        f"{summary.final_psnr:.2f} dB; checkpoint {summary.checkpoint}",
-        quiet,
-    )
+
+
+def worker_args(
+    scene: Path,
+    out: Path,
+    options: dict,
+    overrides: list[str],
+    half_res: bool | None,
+    flags: dict[str, bool],
+) -> list[str]:
+    """The `nerf train` arguments each process of --nproc gets: the same command without it."""
+    args = ["train", str(scene), "--out", str(out)]
+    for name, value in options.items():
+        if value is not None:
+            args += [f"--{name.replace('_', '-')}", str(value)]
+    for item in overrides:
+        args += ["--set", item]
+    if half_res is not None:
+        args.append("--half-res" if half_res else "--full-res")
+    args += [f"--{name}" for name, on in flags.items() if on]
+    return args
 
 
 def _views(views: list[int], limit: int = 8) -> str:

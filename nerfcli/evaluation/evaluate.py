@@ -20,6 +20,7 @@ from nerfcli.fsutil import atomic_write
 from nerfcli.metrics import downscale_image, error_map, psnr, ssim, to8b
 from nerfcli.render.image import render_view
 from nerfcli.training.checkpoint import Checkpoint, restore_model
+from nerfcli.training.distributed import SINGLE, Ranks
 
 
 @dataclass
@@ -116,9 +117,12 @@ def evaluate(
     device: torch.device,
     downscale: int = 1,
     on_view: Callable[[ViewScore], None] | None = None,
+    ranks: Ranks = SINGLE,
 ) -> EvalReport:
     """Score every held-out view of `scene` (the views the trainer reports too) and write
-    render / ground truth / error PNGs and metrics.json into out_dir."""
+    render / ground truth / error PNGs and metrics.json into out_dir. Across processes each
+    rank scores and writes the views rank::world, and rank 0 writes metrics.json; every rank
+    returns the whole report."""
     import time
 
     start = time.perf_counter()
@@ -128,20 +132,21 @@ def evaluate(
         return model.render_rays(rays, near, far, train=False)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    scores: list[ViewScore] = []
-    height = width = 0
-    for view in scene.held_out:
+    mine: list[tuple[int, ViewScore, tuple[int, int]]] = []
+    for position, view in ranks.shard(list(enumerate(scene.held_out))):
         score, rgb, gt = _score_view(
             render_fn, scene, view, ckpt.config.render.chunk, device, downscale
         )
-        height, width = rgb.shape[:2]
         for kind, image in (("render", to8b(rgb)), ("gt", to8b(gt)), ("error", error_map(rgb, gt))):
             path = out_dir / f"view{view:03d}_{kind}.png"
             write_image_atomic(path, image)
             score.files[kind] = str(path)
-        scores.append(score)
+        mine.append((position, score, rgb.shape[:2]))
         if on_view is not None:
             on_view(score)
+    done = sorted(item for part in ranks.all_gather_objects(mine) for item in part)
+    scores = [score for _, score, _ in done]
+    height, width = done[-1][2] if done else (0, 0)
     depth_scores = [s.depth_abs_rel for s in scores if s.depth_abs_rel is not None]
     report = EvalReport(
         checkpoint=str(ckpt.path),
@@ -159,6 +164,7 @@ def evaluate(
         seconds=time.perf_counter() - start,
         out_dir=str(out_dir),
     )
-    with atomic_write(out_dir / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    if ranks.is_main:
+        with atomic_write(out_dir / "metrics.json") as tmp:
+            tmp.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
     return report

@@ -17,6 +17,7 @@ from nerfcli.fsutil import temp_path_beside
 from nerfcli.metrics import colormap, to8b
 from nerfcli.models.base import RadianceModel
 from nerfcli.render.image import render_view
+from nerfcli.training.distributed import SINGLE, Ranks
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
@@ -89,16 +90,37 @@ def render_frames(
     chunk: int,
     device: torch.device,
     downscale: int = 1,
+    ranks: Ranks = SINGLE,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (rgb uint8 [H, W, 3], disparity float32 [H, W]) per camera pose [3, 4]."""
+    """Yield (rgb uint8 [H, W, 3], disparity float32 [H, W]) per camera pose [3, 4], in order.
+
+    Across processes frame k is rendered by rank k % world; each round's frames are gathered
+    (as uint8 and float32 tensors) and rank 0 alone yields them, in order; the other ranks
+    yield nothing, so every rank must run the loop to its end."""
+
+    def render_one(c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = render_view(render_fn, scene.path_camera(c2w), chunk, device, downscale)
+        disparity = _display_disparity(out.depth, out.opacity, scene.ndc)
+        return to8b(out.rgb), disparity.cpu().numpy().astype(np.float32)
 
     def render_fn(rays, near, far):
         return model.render_rays(rays, near, far, train=False)
 
-    for c2w in poses:
-        out = render_view(render_fn, scene.path_camera(c2w), chunk, device, downscale)
-        disparity = _display_disparity(out.depth, out.opacity, scene.ndc)
-        yield to8b(out.rgb), disparity.cpu().numpy().astype(np.float32)
+    if ranks.world == 1:
+        for c2w in poses:
+            yield render_one(c2w)
+        return
+    camera = scene.path_camera(poses[0]).downscaled(downscale)
+    size = (camera.height, camera.width)
+    blank = np.zeros((*size, 3), np.uint8), np.zeros(size, np.float32)  # past the last frame
+    for first in range(0, len(poses), ranks.world):
+        mine = first + ranks.rank
+        rgb, disparity = render_one(poses[mine]) if mine < len(poses) else blank
+        rgbs = ranks.all_gather_tensor(torch.from_numpy(rgb))  # world x [H, W, 3]
+        disparities = ranks.all_gather_tensor(torch.from_numpy(disparity))  # world x [H, W]
+        if ranks.is_main:
+            for k in range(min(ranks.world, len(poses) - first)):
+                yield rgbs[k].cpu().numpy(), disparities[k].cpu().numpy()
 
 
 def _display_disparity(depth: torch.Tensor, opacity: torch.Tensor, ndc: bool) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Which device to train and render on. `auto` is CUDA when present, else the CPU: Apple's MPS
 is used only when asked for (`--device mps`), since not every command works there yet (SSIM
-computes in float64, which MPS lacks)."""
+computes in float64, which MPS lacks). Under torchrun each process takes the GPU of its local
+rank (`cuda:LOCAL_RANK`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import torch
 from nerfcli.errors import ConfigError
 
 
-def select_device(name: str = "auto") -> torch.device:
+def select_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
+    """The device `name` names; `local_rank` (one process of several on this machine): that
+    process's own GPU."""
     name = (name or "auto").lower()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
     if name == "mps" and not (
@@ -21,4 +24,12 @@ def select_device(name: str = "auto") -> torch.device:
         raise ConfigError("--device mps: Apple MPS is not available here; use --device cpu")
     if name not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"--device {name!r}: choose auto, cpu, cuda or mps")
+    if name == "cuda" and local_rank is not None:
+        count = torch.cuda.device_count()
+        if local_rank >= count:
+            raise ConfigError(
+                f"local rank {local_rank} has no GPU of its own (this machine has {count}); "
+                f"start at most {count} processes per node (--nproc-per-node / --nproc)"
+            )
+        return torch.device("cuda", local_rank)
     return torch.device(name)

@@ -15,6 +15,7 @@ from nerfcli.data.formats import detect_format, load_scene, scene_root
 from nerfcli.data.scene import Scene
 from nerfcli.errors import ConfigError
 from nerfcli.models.registry import model_profile
+from nerfcli.training import distributed
 from nerfcli.training.checkpoint import load_checkpoint
 from nerfcli.training.run_dir import check_new_run_dir, prepare_run_dir
 from nerfcli.training.trainer import EventCallback, Trainer
@@ -85,24 +86,29 @@ def start_run(
     device: torch.device,
     resume: bool = False,
     on_event: EventCallback | None = None,
+    ranks: distributed.Ranks | None = None,
 ) -> Run:
     """Trainer + run folder. Resume: the folder must hold a checkpoint (checked first); new:
-    the folder must be missing or empty, and is created only after the Trainer is built."""
+    the folder must be missing or empty, and is created only after the Trainer is built.
+    Across processes every rank checks, and rank 0 alone writes (after all have checked)."""
     out_dir = Path(out_dir)
+    ranks = ranks or distributed.current()
     cfg = settle_config(cfg, scene)
-    if resume:
+    if resume and ranks.is_main:
         prepare_run_dir(out_dir, cfg, resume=True)
-    else:
+    elif not resume:
         check_new_run_dir(out_dir)
-    trainer = Trainer(cfg, scene, out_dir, device, resume=resume, on_event=on_event)
-    if not resume:
+    trainer = Trainer(cfg, scene, out_dir, device, resume=resume, on_event=on_event, ranks=ranks)
+    ranks.barrier()
+    if not resume and ranks.is_main:
         prepare_run_dir(out_dir, cfg, resume=False)
     return Run(cfg, scene, trainer, out_dir)
 
 
 def resume_config(out_dir: Path, iters: int | None, max_minutes: float | None) -> Config:
     """A run's own config for --resume; only the length of the run may change."""
-    prepare_run_dir(out_dir, None, resume=True)
+    if distributed.current().is_main:
+        prepare_run_dir(out_dir, None, resume=True)
     cfg = load_checkpoint(out_dir / "ckpt.pt").config
     return with_values(cfg, "train", iters=iters, max_minutes=max_minutes)
 

@@ -1,11 +1,16 @@
-"""Training loop: rays of every training pixel built once and kept on the device, random batches
-across all of them, MSE against the true colours, Adam with the one learning-rate schedule.
+"""Training loop: rays of every training pixel built once (batches.py: on the device, or in
+pinned host memory past a budget), random batches across all of them, the model's loss against
+the true colours, Adam with the one learning-rate schedule.
 
 No printing: progress goes out through the `on_event` callback. Files written into the run
 folder: metrics.jsonl, ckpt.pt (latest, atomic), checkpoints/step_XXXXXXX.pt and
 previews/step_XXXXXXX.png (config.yaml is written by the session, see session.py). An
 interrupted run resumes bit-identically on CPU: the step, the optimizer, the schedule and the
 random stream are all in the checkpoint.
+
+Across processes (torchrun) the loop is the same; the `Ranks` hooks (distributed.py) split
+each global batch, sum the gradients, agree on step times and stops, and let rank 0 alone
+write. Held-out views are split across the ranks.
 """
 
 from __future__ import annotations
@@ -14,8 +19,6 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,90 +26,27 @@ import torch
 
 from nerfcli.config import Config
 from nerfcli.data.images import write_image_atomic
-from nerfcli.data.rays import Rays, camera_rays
+from nerfcli.data.rays import Rays
 from nerfcli.data.scene import Scene
-from nerfcli.errors import CheckpointError, NerfError
+from nerfcli.errors import CheckpointError, ConfigError, NerfError
 from nerfcli.metrics import downscale_image, psnr_from_mse, to8b
 from nerfcli.models.registry import build_model
+from nerfcli.render.composite import apply_background
 from nerfcli.render.image import render_view
+from nerfcli.training import distributed, precision
+from nerfcli.training.batches import RaySource, block_seed, rays_home
 from nerfcli.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from nerfcli.training.optim import (
-    Schedule,
-    build_optimizer,
-    check_adam_state,
-    set_learning_rates,
-)
+from nerfcli.training.events import EvalEvent, Event, EventCallback, StepEvent, TrainSummary
+from nerfcli.training.optim import Schedule, build_optimizer, check_adam_state, set_learning_rates
 from nerfcli.training.run_dir import append_log, trim_log
 
-# ----------------------------------------------------------------------------- events
-
-
-@dataclass
-class StepEvent:
-    step: int
-    total: int
-    loss: float
-    psnr: float
-    lr: float  # the current rate of the first parameter group (TensoRF: the grids)
-    train_seconds: float
-    its: float
-    fraction: float = 0.0  # of the schedule done: steps / iters, or seconds / budget
-
-
-@dataclass
-class EvalEvent:
-    step: int
-    test_psnr: float
-    preview: Path | None
-
-
-@dataclass
-class TrainSummary:
-    steps: int
-    start_step: int
-    train_seconds: float
-    wall_seconds: float
-    final_loss: float
-    final_psnr: float
-    test_psnr: float | None
-    checkpoint: Path
-    out_dir: Path
-    interrupted: bool
-    stopped_by_time: bool
-    history: list[dict] = field(default_factory=list)
-
-
-Event = StepEvent | EvalEvent
-EventCallback = Callable[[Event], None]
-
-
-# ----------------------------------------------------------------------------- rays
-
-
-def training_rays(scene: Scene, device: torch.device) -> tuple[Rays, torch.Tensor]:
-    """Rays and target colours of every training pixel, flattened: Rays [P], colours [P, 3];
-    each view's rays use its own camera (intrinsics, distortion)."""
-    if scene.images is None:
-        raise NerfError(f"{scene.root}: the scene was loaded without images")
-    rays = [camera_rays(scene.camera(i)).reshape(-1) for i in scene.i_train]
-    flat = Rays(
-        torch.cat([r.origins for r in rays]).to(device),
-        torch.cat([r.directions for r in rays]).to(device),
-        torch.cat([r.viewdirs for r in rays]).to(device),
-    )
-    target = torch.from_numpy(scene.images[scene.i_train].reshape(-1, 3)).to(device)  # [P, 3]
-    return flat, target
-
-
-def _device_tag(device: torch.device) -> torch.Tensor:
-    return torch.tensor(list(device.type.encode()), dtype=torch.uint8)
-
-
-# ----------------------------------------------------------------------------- trainer
+__all__ = ["Event", "EvalEvent", "EventCallback", "StepEvent", "TrainSummary", "Trainer"]
 
 
 class Trainer:
-    """One training run in `out_dir`. `stop_requested` may be set from a signal handler."""
+    """One training run in `out_dir`. `stop_requested` may be set from a signal handler.
+    `ranks`: this process's place in a torchrun job (default: the current one, or a single
+    process)."""
 
     def __init__(
         self,
@@ -116,6 +56,7 @@ class Trainer:
         device: torch.device | str = "cpu",
         resume: bool = False,
         on_event: EventCallback | None = None,
+        ranks: distributed.Ranks | None = None,
     ):
         self.cfg = cfg
         self.scene = scene
@@ -123,14 +64,22 @@ class Trainer:
         self.device = torch.device(device)
         self.on_event = on_event or (lambda event: None)
         self.stop_requested = False
-        if self.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+        self.ranks = ranks or distributed.current()
+        if cfg.train.batch_rays < self.ranks.world:
+            raise ConfigError(
+                f"train.batch_rays {cfg.train.batch_rays} is smaller than the "
+                f"{self.ranks.world} processes; raise it or start fewer processes"
+            )
+        self.autocast_dtype = precision.autocast_dtype(cfg.train.precision, self.device)
 
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg, scene_box=scene.scene_box).to(self.device)
-        self.generator = torch.Generator(device=self.device)
+        # batch draws, where the rays live (the same on every rank); the render's jitter is
+        # seeded per block of each batch (batches.block_seed), so it needs no saved state
+        home = rays_home(scene, self.device, cfg.train.device_rays_gb)
+        self.generator = torch.Generator(device=home)
         self.generator.manual_seed(cfg.train.seed)
+        self.render_generator = torch.Generator(device=self.device)
         self.step = 0
         self.train_seconds = 0.0
         self.optimizer = None
@@ -138,8 +87,17 @@ class Trainer:
             self._resume()
         else:
             self.optimizer = build_optimizer(self.model, cfg)
-        self.rays, self.target = training_rays(scene, self.device)
+        self.source = RaySource(scene, self.device, home, self.generator)
         self._check_free_space()
+
+    @property
+    def rays(self) -> Rays:
+        """Every training ray [P] (on the device, or in host memory past the budget)."""
+        return self.source.rays
+
+    @property
+    def target(self) -> torch.Tensor:
+        return self.source.target  # [P, 3]
 
     def _check_free_space(self) -> None:
         """Refuse to start when the disk cannot hold the next checkpoint (it is written beside
@@ -195,22 +153,24 @@ class Trainer:
             ) from None
         self.step = ckpt.step
         self.train_seconds = ckpt.train_seconds
-        trim_log(self.out_dir / "metrics.jsonl", self.step)
+        if self.ranks.is_main:
+            trim_log(self.out_dir / "metrics.jsonl", self.step)
 
     def _restore_rng(self, rng_state: dict, step: int) -> None:
         """Random streams from a checkpoint. States are byte tensors restored on the CPU; the
-        batch generator's state only fits a generator of the device type that saved it, so a
-        run resumed on another device type is reseeded (and says so)."""
+        batch generator's state only fits a generator of the device type that saved it (where
+        the rays lived), so a run resumed on another device type is reseeded (and says so)."""
         state = rng_state.get("generator")
         saved_on = rng_state.get("generator_device")
         saved_type = bytes(saved_on.tolist()).decode() if saved_on is not None else "cpu"
-        if state is not None and saved_type == self.device.type:
+        here = self.generator.device.type
+        if state is not None and saved_type == here:
             self.generator.set_state(state.cpu())
         elif state is not None:
             seed = self.cfg.train.seed + step
             self.generator.manual_seed(seed)
             warnings.warn(
-                f"resumed on {self.device.type} a run saved on {saved_type}: the batch random "
+                f"resumed on {here} a run saved on {saved_type}: the batch random "
                 f"stream is reseeded ({seed}), so this run no longer replays the original",
                 stacklevel=2,
             )
@@ -218,6 +178,7 @@ class Trainer:
             torch.set_rng_state(rng_state["torch"].cpu())
 
     def checkpoint(self) -> Checkpoint:
+        here = self.generator.device.type  # the batch generator's device type
         return Checkpoint(
             config=self.cfg,
             model_state={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
@@ -226,13 +187,16 @@ class Trainer:
             optimizer_state=self.optimizer.state_dict(),
             rng_state={
                 "generator": self.generator.get_state().cpu(),
-                "generator_device": _device_tag(self.device),
+                "generator_device": torch.tensor(list(here.encode()), dtype=torch.uint8),
                 "torch": torch.get_rng_state(),
             },
             train_seconds=self.train_seconds,
         )
 
     def save(self) -> Path:
+        """Write ckpt.pt and a numbered copy (rank 0 only; every rank holds the same state)."""
+        if not self.ranks.is_main:
+            return self.out_dir / "ckpt.pt"
         latest = save_checkpoint(self.checkpoint(), self.out_dir / "ckpt.pt")
         folder = self.out_dir / "checkpoints"
         try:
@@ -265,21 +229,27 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> EvalEvent:
         """Held-out PSNR at 1/eval_downscale resolution and a preview of the first held-out
-        view (the same views `nerf eval` scores)."""
+        view (the same views `nerf eval` scores; split across the ranks, the first on rank 0)."""
         k = max(1, self.cfg.train.eval_downscale)
         self.model.eval()
-        errors = []
+        views = self.scene.held_out
+        errors: dict[int, float] = {}
         preview_image = None
-        for view in self.scene.held_out:
+        for position, view in self.ranks.shard(list(enumerate(views))):
             out = render_view(
                 self.render_fn, self.scene.camera(view), self.cfg.render.chunk, self.device, k
             )
             gt = downscale_image(torch.from_numpy(self.scene.images[view]), k).to(self.device)
             gt = gt[: out.rgb.shape[0], : out.rgb.shape[1]]
-            errors.append(float(torch.mean((out.rgb - gt) ** 2)))
-            if preview_image is None:
+            errors[position] = float(torch.mean((out.rgb - gt) ** 2))
+            if position == 0:
                 preview_image = np.concatenate([to8b(out.rgb), to8b(gt)], 1)
         self.model.train()
+        for part in self.ranks.all_gather_objects(errors):
+            errors.update(part)
+        mean = float(np.mean([errors[i] for i in range(len(views))]))
+        if not self.ranks.is_main:
+            return EvalEvent(self.step, psnr_from_mse(mean), None)
         preview = self.out_dir / "previews" / f"step_{self.step:07d}.png"
         try:
             preview.parent.mkdir(exist_ok=True)
@@ -289,38 +259,54 @@ class Trainer:
                 f"{preview}: cannot write ({exc.strerror or exc}); the last checkpoint is "
                 "intact: free space or fix the folder, then --resume"
             ) from None
-        return EvalEvent(self.step, psnr_from_mse(float(np.mean(errors))), preview)
+        return EvalEvent(self.step, psnr_from_mse(mean), preview)
 
     # -- the loop
 
     def _log(self, record: dict) -> None:
-        append_log(self.out_dir / "metrics.jsonl", record)
+        if self.ranks.is_main:
+            append_log(self.out_dir / "metrics.jsonl", record)
 
     def _forward_backward(
-        self, batch: Rays, target: torch.Tensor, use_amp: bool, decay: float
+        self,
+        batch: Rays,  # [b]
+        target: torch.Tensor,  # [b, 3]
+        use_amp: bool,
+        decay: float,
+        colour: torch.Tensor | None = None,  # [b, 3] random background
+        start: int = 0,
+        total: int | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Loss and gradients for one batch [B]. With train.grad_chunk_rays > 0 the batch is
-        processed in ray chunks whose losses are weighted by their share of the batch and whose
-        gradients accumulate: the same gradient (losses are means over rays plus terms that do
-        not depend on the rays), with activations small enough to stay in cache."""
+        """Loss and gradients for rows start.. of a global batch of `total` rays (default:
+        this batch is all of it). The rays go in chunks of train.grad_chunk_rays (0: all at
+        once) whose losses are weighted by their share of the global batch and whose gradients
+        accumulate: the same gradient (losses are means over rays plus terms that do not depend
+        on the rays), with activations small enough to stay in cache; summed over the ranks,
+        the global batch's. Each chunk's jitter is seeded by its first row in the global batch, so
+        N processes match one when the per-rank rows are a multiple of the chunk."""
         self.optimizer.zero_grad(set_to_none=True)
         size = len(batch)
+        total = total or size
         chunk = self.cfg.train.grad_chunk_rays if self.cfg.train.grad_chunk_rays > 0 else size
         total_loss = 0.0
         totals: dict[str, float] = {}
-        for start in range(0, size, chunk):
-            part = slice(start, min(start + chunk, size))
-            share = (part.stop - part.start) / size
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+        for first in range(0, size, chunk):
+            part = slice(first, min(first + chunk, size))
+            share = (part.stop - part.start) / total
+            block = start + first  # the chunk's first row in the global batch
+            self.render_generator.manual_seed(block_seed(self.cfg.train.seed, self.step, block))
+            with precision.autocast(self.device, self.autocast_dtype if use_amp else None):
                 result = self.model.render_rays(
                     batch[part],
                     self.scene.near,
                     self.scene.far,
                     train=True,
-                    generator=self.generator,
+                    generator=self.render_generator,
                 )
+            if colour is not None:
+                result = apply_background(result, colour[part])
             loss, scalars = self.model.loss(result, target[part], decay)
-            (loss * share if share < 1 else loss).backward()
+            (loss * share if share != 1 else loss).backward()
             total_loss += float(loss.detach()) * share
             for key, value in scalars.items():
                 totals[key] = totals.get(key, 0.0) + value * share
@@ -351,22 +337,53 @@ class Trainer:
             self.optimizer = build_optimizer(self.model, self.cfg)
 
     def _train_step(self, use_amp: bool, schedule: Schedule) -> tuple[float, float, list[float]]:
-        """One optimisation step on a random batch: (loss, PSNR of the batch, the rates used)."""
+        """One optimisation step on a random batch: (loss, PSNR of the batch, the rates used);
+        across ranks, of the global batch (gradients and loss terms summed)."""
         self._advance_model(schedule)
         decay = schedule.decay(self.step, self.train_seconds)
         # What the optimizer uses, per parameter group (TensoRF: grids, then networks).
         lrs = set_learning_rates(self.optimizer, decay)
-        num_rays = self.rays.origins.shape[0]
-        index = torch.randint(
-            0, num_rays, (self.cfg.train.batch_rays,), generator=self.generator, device=self.device
-        )  # [B]
-        loss, scalars = self._forward_backward(self.rays[index], self.target[index], use_amp, decay)
+        size = self.cfg.train.batch_rays
+        rows = self.ranks.rows(size)
+        batch = self.source.draw(size, rows)
+        loss, scalars = self._forward_backward(
+            batch.rays, batch.target, use_amp, decay, batch.colour, rows.start, size
+        )
+        keys = sorted(scalars)
+        summed = self.ranks.reduce_gradients(
+            list(self.model.parameters()), [float(loss), *(scalars[k] for k in keys)]
+        )
         self.optimizer.step()
         self.step += 1
-        last_loss = float(loss.detach())
-        return last_loss, psnr_from_mse(scalars.get("mse", last_loss)), lrs
+        scalars = dict(zip(keys, summed[1:]))
+        return summed[0], psnr_from_mse(scalars.get("mse", summed[0])), lrs
+
+    def _record(self, lrs: list[float], loss: float, psnr: float, wall: float) -> dict:
+        record = {
+            "step": self.step,
+            "loss": loss,
+            "psnr": psnr,
+            "lr": lrs[0],
+            "elapsed": round(self.train_seconds, 3),
+            "wall": round(wall, 3),
+        }
+        if len(lrs) > 1:
+            record["lr_groups"] = lrs
+        vram = precision.peak_memory_gb(self.device)
+        if vram is not None:
+            record["vram_gb"] = vram
+        return record
 
     def run(self) -> TrainSummary:
+        """Train until the schedule ends or a stop is asked for (on any rank); TF32 is allowed
+        on CUDA inside the loop only (train.tf32)."""
+        precision.reset_peak_memory(self.device)
+        if self.device.type != "cuda":
+            return self._run()
+        with precision.tf32_scope(self.cfg.train.tf32):
+            return self._run()
+
+    def _run(self) -> TrainSummary:
         cfg = self.cfg.train
         schedule = Schedule(self.cfg)
         total = cfg.iters
@@ -381,10 +398,11 @@ class Trainer:
         stopped_by_time = False
         recent: list[float] = []
         self.model.train()
-        use_amp = self.device.type == "cuda" and getattr(cfg, "amp", False)
+        use_amp = self.autocast_dtype is not None  # None: fp32
         if self.step == 0 and cfg.eval_every > 0 and total > 0:
             last_test = self._evaluate_and_log(history)  # the baseline of the curve
-        while not self.stop_requested:
+        _, stop = self.ranks.agree(0.0, self.stop_requested)
+        while not stop:
             if schedule.done(self.step, self.train_seconds):
                 stopped_by_time = self.step < total and not schedule.by_time
                 break
@@ -392,20 +410,12 @@ class Trainer:
             last_loss, last_psnr, lrs = self._train_step(use_amp, schedule)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
-            dt = time.perf_counter() - t0
+            # every rank takes the same time (the time schedule) and stops at the same step
+            dt, stop = self.ranks.agree(time.perf_counter() - t0, self.stop_requested)
             self.train_seconds += dt
             recent = [*recent[-19:], dt]
             if self.step % cfg.log_every == 0 or self.step == total and not schedule.by_time:
-                record = {
-                    "step": self.step,
-                    "loss": last_loss,
-                    "psnr": last_psnr,
-                    "lr": lrs[0],
-                    "elapsed": round(self.train_seconds, 3),
-                    "wall": round(time.perf_counter() - wall_start, 3),
-                }
-                if len(lrs) > 1:
-                    record["lr_groups"] = lrs
+                record = self._record(lrs, last_loss, last_psnr, time.perf_counter() - wall_start)
                 self._log(record)
                 history.append(record)
             its = len(recent) / max(sum(recent), 1e-9)
@@ -435,7 +445,9 @@ class Trainer:
             test_psnr=last_test,
             checkpoint=self.save(),
             out_dir=self.out_dir,
-            interrupted=self.stop_requested,
+            interrupted=stop,
             stopped_by_time=stopped_by_time,
             history=history,
+            peak_vram_gb=precision.peak_memory_gb(self.device),
+            world_size=self.ranks.world,
         )

@@ -51,66 +51,13 @@ def plot_cameras(
 
     figure = Figure(figsize=(12, 5.6), layout="constrained")
     FigureCanvasAgg(figure)
+    path_centres = points[len(centres) :]  # [F, 3], empty without a render path
     for index, (h_axis, v_axis, panel_title) in enumerate(PANELS[up_axis]):
         axes = figure.add_subplot(1, 2, index + 1)
-        if render_poses is not None and len(render_poses):
-            axes.plot(
-                path_centres[:, h_axis],
-                path_centres[:, v_axis],
-                color="tab:green",
-                linewidth=1.2,
-                alpha=0.8,
-                label=f"render path ({len(render_poses)} frames)",
-                zorder=1,
-            )
-            axes.plot(
-                path_centres[0, h_axis],
-                path_centres[0, v_axis],
-                marker="o",
-                markersize=5,
-                color="tab:green",
-                linestyle="none",
-                zorder=1,
-            )
-        for mask, colour, label in (
-            (~test, "tab:blue", f"train views ({int((~test).sum())})"),
-            (test, "tab:orange", f"test views ({int(test.sum())})"),
-        ):
-            if not mask.any():
-                continue
-            axes.quiver(
-                centres[mask, h_axis],
-                centres[mask, v_axis],
-                forward[mask, h_axis] * arrow,
-                forward[mask, v_axis] * arrow,
-                angles="xy",
-                scale_units="xy",
-                scale=1.0,
-                color=colour,
-                width=0.004,
-                alpha=0.7,
-                zorder=2,
-            )
-            axes.scatter(
-                centres[mask, h_axis],
-                centres[mask, v_axis],
-                s=22,
-                color=colour,
-                edgecolor="black",
-                linewidth=0.4,
-                label=label,
-                zorder=3,
-            )
-        if len(centres) <= 40:
-            for view, centre in enumerate(centres):
-                axes.annotate(
-                    str(view),
-                    (centre[h_axis], centre[v_axis]),
-                    textcoords="offset points",
-                    xytext=(4, 4),
-                    fontsize=7,
-                    color="dimgray",
-                )
+        axis = (h_axis, v_axis)
+        if len(path_centres):
+            _draw_path(axes, path_centres, axis)
+        _draw_cameras(axes, centres, forward * arrow, test, axis)
         axes.set_xlabel(AXIS_NAMES[up_axis][h_axis])
         axes.set_ylabel(AXIS_NAMES[up_axis][v_axis])
         axes.set_title(panel_title, fontsize=10)
@@ -123,3 +70,70 @@ def plot_cameras(
         fontsize=10,
     )
     figure.savefig(out_path, format="png", dpi=dpi)
+
+
+def _draw_path(axes, path_centres: np.ndarray, axis: tuple[int, int]) -> None:
+    """The render path [F, 3] as a line, its first frame as a dot."""
+    h, v = axis
+    axes.plot(
+        path_centres[:, h],
+        path_centres[:, v],
+        color="tab:green",
+        linewidth=1.2,
+        alpha=0.8,
+        label=f"render path ({len(path_centres)} frames)",
+        zorder=1,
+    )
+    axes.plot(
+        path_centres[0, h],
+        path_centres[0, v],
+        marker="o",
+        markersize=5,
+        color="tab:green",
+        linestyle="none",
+        zorder=1,
+    )
+
+
+def _draw_cameras(axes, centres, arrows, test, axis: tuple[int, int]) -> None:
+    """Camera centres [N, 3] with viewing-direction arrows [N, 3]; test views in orange."""
+    h, v = axis
+    for mask, colour, label in (
+        (~test, "tab:blue", f"training (and val) views ({int((~test).sum())})"),
+        (test, "tab:orange", f"test views ({int(test.sum())})"),
+    ):
+        if not mask.any():
+            continue
+        axes.quiver(
+            centres[mask, h],
+            centres[mask, v],
+            arrows[mask, h],
+            arrows[mask, v],
+            angles="xy",
+            scale_units="xy",
+            scale=1.0,
+            color=colour,
+            width=0.004,
+            alpha=0.7,
+            zorder=2,
+        )
+        axes.scatter(
+            centres[mask, h],
+            centres[mask, v],
+            s=22,
+            color=colour,
+            edgecolor="black",
+            linewidth=0.4,
+            label=label,
+            zorder=3,
+        )
+    if len(centres) <= 40:
+        for view, centre in enumerate(centres):
+            axes.annotate(
+                str(view),
+                (centre[h], centre[v]),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=7,
+                color="dimgray",
+            )

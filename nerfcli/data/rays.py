@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nerfcli.data.cameras import Camera
+from nerfcli.data.cameras import Camera, intrinsics
 
 
 @dataclass
@@ -134,7 +134,7 @@ def ndc_rays(
 def make_rays(height: int, width: int, focal: float, c2w, ndc: bool, device=None, K=None) -> Rays:
     """All rays [H, W] of one view in the training frame, NDC applied when asked (near = 1)."""
     if K is None:
-        K = _intrinsics(height, width, focal)
+        K = intrinsics(height, width, focal)
     rays_o, rays_d = get_rays(height, width, K, c2w, device=device)  # [H, W, 3] each
     return _finish_rays(height, width, focal, rays_o, rays_d, ndc)
 
@@ -144,16 +144,9 @@ def make_pixel_rays(
 ) -> Rays:
     """The rays [P] through pixels (cols[p], rows[p]); equal to make_rays(...)[rows, cols]."""
     if K is None:
-        K = _intrinsics(height, width, focal)
+        K = intrinsics(height, width, focal)
     rays_o, rays_d = rays_for_pixels(K, c2w, cols, rows)  # [P, 3] each
     return _finish_rays(height, width, focal, rays_o, rays_d, ndc)
-
-
-def _intrinsics(height: int, width: int, focal: float) -> np.ndarray:
-    """K [3, 3] float32 with the principal point at the image centre (W/2, H/2)."""
-    return np.array(
-        [[focal, 0, 0.5 * width], [0, focal, 0.5 * height], [0, 0, 1]], dtype=np.float32
-    )
 
 
 def _finish_rays(

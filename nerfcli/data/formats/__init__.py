@@ -36,12 +36,11 @@ def detect_format(path: str | Path) -> str:
         for name, (_, marker) in FORMATS.items():
             if path.name == marker:
                 return name
-        if path.suffix == ".npy":
-            return "llff"
         if path.name.startswith("transforms_") and path.suffix == ".json":
             return "blender"  # transforms_train.json, transforms_val.json, transforms_test.json
         if path.suffix == ".json":
             return "transforms"
+        return "llff"  # any other file is read as a poses_bounds.npy (its errors name the file)
     root = scene_root(path)
     for name, (_, marker) in FORMATS.items():
         if (root / marker).is_file():

@@ -18,6 +18,7 @@ import yaml
 from nerfcli.errors import ConfigError
 
 SCENES_DIR = Path(__file__).resolve().parent.parent / "scenes"
+SCENE_TYPES = ("auto", "forward", "object", "unbounded")
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,17 @@ class DataConfig:
     spherify: bool = False  # LLFF around an object: spherify the poses, circle render path
     llffhold: int = 8  # every llffhold-th view (0, 8, 16, ...) is held out for testing; 0: none
     ndc: bool = True  # forward-facing scenes render in normalised device coordinates
+    # auto (classified from the capture), forward, object or unbounded (--scene-type): with
+    # ndc off, "unbounded" picks the models' unbounded profile, anything else the box one
+    scene_type: str = "auto"
+    # auto: chosen from the poses (forward-facing LLFF: forward; Blender: object; surround
+    # captures: unbounded); forward (NDC), object (a bounded box) or unbounded (contracted)
+    scene_type: str = "auto"
     background: str = "auto"  # auto (white for Blender, else black), white, black or random
     half_res: bool = False  # Blender: load at half resolution (nerf-pytorch --half_res)
     testskip: int = 8  # Blender: keep every testskip-th val/test view (0 or 1: all of them)
     skip_missing: bool = False  # transforms.json: drop frames whose image is missing (warned)
+    llff_camera: bool = False  # LLFF: poses_bounds.npy's one camera even when sparse/0 has more
     render_frames: int = 120  # frames of the default render path
 
 
@@ -354,6 +362,7 @@ def validate(cfg: Config) -> None:
     for name, allowed in (
         ("format", ("auto", "llff", "blender", "transforms")),
         ("background", ("auto", "white", "black", "random")),
+        ("scene_type", SCENE_TYPES),
     ):
         if getattr(cfg.data, name) not in allowed:
             raise ConfigError(

@@ -1,7 +1,7 @@
 """Radiance models: fields (x, d) -> (sigma, rgb) and how each model renders rays.
 
 base.py       RadianceModel, the interface the trainer, checkpoints, eval and video use
-registry.py   MODELS, build_model(cfg, scene_box), model_profile(name, device_type, ndc)
+registry.py   MODELS, build_model(cfg, scene_box), model_profile(name, device_type, kind)
 profiles.py   every model's device/scene-kind config defaults
 encoding.py   positional encoding
 nerf.py       the classic NeRF (coarse + fine MLPs)

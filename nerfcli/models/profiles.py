@@ -7,6 +7,10 @@ numbers chosen by measurement; the models never read them, so the two can change
 
 from __future__ import annotations
 
+# the scene kinds a profile is chosen for: forward-facing in NDC, a bounded box (objects,
+# --spherify) and an unbounded surround capture (a unit box inside, the rest contracted)
+SCENE_KINDS = ("ndc", "box", "unbounded")
+
 # ----------------------------------------------------------------------------- classic NeRF
 
 
@@ -33,9 +37,9 @@ def nerf_profile(device_type: str) -> dict:
 # ----------------------------------------------------------------------------- TensoRF
 
 
-def tensorf_profile(device_type: str, ndc: bool = True) -> dict:
-    """Config overrides for a device type ("cpu", "cuda", "mps") and scene kind (forward-facing
-    in NDC, or a surround capture in world coordinates).
+def tensorf_profile(device_type: str, kind: str = "ndc") -> dict:
+    """Config overrides for a device type ("cpu", "cuda", "mps") and scene kind (one of
+    SCENE_KINDS: forward-facing in NDC, a box in world coordinates, or unbounded).
 
     CPU ("cpu"): built for `nerf train fern/` in 10 minutes on 2 cores. Measured on fern at
     factor 8 (bench/profile_tensorf.py, this profile, fairly quiet machine): held-out PSNR
@@ -68,7 +72,7 @@ def tensorf_profile(device_type: str, ndc: bool = True) -> dict:
     """
     cpu = device_type == "cpu"
     tensorf = dict(TENSORF_CPU if cpu else TENSORF_GPU)
-    if not ndc:
+    if kind in ("box", "unbounded"):  # unbounded: the box grid until its own profile lands
         tensorf.update(TENSORF_CPU_SURROUND if cpu else TENSORF_GPU_SURROUND)
     return {
         "model": {"tensorf": tensorf},

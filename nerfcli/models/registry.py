@@ -12,7 +12,7 @@ from nerfcli.config import Config
 from nerfcli.errors import ConfigError
 from nerfcli.models.base import RadianceModel
 from nerfcli.models.nerf import NerfModel
-from nerfcli.models.profiles import nerf_profile, tensorf_profile
+from nerfcli.models.profiles import SCENE_KINDS, nerf_profile, tensorf_profile
 from nerfcli.models.tensorf import TensorfModel
 
 SceneBox = np.ndarray | torch.Tensor | None  # [2, 3] lo, hi in the training frame
@@ -32,8 +32,8 @@ MODELS: dict[str, ModelBuilder] = {
     "tensorf": _build_tensorf,
 }
 
-PROFILES: dict[str, Callable[[str, bool], dict]] = {
-    "nerf": lambda device_type, ndc: nerf_profile(device_type),
+PROFILES: dict[str, Callable[[str, str], dict]] = {  # (device_type, scene kind) -> overrides
+    "nerf": lambda device_type, kind: nerf_profile(device_type),
     "tensorf": tensorf_profile,
 }
 
@@ -43,11 +43,15 @@ def _check_name(name: str) -> None:
         raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
 
 
-def model_profile(name: str, device_type: str, ndc: bool = True) -> dict:
+def model_profile(name: str, device_type: str, kind: str = "ndc") -> dict:
     """Model-, device- and scene-kind-specific config defaults (a nested dict merged over the
-    dataclass defaults and under scene presets, --set and flags)."""
+    dataclass defaults and under scene presets, --set and flags). `kind` is one of
+    SCENE_KINDS: "ndc" (forward-facing), "box" (a bounded object or --spherify) or
+    "unbounded" (a surround capture with a background)."""
     _check_name(name)
-    return PROFILES[name](device_type, ndc)
+    if kind not in SCENE_KINDS:
+        raise ConfigError(f"unknown scene kind {kind!r}; available: {', '.join(SCENE_KINDS)}")
+    return PROFILES[name](device_type, kind)
 
 
 def build_model(cfg: Config, scene_box: SceneBox = None) -> RadianceModel:

@@ -53,10 +53,17 @@ def resolve_config(
     if spherify:
         extra = ["data.spherify=true", "data.ndc=false", *extra]
     probe = build_config(config, extra)
-    profile = model_profile(probe.model.name, device_type, probe.data.ndc)
+    profile = model_profile(probe.model.name, device_type, profile_kind(probe))
     cfg = build_config(config, extra, base=profile)
     cfg = with_values(cfg, "data", **(data or {}))
     return with_values(cfg, "train", **(train or {}))
+
+
+def profile_kind(cfg: Config) -> str:
+    """The scene kind whose model profile `cfg` takes (nerfcli.models.profiles.SCENE_KINDS)."""
+    if cfg.data.ndc:
+        return "ndc"
+    return "unbounded" if cfg.data.scene_type == "unbounded" else "box"
 
 
 def load_training_scene(scene: Path, cfg: Config, load_images: bool = True) -> Scene:

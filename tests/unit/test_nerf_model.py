@@ -69,7 +69,8 @@ def test_cpu_profile_only_changes_how_work_is_chunked():
         defaults = build_config(None, ["model.name=nerf"])
         assert to_dict(cfg)["model"] == to_dict(defaults)["model"]
     assert model_profile("nerf", "cpu")["train"]["grad_chunk_rays"] > 0
-    assert model_profile("nerf", "cpu", ndc=False) == model_profile("nerf", "cpu")
+    for kind in ("box", "unbounded"):
+        assert model_profile("nerf", "cpu", kind) == model_profile("nerf", "cpu")
 
 
 def test_model_profile_names_the_models_it_knows():
@@ -77,8 +78,10 @@ def test_model_profile_names_the_models_it_knows():
 
     with pytest.raises(ConfigError, match="available: nerf, tensorf"):
         model_profile("nope", "cpu")
-    surround = model_profile("tensorf", "cpu", ndc=False)["model"]["tensorf"]
-    facing = model_profile("tensorf", "cpu", ndc=True)["model"]["tensorf"]
+    with pytest.raises(ConfigError, match="available: ndc, box, unbounded"):
+        model_profile("tensorf", "cpu", "surround")
+    surround = model_profile("tensorf", "cpu", "box")["model"]["tensorf"]
+    facing = model_profile("tensorf", "cpu", "ndc")["model"]["tensorf"]
     assert surround["grid_final"] != facing["grid_final"]
 
 

@@ -564,9 +564,9 @@ def test_parameter_count_matches_the_factor_shapes():
 
 
 @pytest.mark.parametrize("device_type", ["cpu", "cuda"])
-@pytest.mark.parametrize("ndc", [True, False])
-def test_device_profiles_build_and_stay_modest(device_type, ndc):
-    profile = device_profile(device_type, ndc)
+@pytest.mark.parametrize("kind", ["ndc", "box", "unbounded"])
+def test_device_profiles_build_and_stay_modest(device_type, kind):
+    profile = device_profile(device_type, kind)
     cfg = build_config(base=merge_dicts({}, profile))
     m = cfg.model.tensorf
     rx, ry, rz = m.grid_final

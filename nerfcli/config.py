@@ -32,9 +32,6 @@ class DataConfig:
     spherify: bool = False  # LLFF around an object: spherify the poses, circle render path
     llffhold: int = 8  # every llffhold-th view (0, 8, 16, ...) is held out for testing; 0: none
     ndc: bool = True  # forward-facing scenes render in normalised device coordinates
-    # auto (classified from the capture), forward, object or unbounded (--scene-type): with
-    # ndc off, "unbounded" picks the models' unbounded profile, anything else the box one
-    scene_type: str = "auto"
     # auto: chosen from the poses (forward-facing LLFF: forward; Blender: object; surround
     # captures: unbounded); forward (NDC), object (a bounded box) or unbounded (contracted)
     scene_type: str = "auto"

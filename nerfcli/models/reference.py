@@ -12,6 +12,10 @@ gradients over several batch shapes.
     losses.total_variation                 total_variation_reference (autograd of slices)
     TensorfModel.render_rays               render_rays_reference (density and colour at
                                            every sample, no z-slices, no quantiles)
+    the no-grad NDC render (tensorf/fast)  RenderPolicy(fast=False).render, the training
+                                           path (tests/unit/test_tensorf_fast.py)
+    factors.appearance_at_depths +         appearance_reference at points on the slices
+      read_slices
 """
 
 from __future__ import annotations

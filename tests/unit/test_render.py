@@ -241,3 +241,41 @@ def test_apply_background_composites_every_pass():
     out = apply_background(result, colour)
     torch.testing.assert_close(out.rgb, torch.tensor([[0.95, 0.2, 0.575]]))
     torch.testing.assert_close(out.extras["rgb_coarse"], torch.tensor([[0.5, 0.1, 0.25]]))
+
+
+# ----------------------------------------------------------------------------- chunked images
+
+
+def test_render_in_chunks_with_workers_matches_one_thread():
+    """Chunks shared out to worker threads: the same result in the same order, each worker
+    on one OpenMP thread (the count is per thread), the caller's grad mode and thread count
+    kept."""
+    import threading
+
+    from nerfcli.data.rays import Rays
+    from nerfcli.render.composite import RenderResult
+    from nerfcli.render.image import render_in_chunks
+
+    generator = torch.Generator().manual_seed(0)
+    rays = Rays(*(torch.randn(37, 3, generator=generator) for _ in range(3)))
+    seen: list[tuple[str, int, bool]] = []
+
+    def render_fn(batch: Rays) -> RenderResult:
+        seen.append(
+            (threading.current_thread().name, torch.get_num_threads(), torch.is_grad_enabled())
+        )
+        value = torch.tanh(batch.origins * 2.0 + batch.directions)  # [R, 3]
+        return RenderResult(value, value[:, 0], value[:, 1], value[:, 2], {"x": value[:, :1]})
+
+    threads_before = torch.get_num_threads()
+    serial = render_in_chunks(render_fn, rays, 5, workers=1)
+    seen.clear()
+    with torch.no_grad():
+        shared = render_in_chunks(render_fn, rays, 5, workers=2)
+    for name in ("rgb", "depth", "disparity", "opacity"):
+        torch.testing.assert_close(getattr(shared, name), getattr(serial, name), rtol=0, atol=0)
+    torch.testing.assert_close(shared.extras["x"], serial.extras["x"], rtol=0, atol=0)
+    assert len(seen) == 8  # ceil(37 / 5)
+    assert all(threads == 1 and not grad for _, threads, grad in seen)
+    assert threading.current_thread().name not in {name for name, _, _ in seen}
+    assert torch.get_num_threads() == threads_before  # the caller's count is restored

@@ -573,7 +573,7 @@ def test_device_profiles_build_and_stay_modest(device_type, kind):
     planes = (ry * rx, rz * rx, rz * ry)  # xy, xz, yz
     components = [a + b for a, b in zip(m.density_components, m.appearance_components)]
     grid_params = sum(c * p for c, p in zip(components, planes))
-    limit = 12e6 if device_type == "cpu" else 60e6
+    limit = 16e6 if device_type == "cpu" else 60e6  # CPU: 14.7 M at 448 x 448 x 128
     assert grid_params < limit
     assert 4 * rx * ry * rz < 1.5e9  # the dense density volume (bytes) stays well under 4 GB
     if device_type == "cpu":

@@ -4,6 +4,8 @@
     field.py              TensorfField: parameters, scene box, density/appearance, alpha mask
     render.py             RenderPolicy: sampling, density path, colour by weight quantiles,
                           compositing
+    fast.py               the no-grad NDC render (eval, videos): the same image in fewer
+                          passes, colour from baked appearance slices
     losses.py             MSE + decayed total-variation and L1 regularisers
     checkpoint_shapes.py  resize a fresh model to the grid a checkpoint stores
     model.py              TensorfModel: the field behind the RadianceModel interface, its

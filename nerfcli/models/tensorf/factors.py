@@ -11,6 +11,7 @@ integer pixel positions and at the box corners. A plane (bilinear in its two axe
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -108,17 +109,7 @@ def density_at_depths(
     outer products per slice, one batched product."""
     p_xy, p_xz, p_yz = (p[0] for p in planes)  # [C0, Ry, Rx] [C1, Rz, Rx] [C2, Rz, Ry]
     l_z, l_y, l_x = (line[0, :, :, 0] for line in lines)  # [C0, Rz] [C1, Ry] [C2, Rx]
-    depth = l_z.shape[1]
-    pixel = (z.clamp(-1.0, 1.0) + 1.0) * (0.5 * (depth - 1))  # [S]
-    lower = torch.clamp(pixel.floor(), max=depth - 2).long()  # [S]
-    frac = pixel - lower  # [S]
-    upper = lower + 1
-
-    def at_depth(factor: torch.Tensor) -> torch.Tensor:  # [C, Rz, ...] -> [S, C, ...]
-        shape = (1, -1) + (1,) * (factor.dim() - 2)  # frac along the depth axis
-        mixed = factor[:, lower] * (1.0 - frac).view(shape) + factor[:, upper] * frac.view(shape)
-        return mixed.transpose(0, 1)
-
+    at_depth = partial(_at_depth, z=z)  # [C, Rz, ...] -> [S, C, ...]
     num = z.shape[0]
     ry, rx = p_xy.shape[1], p_xy.shape[2]
     lz_at = at_depth(l_z[..., None])[..., 0]  # [S, C0]
@@ -204,3 +195,84 @@ def sample_stacked(batches: FactorBatches, coords: list[torch.Tensor]) -> torch.
             outputs[i] = out[start : start + size]  # [C_i, P]
             start += size
     return torch.cat([outputs[i] for i in range(len(outputs))], 0).t()  # [P, sum C]
+
+
+# ----------------------------------------------------------------------------- baked appearance
+
+
+def appearance_at_depths(
+    planes: list[torch.Tensor],
+    lines: list[torch.Tensor],
+    basis: torch.Tensor,  # [A, C0 + C1 + C2] the appearance basis (no bias)
+    z: torch.Tensor,  # [S] box z coordinates in [-1, 1]
+    dtype: torch.dtype = torch.float32,
+    block: int = 8,
+) -> torch.Tensor:
+    """The appearance features basis @ concat_m(P_m * L_m) on the z-slices z, at every (x, y)
+    vertex: [S, Ry, Rx, A] (channels last), stored as `dtype` (computed in float32, `block`
+    slices at a time). Bilinear reads of a slice are the field's own values: each mode is
+    bilinear in (x, y) at a fixed z. Matrix products per slice: [Ry*Rx, C0] x [C0, A] for the
+    xy mode, [Ry, C] x [C, Rx*A] for the others."""
+    p_xy, p_xz, p_yz = (p[0] for p in planes)  # [C0, Ry, Rx] [C1, Rz, Rx] [C2, Rz, Ry]
+    l_z, l_y, l_x = (line[0, :, :, 0] for line in lines)  # [C0, Rz] [C1, Ry] [C2, Rx]
+    c0, c1, c2 = p_xy.shape[0], p_xz.shape[0], p_yz.shape[0]
+    ry, rx = p_xy.shape[1], p_xy.shape[2]
+    b0, b1, b2 = basis.split([c0, c1, c2], dim=1)  # [A, C_m]
+    num, dim = z.shape[0], basis.shape[0]
+    lz_at, pxz_at, pyz_at = (_at_depth(f, z) for f in (l_z[..., None], p_xz, p_yz))
+    mode_xy = lz_at[:, :, 0, None] * b0.t()[None]  # [S, C0, A]
+    plane = p_xy.reshape(c0, -1).t()  # [Ry * Rx, C0]
+    mode_yz = (l_x[..., None] * b2.t()[:, None, :]).view(1, c2, rx * dim)  # [1, C2, Rx * A]
+    table = plane.new_empty(num, ry, rx, dim, dtype=dtype)
+    part = plane.new_empty(min(block, num), ry * rx, dim)  # float32 slices being summed
+    for first in range(0, num, block):
+        count = min(block, num - first)
+        out = part[:count]
+        for k in range(count):  # one product per slice: a batched one would copy the plane
+            torch.mm(plane, mode_xy[first + k], out=out[k])
+        mode_xz = pxz_at[first : first + count, ..., None] * b1.t()[None, :, None, :]
+        out.view(count, ry, rx * dim).baddbmm_(
+            l_y.t()[None].expand(count, -1, -1), mode_xz.view(count, c1, rx * dim)
+        )
+        out.view(count, ry, rx * dim).baddbmm_(
+            pyz_at[first : first + count].transpose(1, 2), mode_yz.expand(count, -1, -1)
+        )
+        table[first : first + count] = out.view(count, ry, rx, dim)
+    return table
+
+
+def _at_depth(factor: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of factor [C, Rz, ...] along its depth axis at box z [S] ->
+    [S, C, ...] (align_corners=True, z clamped into the box)."""
+    depth = factor.shape[1]
+    pixel = (z.clamp(-1.0, 1.0) + 1.0) * (0.5 * (depth - 1))  # [S]
+    lower = torch.clamp(pixel.floor(), max=depth - 2).long()  # [S]
+    frac = pixel - lower  # [S]
+    shape = (1, -1) + (1,) * (factor.dim() - 2)
+    mixed = factor[:, lower] * (1.0 - frac).view(shape) + factor[:, lower + 1] * frac.view(shape)
+    return mixed.transpose(0, 1)
+
+
+def read_slices(
+    table: torch.Tensor,  # [S, Ry, Rx, A] from appearance_at_depths
+    xy: torch.Tensor,  # [P, 2] box x, y
+    index: torch.Tensor,  # [P] slice of each point
+) -> torch.Tensor:
+    """Bilinear reads of the slice table (align_corners=True, x, y clamped into the box):
+    [P, A], two reads of 2A features per point."""
+    num, ry, rx, dim = table.shape
+    size = xy.new_tensor([rx - 1, ry - 1])  # [2]
+    pixel = (xy.clamp(-1.0, 1.0) + 1.0) * (0.5 * size)  # [P, 2]
+    lower = torch.minimum(pixel.floor(), size - 1)  # [P, 2]
+    frac = pixel - lower  # [P, 2]
+    lower = lower.long()
+    base = (index * ry + lower[:, 1]) * rx + lower[:, 0]  # [P]
+    # rows (x, y) and (x + 1, y) are side by side: one read of 2A features for each pair
+    flat = table.view(-1)
+    pairs = flat.as_strided((flat.numel() // dim - 1, 2 * dim), (dim, 1))
+    rows = pairs.index_select(0, torch.cat([base, base + rx])).view(2, -1, 2, dim)
+    rows = rows.to(xy.dtype)  # a half-precision table: read in half, mixed in float32
+    fx, fy = frac[:, 0:1], frac[:, 1:2]  # [P, 1]
+    top = torch.lerp(rows[0, :, 0], rows[0, :, 1], fx)  # [P, A]
+    bottom = torch.lerp(rows[1, :, 0], rows[1, :, 1], fx)
+    return torch.lerp(top, bottom, fy)

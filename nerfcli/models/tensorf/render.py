@@ -11,6 +11,8 @@ takes, which samples get a colour, and how they are composited.
   a ray). With colour_samples = 0: only where the ray weight exceeds weight_threshold
   (TensoRF's rule; the skipped samples contribute at most that weight each).
 The plain path, colour at every sample, is nerfcli.models.reference.render_rays_reference.
+No-grad NDC renders (eval, previews, videos) take fast.py's path, the same image in fewer
+passes (`fast=False`: this module's, as in training).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 
 from nerfcli.config import Config
 from nerfcli.data.rays import Rays
+from nerfcli.models.tensorf.fast import composite_quantiles, optical_depth
 from nerfcli.models.tensorf.field import TensorfField
 from nerfcli.render.composite import (
     Composite,
@@ -47,6 +50,8 @@ class RenderPolicy:
     max_samples: int  # cap on samples per ray (0: none)
     colour_samples: int  # colour evaluations per ray, at weight quantiles (0: threshold)
     weight_threshold: float
+    # no-grad NDC renders take fast.py's path (False: this module's, as training does)
+    fast: bool = True
 
     @classmethod
     def from_config(cls, cfg: Config) -> RenderPolicy:
@@ -135,6 +140,9 @@ class RenderPolicy:
     ) -> tuple[Composite, SampleCounts]:
         """Composite [R] of the rays, and how many samples got density and colour."""
         t_vals = self.sample_depths(field, rays, near, far, train, generator)  # [R, S]
+        if self.fast and self.colour_samples > 0 and not torch.is_grad_enabled():
+            if field.alpha_mask.numel() == 0 and self.shares_depth(rays):
+                return self._render_fast(field, rays, t_vals[0])
         if self.shares_depth(rays):
             sigma = field.density_slices(rays, t_vals[0])  # [R, S]
             given_density = sigma.numel()  # every sample; zero density marks the rest
@@ -154,6 +162,16 @@ class RenderPolicy:
             rgb = _colour_at(field, rays, t_vals, colour_index)  # [R, S, 3]
             out = composite_weights(weights, rgb, t_vals, self.white_bkgd)
         return out, (sigma.numel(), given_density, len(colour_index))
+
+    def _render_fast(
+        self, field: TensorfField, rays: Rays, t_row: torch.Tensor
+    ) -> tuple[Composite, SampleCounts]:
+        """The no-grad NDC render of fast.py: the same composite as `render`."""
+        optical = optical_depth(field, rays, t_row)  # [R, S]
+        out, coloured = composite_quantiles(
+            field, rays, t_row, optical, self.colour_samples, self.white_bkgd
+        )
+        return out, (optical.numel(), optical.numel(), coloured)
 
 
 def _density_in_box(

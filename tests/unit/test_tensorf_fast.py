@@ -1,0 +1,178 @@
+"""TensoRF's no-grad NDC render (models/tensorf/fast.py) against the plain path it replaces
+(`RenderPolicy(fast=False)`, the path training takes) and the baked appearance slices against
+the plain appearance reference. Speed is measured in bench/render_speed.py, never here."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+import nerfcli.models.tensorf.field as field_module
+from nerfcli.data.rays import make_rays
+from nerfcli.models.reference import appearance_reference, render_rays_reference
+from nerfcli.models.tensorf.factors import appearance_at_depths, read_slices
+from tests.unit.test_tensorf import blob_model, make_model, ndc_rays, random_coords
+
+
+def render_both(model, rays, near=0.0, far=1.0):
+    """(fast, plain) no-grad renders of the same rays."""
+    fast_policy = model.policy
+    with torch.no_grad():
+        fast = model.render_rays(rays, near, far, train=False)
+        counts = model.last_sample_counts
+        model.policy = dataclasses.replace(fast_policy, fast=False)
+        plain = model.render_rays(rays, near, far, train=False)
+    model.policy = fast_policy
+    return fast, plain, counts
+
+
+def assert_same_render(fast, plain, atol=1e-5):
+    torch.testing.assert_close(fast.rgb, plain.rgb, atol=atol, rtol=1e-4)
+    torch.testing.assert_close(fast.depth, plain.depth, atol=atol, rtol=1e-4)
+    torch.testing.assert_close(fast.opacity, plain.opacity, atol=atol, rtol=1e-4)
+    torch.testing.assert_close(fast.disparity, plain.disparity, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("count", [1, 16, 97])
+@pytest.mark.parametrize("colours", [1, 3, 8])
+def test_fast_render_matches_the_plain_path(count, colours):
+    model = make_model(seed=count + colours)
+    with torch.no_grad():  # denser than the initial field: opaque rays
+        for plane in model.density_planes:
+            plane.mul_(4.0)
+    model.policy = dataclasses.replace(model.policy, colour_samples=colours)
+    fast, plain, counts = render_both(model, ndc_rays(count, seed=count))
+    assert_same_render(fast, plain)
+    assert counts[2] <= colours * count  # at most K colour evaluations per ray
+    assert float(plain.opacity.max()) > 0.5  # the blobs are in view: not an empty scene
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fast_render_matches_on_random_fields_and_white_background(seed):
+    model = make_model("data.background=white", seed=seed)
+    fast, plain, _ = render_both(model, ndc_rays(64, seed=seed))
+    assert_same_render(fast, plain)
+
+
+def test_fast_render_with_softplus_density():
+    model = make_model("model.tensorf.density_activation=softplus", seed=4)
+    fast, plain, _ = render_both(model, ndc_rays(40))
+    assert_same_render(fast, plain)
+
+
+@pytest.mark.parametrize("activation", ["relu", "softplus"])
+def test_fast_render_matches_for_rays_leaving_the_box(activation):
+    """A box narrower than the view: the side samples are outside (zero density) on both."""
+    model = make_model(
+        "model.tensorf.aabb=[-0.4,-0.3,-1,0.4,0.3,1]",
+        f"model.tensorf.density_activation={activation}",
+        seed=3,
+    )
+    rays = make_rays(12, 16, 9.0, torch.eye(4)[:3], ndc=True).reshape(-1)
+    start = model.normalize(rays.origins)[:, :2]
+    end = model.normalize(rays.origins + rays.directions)[:, :2]
+    assert bool(((start.abs() > 1) | (end.abs() > 1)).any())  # some samples leave the box
+    fast, plain, _ = render_both(model, rays)
+    assert bool(torch.isfinite(fast.rgb).all())
+    assert_same_render(fast, plain)
+
+
+def test_fast_render_is_the_reference_when_colour_is_constant_along_rays():
+    """With one colour along each ray the quantile colours are exact: fast == reference."""
+    model = blob_model(5)
+    with torch.no_grad():
+        for factor in [*model.app_planes, *model.app_lines]:
+            factor.copy_(
+                torch.linspace(0.2, 0.9, factor.shape[1]).view(1, -1, 1, 1).expand_as(factor)
+            )
+    rays = ndc_rays(50)
+    with torch.no_grad():
+        fast = model.render_rays(rays, 0.0, 1.0, train=False)
+        reference = render_rays_reference(model, rays, 0.0, 1.0, train=False)
+    torch.testing.assert_close(fast.rgb, reference.rgb, atol=1e-5, rtol=1e-4)
+
+
+def test_training_and_grad_renders_keep_the_plain_path():
+    model = blob_model(6)
+    rays = ndc_rays(32)
+    out = model.render_rays(rays, 0.0, 1.0, train=False)  # grad enabled: plain, differentiable
+    assert out.rgb.requires_grad
+    policy = dataclasses.replace(model.policy, fast=False)
+    model.policy = policy
+    plain = model.render_rays(rays, 0.0, 1.0, train=False)
+    torch.testing.assert_close(out.rgb, plain.rgb)
+
+
+# ----------------------------------------------------------------------------- baked slices
+
+
+@pytest.mark.parametrize("grid", ["[11,9,7]", "[8,8,8]", "[5,12,3]"])
+def test_baked_appearance_slices_are_the_field(grid):
+    """Bilinear reads of the baked slices equal the appearance at points on them."""
+    model = make_model(f"model.tensorf.grid_init={grid}", seed=2)
+    z = torch.tensor([-1.0, -0.37, 0.0, 0.52, 1.0])  # [S]
+    with torch.no_grad():
+        table = appearance_at_depths(
+            list(model.app_planes), list(model.app_lines), model.basis.weight, z
+        )
+        xy = random_coords(400)[:, :2]
+        index = torch.arange(400) % len(z)
+        coords = torch.cat([xy, z[index][:, None]], 1)
+        expected = appearance_reference(
+            list(model.app_planes), list(model.app_lines), model.basis, coords
+        )
+        corners = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [1.0, -1.0]])
+        corner_expected = appearance_reference(
+            list(model.app_planes),
+            list(model.app_lines),
+            model.basis,
+            torch.cat([corners, z[:3, None]], 1),
+        )
+    rx, ry = model.resolution[:2]
+    assert table.shape == (len(z), ry, rx, 5)
+    torch.testing.assert_close(read_slices(table, xy, index), expected, atol=1e-5, rtol=1e-5)
+    got = read_slices(table, corners, torch.arange(3))  # the box edges: clamped, not wrapped
+    torch.testing.assert_close(got, corner_expected, atol=1e-5, rtol=1e-5)
+
+
+def test_half_precision_table_keeps_eleven_bits():
+    model = make_model(seed=5)
+    z = torch.linspace(-1.0, 1.0, 6)
+    args = (list(model.app_planes), list(model.app_lines), model.basis.weight, z)
+    with torch.no_grad():
+        full = appearance_at_depths(*args)
+        half = appearance_at_depths(*args, dtype=torch.float16, block=4)  # blocks: 4 + 2
+        xy = random_coords(300)[:, :2]
+        index = torch.arange(300) % len(z)
+        read_full, read_half = read_slices(full, xy, index), read_slices(half, xy, index)
+    assert half.dtype == torch.float16 and read_half.dtype == torch.float32
+    scale = float(full.abs().max())
+    torch.testing.assert_close(half.float(), full, atol=scale * 2**-10, rtol=0)
+    torch.testing.assert_close(read_half, read_full, atol=scale * 2**-10, rtol=0)
+    assert not torch.equal(read_half, read_full)  # it is the half table that was read
+
+
+def test_the_table_is_baked_once_it_pays_and_dropped_by_training(monkeypatch):
+    model = blob_model(7)
+    rays = ndc_rays(64)
+    t_row = model.sample_depths(rays, 0.0, 1.0, train=False)[0]
+    z = model.slice_depths(rays, t_row)
+    ry, rx = model.app_planes[0].shape[2:]
+    vertices = ry * rx * len(z)
+    monkeypatch.setattr(field_module, "BAKE_AFTER", vertices / 128)  # after 128 rays
+    with torch.no_grad():
+        unbaked = model.render_rays(rays, 0.0, 1.0, train=False)
+        assert "app_table" not in model._caches
+        model.render_rays(rays, 0.0, 1.0, train=False)
+        assert "app_table" in model._caches
+        baked = model.render_rays(rays, 0.0, 1.0, train=False)
+    torch.testing.assert_close(baked.rgb, unbaked.rgb, atol=1e-5, rtol=1e-4)
+    model.render_rays(rays, 0.0, 1.0, train=True)  # a training step: the caches go
+    assert "app_table" not in model._caches
+    monkeypatch.setattr(field_module, "BAKE_MAX_BYTES", 1.0)  # too large: never baked
+    with torch.no_grad():
+        for _ in range(4):
+            model.render_rays(rays, 0.0, 1.0, train=False)
+    assert "app_table" not in model._caches

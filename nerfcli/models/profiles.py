@@ -41,27 +41,33 @@ def tensorf_profile(device_type: str, kind: str = "ndc") -> dict:
     """Config overrides for a device type ("cpu", "cuda", "mps") and scene kind (one of
     SCENE_KINDS: forward-facing in NDC, a box in world coordinates, or unbounded).
 
-    CPU ("cpu"): built for `nerf train fern/` in 10 minutes on 2 cores. Measured on fern at
-    factor 8 (bench/profile_tensorf.py, this profile, fairly quiet machine): held-out PSNR
-    (views 0, 8, 16, full size) 22.4 dB at 1 min, 23.1 at 2 min, 24.1 at 5 min and 24.3 at the
-    end (2600 iterations, 8.3 min of training); 1.1 GB peak memory. On the slower AVX2
-    machine of bench/README.md (2026-11-30): 21.2 dB at 1 min, 23.6 at 5, 24.1 at 10 min
-    (step 2068 of 2600), 1.0 GB. Why each number:
-    - coarse to fine, 96x96x64 -> 320x320x128 vertices, upsampled at 350/700/1050/1400: early
-      steps cost ~95 ms and already reach 22 dB by step 600; the xy plane (the image plane in
-      NDC) ends near one vertex per 1.5 pixels of the 504-pixel-wide view, z stays coarse.
+    CPU ("cpu"): built for `nerf train fern/` in 10 minutes on 2 cores. The 320x320x128
+    profile this replaced: held-out PSNR (views 0, 8, 16, full size) 24.3 dB when its 2600
+    steps ended at ~7 min on the AVX-512 machine, a curve flat at 23.9 dB to 30 min on the
+    AVX2 one (bench/README.md), a training PSNR of only ~25.5 dB at the end: the model
+    underfits, so the time goes into a larger grid (issue 14). Why each number:
+    - coarse to fine, 96x96x64 -> 448x448x128 vertices, upsampled at 350/700/1050/1400 (of
+      the schedule: with --max-minutes, of the budget). 448 in x, y: fern, 2600 steps of the
+      step schedule, 1 thread each, side by side: 24.75 dB held-out against 24.16 at
+      320x320x128 (and 24.47 at 320x320x192 with 168 samples); a final-grid step costs
+      1.47x (0.382 against 0.259 s of CPU, 1 thread, glibc keeping freed memory) and the
+      curve of the smaller grid is flat past ~2000 steps, so the extra cost pays within 10
+      minutes. 448x448x192 (168 samples), same 10 busy minutes side by side: 24.00 dB
+      against 24.11 for 448x448x128: z stays at 128. 14.7 M grid parameters; 1.3 GB peak.
     - step_ratio 1.0, at most 112 samples per ray: one sample per z voxel.
     - colour_samples 8: colour at 8 weight quantiles per ray instead of the ~30 samples above
       a 1e-4 weight threshold (1 core, 237^2 grid, 2048 rays: 0.48 s/step with the threshold,
       0.39 s with quantiles, 0.24 s adding the z-slice density); costs 0.08 dB at eval on a
-      model trained with the threshold (0.04 dB with 12 quantiles).
+      model trained with the threshold (0.04 dB with 12 quantiles). 12 quantiles cost 14%
+      more per step at 320x320 (not trained).
     - decoder_width 64, as the probe (TensoRF's 128 would double the decoder cost; not
-      compared).
-    - batch 4096 rays: the per-step costs that scale with the grid (z-slices, TV, Adam)
-      are paid once for twice the rays; 2600 iterations take ~8.3 minutes (~230 ms per step
-      at the final grid, ~90 ms at the first), leaving room for a slower or busier machine.
-    - render chunk 8192 rays: 1.2-1.7 s per 504x378 frame (2.4-3.3 min for the 120-frame
-      spiral).
+      compared). The decoder is ~3% of a step: TensoRF's SH colour (no decoder) would save
+      little, and was not tried.
+    - batch 4096 rays: a final-grid step at 320x320 costs 0.20 s of CPU with 2048 rays, 0.29
+      with 4096, 0.45 with 8192 (~0.125 s fixed: z-slices, TV, Adam); 8192 was not trained.
+    - render chunk 8192 rays (4096 renders as fast, 16384 slower: the colour reads leave the
+      cache). No-grad NDC renders take the fast path (tensorf/fast.py): the 120-frame spiral
+      in bench/render_speed.py's side-by-side figures, see bench/README.md.
     GPU (anything else): TensoRF's LLFF recipe, shortened: 128x128x96 -> 448x448x256, half-
     voxel steps, 16 colour quantiles, the 128-wide decoder, 8000 iterations of 4096 rays
     (aimed at ~25 dB on fern in under 5 minutes on one H100; not measured here).
@@ -83,7 +89,7 @@ def tensorf_profile(device_type: str, kind: str = "ndc") -> dict:
 
 TENSORF_CPU: dict = {
     "grid_init": [96, 96, 64],
-    "grid_final": [320, 320, 128],
+    "grid_final": [448, 448, 128],
     "upsample_steps": [350, 700, 1050, 1400],
     "alpha_mask_steps": [],  # in NDC every sample's density is one bilinear read: no gain
     "step_ratio": 1.0,

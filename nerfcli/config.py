@@ -24,7 +24,9 @@ SCENE_TYPES = ("auto", "forward", "object", "unbounded")
 @dataclass(frozen=True)
 class DataConfig:
     format: str = "auto"  # auto (detected from the folder), llff, blender or transforms
-    factor: int = 8  # image downsampling; images_{factor}/ or resized in-process
+    # image downsampling, images_{factor}/ or resized in-process; 0: auto, the smallest power
+    # of two bringing the longer side to <= 1000 px (nerfcli.data.scene_type.choose_factor)
+    factor: int = 0
     bd_factor: float = (
         0.75  # LLFF: rescale so the smallest near bound becomes 1/bd_factor (<= 0 disables)
     )
@@ -355,7 +357,8 @@ def validate(cfg: Config) -> None:
         if not value > 0:
             raise ConfigError(f"{name} must be positive, got {value}")
 
-    positive(cfg.data.factor, "data.factor")
+    if cfg.data.factor < 0:
+        raise ConfigError(f"data.factor must be >= 1, or 0 for auto, got {cfg.data.factor}")
     for name, allowed in (
         ("format", ("auto", "llff", "blender", "transforms")),
         ("background", ("auto", "white", "black", "random")),
@@ -422,7 +425,13 @@ def validate(cfg: Config) -> None:
 
 def _upgrade_keys(data: dict) -> dict:
     """Keys renamed since a checkpoint was written: train.amp (bf16 on CUDA) became
-    train.precision (true: auto, false: fp32)."""
+    train.precision (true: auto, false: fp32); before data.scene_type an LLFF run without NDC
+    or spherify used nerf-pytorch's frame (scene type forward, not the auto choice)."""
+    old_data = data.get("data") if isinstance(data, dict) else None
+    if isinstance(old_data, dict) and "scene_type" not in old_data:
+        old_llff = old_data.get("format", "auto") in ("auto", "llff")
+        if old_llff and old_data.get("ndc") is False and not old_data.get("spherify"):
+            data = {**data, "data": {**old_data, "scene_type": "forward"}}
     train = data.get("train") if isinstance(data, dict) else None
     if not isinstance(train, dict) or "amp" not in train:
         return data

@@ -41,7 +41,7 @@ def inspect_poses(
         None,
         "--factor",
         min=1,
-        help="Image downsampling factor to report at (default: LLFF 8, else the preset's).",
+        help="Image downsampling factor to report at (default: as `nerf train` picks it).",
     ),
     half_res: bool = typer.Option(None, "--half-res/--full-res", help="Blender: 400 x 400."),
     data_format: str = typer.Option(
@@ -158,6 +158,9 @@ def _write_outputs(report, plot: Path | None, path_out: Path | None) -> None:
         console.print(f"wrote {plot}")
 
 
+SCENE_TYPE_OF_KIND = {"ndc": "forward", "box": "object", "unbounded": "unbounded"}
+
+
 def _fmt(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}g}"
 
@@ -265,7 +268,8 @@ def _print_scene_report(report) -> None:
         ("mean neighbour baseline", _fmt(report.mean_baseline, 3)),
         (
             "capture",
-            f"{report.capture} (views within {report.view_spread_deg:.0f} deg of their mean direction)",
+            f"{report.capture} (views within {report.view_spread_deg:.0f} deg of their mean "
+            f"direction); `nerf train` picks scene type {SCENE_TYPE_OF_KIND[report.kind]}",
         ),
         ("render path", f"{report.render_path}, {report.render_frames} frames"),
     ]
@@ -282,7 +286,12 @@ def _frame_rows(report) -> list[tuple[str, str]]:
         f"{report.capture} (views within {report.view_spread_deg:.0f} deg of their mean direction)"
     )
     if report.capture == "surround" and not report.spherify:
-        capture += "; [yellow]hint: pass --spherify, here and to `nerf train`[/]"
+        capture += (
+            "; `nerf train` picks scene type unbounded (the frame around the cameras' focus, "
+            "not this one; --scene-type forward keeps it)"
+        )
+    elif report.capture == "forward-facing" and not report.spherify:
+        capture += "; `nerf train` picks scene type forward (NDC)"
     elif report.capture == "forward-facing" and report.spherify:
         capture += "; [yellow]hint: --spherify is meant for surround captures[/]"
     if report.focus_depth is not None:

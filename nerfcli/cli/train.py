@@ -56,7 +56,11 @@ def train(
         [], "--set", help="Override a config key, e.g. --set train.lr=1e-3 (repeatable)."
     ),
     factor: int = typer.Option(
-        None, "--factor", min=1, help="Image downsampling factor (default: the preset's)."
+        None,
+        "--factor",
+        min=1,
+        help="Image downsampling factor. Default: the preset's, else the smallest power of two "
+        "that brings the photos' longer side to 1000 px or less.",
     ),
     half_res: bool = typer.Option(
         None, "--half-res/--full-res", help="Blender: train at 400 x 400 (nerf-pytorch --half_res)."
@@ -65,7 +69,16 @@ def train(
         None, "--format", help="Scene format: llff, blender or transforms (default: detected)."
     ),
     spherify: bool = typer.Option(
-        False, "--spherify", help="Capture around an object: spherify poses, no NDC."
+        False,
+        "--spherify",
+        help="nerf-pytorch's object frame: spherified poses in a box, no NDC (the reference).",
+    ),
+    scene_type: str = typer.Option(
+        None,
+        "--scene-type",
+        help="forward (NDC), object (a bounded box) or unbounded (the room contracted around "
+        "the cameras). Default: chosen from the poses (forward-facing LLFF: forward; Blender: "
+        "object; surround captures and transforms.json: unbounded).",
     ),
     nproc: int = typer.Option(
         1,
@@ -88,6 +101,7 @@ def train(
             raise ConfigError("--nproc inside torchrun: drop --nproc (torchrun starts the ranks)")
         options = dict(config=config, model=model, iters=iters, max_minutes=max_minutes)
         options.update(device=device, seed=seed, factor=factor, format=data_format)
+        options.update(scene_type=scene_type)
         flags = dict(resume=resume, spherify=spherify, json=json_out, quiet=quiet)
         code = distributed.launch(
             nproc, worker_args(scene, out, options, overrides, half_res, flags)
@@ -102,14 +116,24 @@ def train(
 
         given = dict(config=config, model=model, set=overrides, factor=factor)
         check_resume_flags(**given, spherify=spherify, half_res=half_res, format=data_format)
+        check_resume_flags(scene_type=scene_type)
         cfg = resume_config(out, iters, max_minutes)
+        choices: dict = {}
     else:
         from nerfcli.training.session import resolve_config
 
         data = {"factor": factor, "half_res": half_res, "format": data_format}
+        data["scene_type"] = scene_type
         run = {"iters": iters, "max_minutes": max_minutes, "seed": seed}
-        cfg = resolve_config(scene, config, model, overrides, dev.type, spherify, data, run)
+        choices = {}
+        cfg = resolve_config(
+            scene, config, model, overrides, dev.type, spherify, data, run, choices
+        )
+        for choice in choices.values():
+            info(choice.reason, quiet)
     loaded = load_training_scene(scene, cfg)
+    if loaded.source.get("cameras"):
+        info(loaded.source["cameras"], quiet)
     info(
         f"[bold]train[/] {cfg.model.name} on {scene} ({loaded.format}, {loaded.num_views} views, "
         f"{loaded.width}x{loaded.height}, {loaded.kind}, test views {_views(loaded.i_test)}) -> "
@@ -118,7 +142,10 @@ def train(
     )
     summary = _run_with_progress(cfg, loaded, out, dev, resume, quiet)
     if json_out and ranks.is_main:
-        stdout_json(_summary(summary, cfg, dev))
+        doc = _summary(summary, cfg, dev)
+        doc["choices"] = {name: choice.to_dict() for name, choice in choices.items()}
+        doc["scene_type"], doc["factor"] = cfg.data.scene_type, loaded.factor
+        stdout_json(doc)
     if summary.interrupted:
         if ranks.is_main:
             console.print(

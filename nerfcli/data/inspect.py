@@ -44,6 +44,7 @@ from nerfcli.data.formats.llff import (
     stored_to_training_axes,
 )
 from nerfcli.data.formats.poses_bounds import PosesBounds, find_pose_problems, read_poses_array
+from nerfcli.data.scene_type import auto_factor
 from nerfcli.errors import DataError
 
 ASPECT_TOL = 0.02  # the loader's tolerance between image and pose aspect ratios
@@ -148,8 +149,8 @@ def inspect_poses(
     render_frames: int = 120,
 ) -> PoseReport:
     """Read, check and summarise a capture (raises DataError only for the fatal cases)."""
-    if factor < 1:
-        raise DataError(f"factor must be >= 1, got {factor}")
+    if factor < 0:
+        raise DataError(f"factor must be >= 1 (0: auto), got {factor}")
     path, arr = read_poses_array(path)
     num_views = arr.shape[0]
     problems = {problem.check: problem for problem in find_pose_problems(arr)}
@@ -160,6 +161,8 @@ def inspect_poses(
     height = int(round(hwf[0])) if hwf_ok else None
     width = int(round(hwf[1])) if hwf_ok else None
     focal = float(hwf[2]) if hwf_ok else None
+    if factor == 0:  # auto, as `nerf train` picks it
+        factor = auto_factor(max(height, width)) if hwf_ok else 1
     factor_height = factor_width = factor_focal = None
     fov_x = fov_y = None
     if hwf_ok:

@@ -13,6 +13,7 @@ import torch
 from nerfcli.config import Config, available_presets, build_config, with_values
 from nerfcli.data.formats import detect_format, load_scene, scene_root
 from nerfcli.data.scene import Scene
+from nerfcli.data.scene_type import choose_factor, choose_scene_type
 from nerfcli.errors import ConfigError
 from nerfcli.models.registry import model_profile
 from nerfcli.training import distributed
@@ -43,20 +44,38 @@ def resolve_config(
     spherify: bool = False,
     data: dict | None = None,
     train: dict | None = None,
+    choices: dict | None = None,
 ) -> Config:
     """defaults < model/device profile < preset < --set < first-class flags (`data`, `train`:
-    section values from flags; None values are left alone)."""
+    section values from flags; None values are left alone). The scene type and the factor
+    are settled here, before the profile is picked (nerfcli.data.scene_type: auto -> what the
+    poses and the photos' size say); `choices`, when given, receives them by name
+    ("scene_type", "factor": scene_type.Choice)."""
     config = config or default_preset(scene, spherify)
     extra = list(overrides)
     if model is not None:
         extra.append(f"model.name={model}")
     if spherify:
         extra = ["data.spherify=true", "data.ndc=false", *extra]
-    probe = build_config(config, extra)
+    flags = data or {}
+    probe = with_values(build_config(config, extra), "data", **flags)
+    settled = settle_choices(scene, probe, choices)
+    probe = with_values(probe, "data", **settled)
     profile = model_profile(probe.model.name, device_type, profile_kind(probe))
     cfg = build_config(config, extra, base=profile)
-    cfg = with_values(cfg, "data", **(data or {}))
+    cfg = with_values(cfg, "data", **{**flags, **settled})
     return with_values(cfg, "train", **(train or {}))
+
+
+def settle_choices(scene: Path, cfg: Config, choices: dict | None = None) -> dict:
+    """The data values the scene decides: scene_type (and ndc: on only for forward) and
+    factor, as concrete values (what the run's config records, so eval reloads the same)."""
+    scene_type = choose_scene_type(scene, cfg.data)
+    factor = choose_factor(scene, cfg.data)
+    if choices is not None:
+        choices.update(scene_type=scene_type, factor=factor)
+    ndc = cfg.data.ndc and scene_type.value == "forward"
+    return {"scene_type": scene_type.value, "factor": factor.value, "ndc": ndc}
 
 
 def profile_kind(cfg: Config) -> str:
@@ -73,9 +92,23 @@ def load_training_scene(scene: Path, cfg: Config, load_images: bool = True) -> S
 
 def settle_config(cfg: Config, scene: Scene) -> Config:
     """Record what the scene decided in the config that is saved with the run: the
-    background actually used (auto -> the format's) and whether rays are in NDC."""
-    data = replace(cfg.data, background=scene.background, ndc=scene.ndc)
+    background actually used (auto -> the format's), whether rays are in NDC, the factor
+    (auto -> the one used) and the scene type (so eval reloads the same training frame)."""
+    scene_type = cfg.data.scene_type
+    if scene_type == "auto":
+        scene_type = scene.source.get("scene_type") or KIND_SCENE_TYPES[scene.kind]
+    data = replace(
+        cfg.data,
+        background=scene.background,
+        ndc=scene.ndc,
+        factor=scene.factor,
+        scene_type=scene_type,
+    )
     return replace(cfg, data=data)
+
+
+# The scene type a loaded scene of each kind was (formats that do not record theirs).
+KIND_SCENE_TYPES = {"ndc": "forward", "box": "object", "unbounded": "unbounded"}
 
 
 @dataclass

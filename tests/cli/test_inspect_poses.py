@@ -82,10 +82,11 @@ def test_factor_option(fern_dir):
     assert [c["name"] for c in failed] == ["images_for_factor"]
 
 
-def test_surround_capture_gets_the_spherify_hint(cup_dir):
+def test_surround_capture_says_train_picks_unbounded(cup_dir):
     result = invoke(cup_dir)
     assert result.exit_code == 0, result.output
-    assert "surround" in result.stderr and "--spherify" in result.stderr
+    text = " ".join(result.stderr.split())
+    assert "surround" in text and "picks scene type unbounded" in text
     doc = json.loads(invoke(cup_dir, "--json", "--spherify").stdout)
     assert doc["capture"] == "surround"
     assert doc["render_path"] == "circle" and doc["focus_depth"] is None

@@ -89,7 +89,9 @@ def test_pixel_json_without_out_equals_a_later_out(tiny_llff, tmp_path):
 
 
 def test_json_document(tiny_llff):
-    result = invoke(tiny_llff, "--view", "3", "--no-ndc", "--json", "--pixel", "3,2")
+    result = invoke(
+        tiny_llff, "--view", "3", "--factor", "8", "--no-ndc", "--json", "--pixel", "3,2"
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     scene = load_scene(tiny_llff, load_imgs=False)
@@ -160,7 +162,8 @@ def test_out_refuses_to_overwrite(tiny_llff, tmp_path):
     assert result.exit_code == 1 and "--force" in result.stderr
     assert out.read_bytes() == b"keep"
     assert invoke(tiny_llff, "--view", "0", "--out", out, "--force").exit_code == 0
-    assert np.load(out)["rays_o"].shape == (3, 4, 3)
+    # no --factor: the auto factor, 1 for these 32-pixel-wide photos
+    assert np.load(out)["rays_o"].shape == (24, 32, 3)
 
 
 def test_help_lists_every_option():

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from pathlib import Path
 
 from nerfcli.config import DataConfig
@@ -59,7 +60,17 @@ def format_module(name: str):
 
 
 def load_scene(path: str | Path, cfg: DataConfig | None = None, load_images: bool = True) -> Scene:
-    """Load any supported capture into the training frame."""
+    """Load any supported capture into the training frame. factor 0 (auto) becomes the
+    factor nerfcli.data.scene_type.choose_factor picks; scene type "object" turns a
+    transforms.json capture's unbounded scene into a box (the same frame and box)."""
+    from nerfcli.data.scene_type import choose_factor
+
     cfg = cfg or DataConfig()
     name = detect_format(path) if cfg.format == "auto" else cfg.format
-    return format_module(name).load(Path(path), cfg, load_images)
+    cfg = replace(cfg, format=name)
+    if cfg.factor == 0:
+        cfg = replace(cfg, factor=int(choose_factor(Path(path), cfg).value))
+    scene = format_module(name).load(Path(path), cfg, load_images)
+    if cfg.scene_type == "object" and scene.kind == "unbounded" and scene.scene_box is not None:
+        scene = replace(scene, kind="box")
+    return scene

@@ -23,6 +23,7 @@ from nerfcli.data.cameras import (
     spherify_poses,
     spiral_path,
 )
+from nerfcli.data.formats.llff_unbounded import classify, unbounded_frame
 from nerfcli.data.formats.poses_bounds import PosesBounds, read_poses_bounds
 from nerfcli.data.images import cache_resized, image_size, list_images, read_image, resize_area
 from nerfcli.data.scene import Scene
@@ -142,9 +143,11 @@ def load_scene(
     render_frames: int = 120,
     load_imgs: bool = True,
     ndc: bool | None = None,
+    scene_type: str = "forward",
 ) -> Scene:
     """Load an LLFF capture folder (or its poses_bounds.npy) into the training frame, exactly
-    as nerf-pytorch's load_llff_data. ndc: None means NDC unless spherified (run_nerf.py)."""
+    as nerf-pytorch's load_llff_data. ndc: None means NDC unless spherified (run_nerf.py).
+    scene_type: see scene_from_poses_bounds (forward: the reference frame)."""
     if factor < 1:
         raise DataError(f"factor must be >= 1, got {factor}")
     return scene_from_poses_bounds(
@@ -157,6 +160,7 @@ def load_scene(
         render_frames=render_frames,
         load_imgs=load_imgs,
         ndc=ndc,
+        scene_type=scene_type,
     )
 
 
@@ -174,8 +178,12 @@ def scene_from_poses_bounds(
     render_frames: int = 120,
     load_imgs: bool = True,
     ndc: bool | None = None,
+    scene_type: str = "forward",
 ) -> Scene:
-    """The training-frame Scene of already validated poses (images from pb's folder if asked)."""
+    """The training-frame Scene of already validated poses (images from pb's folder if asked).
+    scene_type: "forward" (nerf-pytorch's frame: NDC, or spherified with `spherify`), "object"
+    or "unbounded" (the walk-around frame of llff_unbounded), "auto" (forward for a
+    forward-facing capture, unbounded for a surround one). `spherify` wins over it."""
     if factor < 1:
         raise DataError(f"factor must be >= 1, got {factor}")
     if render_frames < 1:
@@ -193,44 +201,88 @@ def scene_from_poses_bounds(
     if load_imgs:
         images, files = load_images(root, pb, factor)
         height, width = images.shape[1:3]
-    frame = _training_frame(pb, bd_factor, recenter, spherify, render_frames)
+    scene_type = effective_scene_type(pb, scene_type, spherify)
+    if scene_type == "forward" or spherify:
+        geometry = _reference_geometry(pb, bd_factor, recenter, spherify, render_frames, ndc)
+    else:
+        geometry = _walk_around_geometry(pb, render_frames, scene_type)
+    facts = geometry.pop("facts")
     i_train, i_test = holdout_split(pb.num_views, llffhold)
-    linear = frame.world_from_file[:3, :3]
-    bounds = frame.bounds
-    near, far = (0.0, 1.0) if ndc else (float(bounds.min() * 0.9), float(bounds.max()))
     K = intrinsics(int(height), int(width), pb.focal / factor)
     return Scene(
         root=root,
         format="llff",
-        c2w=frame.c2w,
         K=np.repeat(K[None], pb.num_views, 0),
         height=int(height),
         width=int(width),
-        near=near,
-        far=far,
-        bounds=bounds,
         splits={"train": i_train, "val": [], "test": i_test},
-        render_poses=frame.render_poses,
-        render_path="circle" if spherify else "spiral",
-        kind="ndc" if ndc else ("box" if spherify else "unbounded"),
-        scene_box=SPHERIFY_BOX.copy() if spherify and not ndc else None,
         background="black",
         pixel_center=0.0,
-        world_from_file=frame.world_from_file,
         factor=factor,
-        scale=float(np.cbrt(abs(np.linalg.det(linear)))),
         image_files=[str(f) for f in files],
         images=images,
         depths=_load_depths(root, files, (int(height), int(width))) if load_imgs else None,
+        **geometry,
         source={
             "stored_height": pb.height,
             "stored_width": pb.width,
             "stored_focal": pb.focal,
             "spherify": spherify,
-            "bd_scale": frame.bd_scale,
-            "focus_depth": frame.focus_depth,
+            "scene_type": scene_type,
+            **facts,
         },
     )
+
+
+def effective_scene_type(pb: PosesBounds, scene_type: str, spherify: bool) -> str:
+    """forward, object or unbounded: spherify is an object (in nerf-pytorch's spherified
+    frame); auto follows the views' spread (cameras.capture_kind)."""
+    if spherify:
+        return "object"
+    if scene_type == "auto":
+        return "forward" if classify(pb)[0] == "forward-facing" else "unbounded"
+    if scene_type not in ("forward", "object", "unbounded"):
+        raise DataError(f"unknown scene type {scene_type!r}; choose forward, object or unbounded")
+    return scene_type
+
+
+def _reference_geometry(pb, bd_factor, recenter, spherify, render_frames, ndc) -> dict:
+    """The Scene fields of nerf-pytorch's frame (NDC, no-NDC, or spherified)."""
+    frame = _training_frame(pb, bd_factor, recenter, spherify, render_frames)
+    bounds = frame.bounds
+    near, far = (0.0, 1.0) if ndc else (float(bounds.min() * 0.9), float(bounds.max()))
+    linear = frame.world_from_file[:3, :3]
+    return {
+        "c2w": frame.c2w,
+        "near": near,
+        "far": far,
+        "bounds": bounds,
+        "render_poses": frame.render_poses,
+        "render_path": "circle" if spherify else "spiral",
+        "kind": "ndc" if ndc else ("box" if spherify else "unbounded"),
+        "scene_box": SPHERIFY_BOX.copy() if spherify and not ndc else None,
+        "world_from_file": frame.world_from_file,
+        "scale": float(np.cbrt(abs(np.linalg.det(linear)))),
+        "facts": {"bd_scale": frame.bd_scale, "focus_depth": frame.focus_depth},
+    }
+
+
+def _walk_around_geometry(pb: PosesBounds, render_frames: int, scene_type: str) -> dict:
+    """The Scene fields of the walk-around frame (llff_unbounded): kind unbounded or box."""
+    frame = unbounded_frame(pb, render_frames)
+    return {
+        "c2w": frame.c2w,
+        "near": frame.near,
+        "far": frame.far,
+        "bounds": frame.bounds,
+        "render_poses": frame.render_poses,
+        "render_path": "orbit",
+        "kind": "box" if scene_type == "object" else "unbounded",
+        "scene_box": frame.scene_box,
+        "world_from_file": frame.world_from_file,
+        "scale": frame.scale,
+        "facts": {"centre": frame.method, "focus_point": [float(v) for v in frame.focus]},
+    }
 
 
 @dataclass
@@ -329,4 +381,5 @@ def load(path: Path, cfg: DataConfig, load_images: bool = True) -> Scene:
         render_frames=cfg.render_frames,
         load_imgs=load_images,
         ndc=cfg.ndc,
+        scene_type=cfg.scene_type,
     )

@@ -394,6 +394,13 @@ def _training_poses(json_path: Path, frames: list[Frame]):
     return c2w, norm, half
 
 
+def stored_size(path: Path) -> tuple[int, int]:
+    """(h, w) of a capture's photos as stored: w/h from the file, else the first image's
+    header (the auto factor, nerfcli.data.scene_type)."""
+    json_path, root = locate(path)
+    return _stored_size(json_path, _read_frames(json_path, root, read_json(json_path, FIX)))
+
+
 def load(root: Path, cfg: DataConfig, load_images: bool = True) -> Scene:
     """Load a transforms.json capture (its folder, or the .json file) into a Scene."""
     json_path, root = locate(root)

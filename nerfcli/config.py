@@ -87,6 +87,10 @@ class TensorfModelConfig:
     lr_grid: float = 0.02
     lr_network: float = 1e-3
     aabb: tuple[float, ...] = ()  # x0 y0 z0 x1 y1 z1; empty: NDC box, or [-1, 1]^3 (spherify)
+    # unbounded scenes: none (the grid spans the box), linf or l2 (the box is the inner
+    # region, the rest of space contracted around it; nerfcli.render.contraction)
+    contraction: str = "none"
+    outer_samples: int = 0  # contraction: samples per ray past the box (0: from the grid)
 
 
 @dataclass(frozen=True)

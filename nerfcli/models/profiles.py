@@ -78,8 +78,10 @@ def tensorf_profile(device_type: str, kind: str = "ndc") -> dict:
     """
     cpu = device_type == "cpu"
     tensorf = dict(TENSORF_CPU if cpu else TENSORF_GPU)
-    if kind in ("box", "unbounded"):  # unbounded: the box grid until its own profile lands
+    if kind == "box":
         tensorf.update(TENSORF_CPU_SURROUND if cpu else TENSORF_GPU_SURROUND)
+    elif kind == "unbounded":
+        tensorf.update(TENSORF_CPU_UNBOUNDED if cpu else TENSORF_GPU_UNBOUNDED)
     return {
         "model": {"tensorf": tensorf},
         "train": dict(TENSORF_CPU_TRAIN if cpu else TENSORF_GPU_TRAIN),
@@ -102,6 +104,15 @@ TENSORF_CPU_SURROUND: dict = {
     "grid_final": [192, 192, 192],
     "max_samples": 128,
 }
+# Unbounded surround captures: the box is the inner region, the rest of space contracted
+# around it (tensorf_profile's docstring says why each number).
+TENSORF_CPU_UNBOUNDED: dict = {
+    "contraction": "linf",
+    "grid_init": [64, 64, 64],
+    "grid_final": [256, 256, 256],
+    "max_samples": 128,
+    "alpha_mask_steps": [400, 800, 1400],
+}
 TENSORF_CPU_TRAIN: dict = {"iters": 2600, "batch_rays": 4096, "lr_decay_steps": 2600}
 TENSORF_CPU_RENDER: dict = {"chunk": 8192}
 
@@ -116,5 +127,11 @@ TENSORF_GPU: dict = {
     "decoder_width": 128,
 }
 TENSORF_GPU_SURROUND: dict = {"grid_init": [128, 128, 128], "grid_final": [300, 300, 300]}
+TENSORF_GPU_UNBOUNDED: dict = {
+    "contraction": "linf",
+    "grid_init": [128, 128, 128],
+    "grid_final": [384, 384, 384],
+    "alpha_mask_steps": [2000, 4000],
+}
 TENSORF_GPU_TRAIN: dict = {"iters": 8000, "batch_rays": 4096, "lr_decay_steps": 8000}
 TENSORF_GPU_RENDER: dict = {"chunk": 16384}

@@ -1,5 +1,6 @@
 """Where to sample along rays: stratified depths, inverse-CDF (hierarchical) samples, the part
-of each ray inside a box, and the points at given depths."""
+of each ray inside a box, samples of unbounded rays (uniform in the box, then in disparity out
+to infinity), and the points at given depths."""
 
 from __future__ import annotations
 
@@ -88,3 +89,41 @@ def box_interval(
 def sample_points(rays_o: torch.Tensor, rays_d: torch.Tensor, t_vals: torch.Tensor) -> torch.Tensor:
     """Points [R, S, 3] = o + t d."""
     return rays_o[..., None, :] + rays_d[..., None, :] * t_vals[..., :, None]
+
+
+def unbounded_samples(
+    rays_o: torch.Tensor,
+    rays_d: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    near: float,
+    n_inner: int,
+    n_outer: int,
+    perturb: bool,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Depths [R, n_inner + n_outer], increasing, for rays [R] of an unbounded scene whose inner
+    region is the box lo..hi (mip-NeRF 360's spacing):
+    - n_inner uniform in t over [near, t_exit], t_exit where the ray leaves the box (near for a
+      ray that misses it; a ray starting outside the box is sampled uniformly from near too);
+    - n_outer uniform in disparity 1/t from 1/t_exit down to 0: out to infinity, so the room
+      or sky at any distance is sampled, about evenly in contracted space (|y| = 2 - 1/t for
+      a ray from the box centre). The scene's far is not used.
+    One sample in each of the n equal bins of each part: at the bin's middle, or jittered
+    uniformly inside it when `perturb` (training). The last sample is at a finite t (at most
+    t_exit / (1 - u) for the last bin's u < 1)."""
+    num_rays = rays_o.shape[0]
+    _, t_exit = box_interval(rays_o, rays_d, lo, hi, near, float("inf"))  # [R]
+    t_exit = t_exit.clamp(min=max(near, 1e-6))[:, None]  # [R, 1]
+    shape = (num_rays, n_inner + n_outer)
+    if perturb:
+        u = torch.rand(shape, generator=generator, device=rays_o.device)
+    else:
+        u = torch.full(shape, 0.5, device=rays_o.device)
+    inner_bins = torch.arange(n_inner, device=rays_o.device, dtype=torch.float32)
+    s_inner = (inner_bins + u[:, :n_inner]) / n_inner  # [R, n_inner] in [0, 1)
+    t_inner = near + (t_exit - near) * s_inner
+    outer_bins = torch.arange(n_outer, device=rays_o.device, dtype=torch.float32)
+    s_outer = (outer_bins + u[:, n_inner:]) / n_outer  # [R, n_outer] in [0, 1)
+    t_outer = t_exit / (1.0 - s_outer).clamp(min=1e-7)  # disparity (1 - s) / t_exit
+    return torch.cat([t_inner, t_outer], -1).contiguous()

@@ -20,6 +20,9 @@ No-grad renders reuse the volume, slices and stacked planes across chunks (`_cac
 bake the appearance on the render's z-slices once they have rendered enough rays to pay for
 it (`appearance_table`, read by `colour_at_samples` for fast.py).
 The alpha mask marks the grid cells that may hold visible density.
+Unbounded scenes (`contraction` linf or l2): the box is the inner region and the grid spans
+the contracted cube, contract(box coordinates) / 2 (nerfcli.render.contraction), so the box
+fills the middle half of the grid on each axis and all of space the rest.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from nerfcli.models.tensorf.factors import (
     stack_factors,
     trilinear_gather,
 )
+from nerfcli.render.contraction import contract, radial_stretch
 
 # Baked appearance slices (TensorfField.appearance_table): built once a model has rendered
 # vertices / BAKE_AFTER rays (the bake costs about as much as colouring vertices / 32 rays at 8
@@ -116,10 +120,33 @@ class TensorfField(nn.Module):
     def network_parameters(self) -> list[nn.Parameter]:
         return [*self.basis.parameters(), *self.decoder.parameters()]
 
+    @property
+    def contracted(self) -> bool:
+        return self.cfg.contraction != "none"
+
     def normalize(self, points: torch.Tensor) -> torch.Tensor:
-        """World/NDC points [..., 3] -> box coordinates [..., 3], in [-1, 1] inside the box."""
+        """World/NDC points [..., 3] -> grid coordinates [..., 3]: in [-1, 1] inside the box;
+        with a contraction, contract(box coordinates) / 2, in [-1, 1] for every finite point."""
         lo, hi = self.aabb[0], self.aabb[1]
-        return (points - lo) * (2.0 / (hi - lo)) - 1.0
+        coords = (points - lo) * (2.0 / (hi - lo)) - 1.0
+        if self.contracted:
+            return 0.5 * contract(coords, self.cfg.contraction)
+        return coords
+
+    def inner_voxels(self) -> torch.Tensor:
+        """Voxels [3] (x, y, z) across the box: resolution - 1, or half that with a
+        contraction (the box fills the middle half of the grid)."""
+        voxels = torch.tensor(self.resolution, dtype=torch.float32) - 1.0
+        return 0.5 * voxels if self.contracted else voxels
+
+    def outer_samples(self) -> int:
+        """Samples per ray past the box with a contraction: cfg.outer_samples, or one per
+        contracted voxel / step_ratio across the outer shell (a quarter of the grid's
+        vertices on the mean axis), as the box's samples are spaced."""
+        if self.cfg.outer_samples > 0:
+            return self.cfg.outer_samples
+        shell_voxels = float(torch.mean(self.inner_voxels())) / 2.0
+        return max(2, int(round(shell_voxels / self.cfg.step_ratio)))
 
     def _cached(self, name: str, params: list[torch.Tensor], build, extra: tuple = ()):
         """build() under grad; without grad, reused while `params` are unchanged in place
@@ -299,10 +326,26 @@ class TensorfField(nn.Module):
             self.update_alpha_mask()
 
     def mask_step(self) -> float:
-        """Sample spacing (in ray units, |d| = 1) the alpha-mask threshold refers to."""
+        """Sample spacing inside the box (in ray units, |d| = 1) the alpha-mask threshold
+        refers to."""
         size = (self.aabb[1] - self.aabb[0]).cpu()
-        res = torch.tensor(self.resolution, dtype=torch.float32)
-        return float(torch.mean(size / (res - 1))) * self.cfg.step_ratio
+        return float(torch.mean(size / self.inner_voxels())) * self.cfg.step_ratio
+
+    def vertex_steps(self) -> torch.Tensor | float:
+        """Sample spacing in ray units at every grid vertex [Rz, Ry, Rx] with a contraction
+        (a float without): outside the box the samples are about 1 / outer_samples apart in
+        contracted units along the ray (uniform in disparity), each spanning radial_stretch
+        times that in box units; the larger of that and the box spacing is taken, so the
+        mask keeps a cell whenever a sample there could reach the threshold."""
+        if not self.contracted:
+            return self.mask_step()
+        rx, ry, rz = self.resolution
+        axes = [torch.linspace(-2.0, 2.0, n, device=self.aabb.device) for n in (rz, ry, rx)]
+        z, y, x = torch.meshgrid(*axes, indexing="ij")
+        stretch = radial_stretch(torch.stack([x, y, z], -1), self.cfg.contraction)  # [Rz,Ry,Rx]
+        half = float(torch.mean(self.aabb[1] - self.aabb[0])) / 2.0  # box units -> ray units
+        outer = half / self.outer_samples()  # contracted spacing 1 / outer_samples, in ray units
+        return torch.clamp(stretch * outer, min=self.mask_step())
 
     @torch.no_grad()
     def update_alpha_mask(self) -> None:
@@ -313,7 +356,7 @@ class TensorfField(nn.Module):
         above the threshold, which never drops a significant sample (tested).
         """
         sigma = self.activate_density(self.density_volume())  # [Rz, Ry, Rx]
-        alpha = 1.0 - torch.exp(-sigma * self.mask_step())
+        alpha = 1.0 - torch.exp(-sigma * self.vertex_steps())
         active = (alpha > self.cfg.alpha_mask_threshold).float()[None, None]
         cells = F.max_pool3d(active, kernel_size=2, stride=1)[0, 0] > 0  # [Rz-1, Ry-1, Rx-1]
         self.alpha_mask = cells

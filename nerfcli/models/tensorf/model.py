@@ -17,6 +17,7 @@ from nerfcli.models.tensorf.field import TensorfField
 from nerfcli.models.tensorf.losses import tensorf_loss
 from nerfcli.models.tensorf.render import RenderPolicy
 from nerfcli.render.composite import RenderResult
+from nerfcli.render.contraction import CONTRACTIONS
 
 # The LLFF box in NDC: NDC x, y of the training rays reach a little past [-1, 1].
 NDC_BOX = ((-1.5, -1.67, -1.0), (1.5, 1.67, 1.0))
@@ -67,6 +68,13 @@ def validate_tensorf_config(m: TensorfModelConfig) -> None:
         raise ConfigError(f"model.tensorf.step_ratio must be positive, got {m.step_ratio}")
     if list(m.upsample_steps) != sorted(set(m.upsample_steps)):
         raise ConfigError("model.tensorf.upsample_steps must be increasing")
+    if m.contraction not in ("none", *CONTRACTIONS):
+        raise ConfigError(
+            f"model.tensorf.contraction must be none, {' or '.join(CONTRACTIONS)}, got "
+            f"{m.contraction!r}"
+        )
+    if m.outer_samples < 0:
+        raise ConfigError(f"model.tensorf.outer_samples must be >= 0, got {m.outer_samples}")
 
 
 class TensorfModel(TensorfField, RadianceModel):
@@ -78,6 +86,11 @@ class TensorfModel(TensorfField, RadianceModel):
     def __init__(self, cfg: Config, scene_box: np.ndarray | torch.Tensor | None = None):
         m = cfg.model.tensorf
         validate_tensorf_config(m)
+        if cfg.data.ndc and m.contraction != "none":
+            raise ConfigError(
+                "model.tensorf.contraction is for unbounded scenes in world coordinates, not NDC; "
+                "set data.ndc=false (a surround capture) or model.tensorf.contraction=none"
+            )
         super().__init__(m, scene_box_for(cfg, scene_box))
         self.policy = RenderPolicy.from_config(cfg)
         self.schedule = grid_schedule(m.grid_init, m.grid_final, len(m.upsample_steps))
@@ -145,4 +158,7 @@ class TensorfModel(TensorfField, RadianceModel):
         adapt_to_state_dict(self, state)
 
     def extra_repr(self) -> str:
-        return f"resolution={self.resolution}, ndc={self.policy.ndc}"
+        return (
+            f"resolution={self.resolution}, ndc={self.policy.ndc}, "
+            f"contraction={self.cfg.contraction}"
+        )

@@ -6,6 +6,9 @@ takes, which samples get a colour, and how they are composited.
   density is read from z-slices (`TensorfField.density_slices`); in world coordinates each ray
   is sampled only over the part of its [near, far] inside the scene box (`box_interval`), as
   TensoRF does, and the density is read at the samples inside the box (and the alpha mask).
+  With a contraction (unbounded scenes) each ray is sampled uniformly in t to where it leaves
+  the box, then uniformly in disparity out to infinity (`unbounded_samples`); every sample is
+  inside the contracted grid, and the alpha mask skips the empty ones.
 - Colour, with colour_samples = K > 0: evaluated at K weight quantiles per ray and held
   piecewise constant between them (`_colour_by_quantiles`; exact when colour is constant along
   a ray). With colour_samples = 0: only where the ray weight exceeds weight_threshold
@@ -34,7 +37,12 @@ from nerfcli.render.composite import (
     sample_deltas,
     weights_from_alpha,
 )
-from nerfcli.render.samplers import box_interval, sample_points, stratified_samples
+from nerfcli.render.samplers import (
+    box_interval,
+    sample_points,
+    stratified_samples,
+    unbounded_samples,
+)
 
 SampleCounts = tuple[int, int, int]  # (all samples, samples given density, given colour)
 
@@ -52,6 +60,7 @@ class RenderPolicy:
     weight_threshold: float
     # no-grad NDC renders take fast.py's path (False: this module's, as training does)
     fast: bool = True
+    contraction: str = "none"  # none, or the unbounded scene's contraction (linf, l2)
 
     @classmethod
     def from_config(cls, cfg: Config) -> RenderPolicy:
@@ -64,6 +73,7 @@ class RenderPolicy:
             max_samples=m.max_samples,
             colour_samples=m.colour_samples,
             weight_threshold=m.weight_threshold,
+            contraction=m.contraction,
         )
 
     # ------------------------------------------------------------------ sampling
@@ -74,24 +84,31 @@ class RenderPolicy:
         """Samples per ray: the ray's span in voxels / step_ratio, capped at max_samples.
 
         NDC rays cross the box in z (t in [0, 1] maps z from -1 to 1), i.e. Rz - 1 voxels;
-        world rays span (far - near) |d| / voxel size.
+        world rays span (far - near) |d| / voxel size. With a contraction: the box's diagonal
+        in its voxels (half the grid's), capped, plus field.outer_samples() past the box.
         """
-        res = torch.tensor(field.resolution, dtype=torch.float32)
         if self.ndc:
-            span_voxels = float(res[2] - 1)
+            span_voxels = float(field.resolution[2] - 1)
         else:
             size = (field.aabb[1] - field.aabb[0]).cpu()  # [3]
-            voxel = float(torch.mean(size / (res - 1)))
+            voxel = float(torch.mean(size / field.inner_voxels()))
             length = 1.0
             if rays_d is not None and rays_d.numel():
                 length = float(torch.linalg.norm(rays_d, dim=-1).mean())
             # samples cover only the part of each ray inside the box (sample_depths)
-            span = min((far - near) * length, float(torch.linalg.norm(size)))
+            span = float(torch.linalg.norm(size))
+            if not self.contracted:
+                span = min((far - near) * length, span)
             span_voxels = span / voxel
         count = int(math.ceil(span_voxels / self.step_ratio)) + 1
         if self.max_samples > 0:
             count = min(count, self.max_samples)
-        return max(count, 2)
+        count = max(count, 2)
+        return count + field.outer_samples() if self.contracted else count
+
+    @property
+    def contracted(self) -> bool:
+        return self.contraction != "none"  # TensorfModel refuses it with NDC
 
     def sample_depths(
         self,
@@ -104,11 +121,25 @@ class RenderPolicy:
     ) -> torch.Tensor:
         """Sample depths t [R, S], stratified in [near, far] (jittered when training). In NDC
         the jitter is drawn once per sample index and shared by the rays of the batch; in world
-        coordinates each ray is sampled only where it is inside the scene box."""
+        coordinates each ray is sampled only where it is inside the scene box; with a
+        contraction, through the box and then in disparity to infinity (far is not used)."""
         num_rays = len(rays)
         num_samples = self.num_samples(field, near, far, rays.directions)
         device = rays.origins.device
         perturb = train and self.perturb
+        if self.contracted:
+            n_outer = field.outer_samples()
+            return unbounded_samples(
+                rays.origins,
+                rays.directions,
+                field.aabb[0],
+                field.aabb[1],
+                near,
+                num_samples - n_outer,
+                n_outer,
+                perturb,
+                generator,
+            )  # [R, S]
         if self.ndc:
             row = stratified_samples(near, far, 1, num_samples, perturb, False, generator, device)
             return row.expand(num_rays, num_samples)  # [R, S]

@@ -78,6 +78,17 @@ def rays(
         "--spherify",
         help="Use the spherified training frame (captures that walk around an object).",
     ),
+    scene_type: str = typer.Option(
+        None,
+        "--scene-type",
+        help="forward, object or unbounded: the training frame `nerf train --scene-type` uses "
+        "(default: chosen from the poses, as nerf train chooses it).",
+    ),
+    llff_camera: bool = typer.Option(
+        False,
+        "--llff-camera",
+        help="LLFF: poses_bounds.npy's single camera even where sparse/0 has one per view.",
+    ),
     out: Path | None = typer.Option(
         None,
         "--out",
@@ -102,7 +113,9 @@ def rays(
         if out.suffix.lower() != ".npz":
             raise typer.BadParameter(f"{out}: the file name must end in .npz", param_hint="--out")
         check_writable_target(out, force)
-    loaded, poses_file = _load(scene, factor, half_res, data_format, spherify, ndc, rgb and out)
+    flags = {"factor": factor, "half_res": half_res, "format": data_format}
+    flags.update(scene_type=scene_type, llff_camera=llff_camera or None)
+    loaded, poses_file = _load(scene, flags, spherify, ndc, rgb and out)
     _check_view(loaded, poses_file, view, pixels)
     camera = loaded.camera(view)
     if out is not None:
@@ -121,6 +134,10 @@ def rays(
                 "pixel_center": camera.pixel_center,
                 "ndc": camera.ndc,
                 "spherify": spherify,
+                "scene_type": loaded.source.get("scene_type"),
+                "kind": loaded.kind,
+                "cameras": loaded.source.get("cameras"),
+                "distortion": camera.distortion,
                 "near": camera.near,
                 "far": camera.far,
                 "K": camera.K,
@@ -138,13 +155,12 @@ def rays(
         )
 
 
-def _load(scene: Path, factor, half_res, data_format, spherify: bool, ndc, with_images: bool):
+def _load(scene: Path, flags: dict, spherify: bool, ndc, with_images: bool):
     """The scene exactly as `nerf train SCENE` with these flags loads it (poses only unless
     the images are needed): (scene, the file that holds its poses)."""
     from nerfcli.data.formats import FORMATS, load_scene
     from nerfcli.training.session import resolve_config
 
-    flags = {"factor": factor, "half_res": half_res, "format": data_format}
     cfg = resolve_config(scene, spherify=spherify, data=flags)
     data = cfg.data if ndc is None else replace(cfg.data, ndc=ndc)  # --spherify --ndc: allowed
     data = replace(data, testskip=1)  # Blender: every view, numbered as inspect-poses does

@@ -73,6 +73,12 @@ def train(
         "--spherify",
         help="nerf-pytorch's object frame: spherified poses in a box, no NDC (the reference).",
     ),
+    llff_camera: bool = typer.Option(
+        False,
+        "--llff-camera",
+        help="LLFF: poses_bounds.npy's single camera for every view even where the folder "
+        "holds its COLMAP model (sparse/0), whose per-view cameras are used otherwise.",
+    ),
     scene_type: str = typer.Option(
         None,
         "--scene-type",
@@ -103,6 +109,7 @@ def train(
         options.update(device=device, seed=seed, factor=factor, format=data_format)
         options.update(scene_type=scene_type)
         flags = dict(resume=resume, spherify=spherify, json=json_out, quiet=quiet)
+        flags["llff-camera"] = bool(llff_camera)
         code = distributed.launch(
             nproc, worker_args(scene, out, options, overrides, half_res, flags)
         )
@@ -115,15 +122,15 @@ def train(
         from nerfcli.training.session import check_resume_flags, resume_config
 
         given = dict(config=config, model=model, set=overrides, factor=factor)
-        check_resume_flags(**given, spherify=spherify, half_res=half_res, format=data_format)
-        check_resume_flags(scene_type=scene_type)
+        given.update(spherify=spherify, half_res=half_res, format=data_format)
+        check_resume_flags(**given, scene_type=scene_type, llff_camera=llff_camera)
         cfg = resume_config(out, iters, max_minutes)
         choices: dict = {}
     else:
         from nerfcli.training.session import resolve_config
 
         data = {"factor": factor, "half_res": half_res, "format": data_format}
-        data["scene_type"] = scene_type
+        data.update(scene_type=scene_type, llff_camera=llff_camera or None)
         run = {"iters": iters, "max_minutes": max_minutes, "seed": seed}
         choices = {}
         cfg = resolve_config(

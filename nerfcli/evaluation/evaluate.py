@@ -80,6 +80,11 @@ def load_matching_scene(
         )
     elif not np.allclose(scene.c2w[train_now], meta.c2w[train_then], atol=1e-4):
         problems.append("its camera poses differ from the checkpoint's")
+    elif not np.allclose(scene.K[train_now], meta.K[train_then], rtol=1e-5):
+        problems.append(
+            "its camera intrinsics differ from the checkpoint's (a COLMAP sparse/0 added or "
+            "removed since training?)"
+        )
     if problems:
         raise DataError(
             f"{root}: scene folder does not match the checkpoint ({problems[0]}); "

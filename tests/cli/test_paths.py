@@ -62,7 +62,7 @@ def test_every_command_with_spaces_and_unicode(scene: Path, tmp_path: Path):
     result = runner.invoke(app, ["rays", str(scene), "--view", "2", "--out", str(rays_file)])
     assert result.exit_code == 0, result.output
     with np.load(rays_file) as data:
-        assert data["rays_o"].shape == (3, 4, 3)  # factor 8 of 24 x 32
+        assert data["rays_o"].shape == (24, 32, 3)  # the auto factor of 24 x 32 photos: 1
 
     run = out_dir / "run 📷"
     result = runner.invoke(

@@ -23,6 +23,7 @@ from nerfcli.data.cameras import (
     spherify_poses,
     spiral_path,
 )
+from nerfcli.data.formats.llff_colmap import view_cameras
 from nerfcli.data.formats.llff_unbounded import classify, unbounded_frame
 from nerfcli.data.formats.poses_bounds import PosesBounds, read_poses_bounds
 from nerfcli.data.images import cache_resized, image_size, list_images, read_image, resize_area
@@ -144,6 +145,7 @@ def load_scene(
     load_imgs: bool = True,
     ndc: bool | None = None,
     scene_type: str = "forward",
+    per_view_cameras: bool = False,
 ) -> Scene:
     """Load an LLFF capture folder (or its poses_bounds.npy) into the training frame, exactly
     as nerf-pytorch's load_llff_data. ndc: None means NDC unless spherified (run_nerf.py).
@@ -161,6 +163,7 @@ def load_scene(
         load_imgs=load_imgs,
         ndc=ndc,
         scene_type=scene_type,
+        per_view_cameras=per_view_cameras,
     )
 
 
@@ -179,11 +182,14 @@ def scene_from_poses_bounds(
     load_imgs: bool = True,
     ndc: bool | None = None,
     scene_type: str = "forward",
+    per_view_cameras: bool = False,
 ) -> Scene:
     """The training-frame Scene of already validated poses (images from pb's folder if asked).
     scene_type: "forward" (nerf-pytorch's frame: NDC, or spherified with `spherify`), "object"
     or "unbounded" (the walk-around frame of llff_unbounded), "auto" (forward for a
-    forward-facing capture, unbounded for a surround one). `spherify` wins over it."""
+    forward-facing capture, unbounded for a surround one). `spherify` wins over it.
+    per_view_cameras: each view's intrinsics from sparse/0 when the folder holds the COLMAP
+    model (llff_colmap; poses_bounds.npy's single camera otherwise, as the reference)."""
     if factor < 1:
         raise DataError(f"factor must be >= 1, got {factor}")
     if render_frames < 1:
@@ -208,16 +214,21 @@ def scene_from_poses_bounds(
         geometry = _walk_around_geometry(pb, render_frames, scene_type)
     facts = geometry.pop("facts")
     i_train, i_test = holdout_split(pb.num_views, llffhold)
-    K = intrinsics(int(height), int(width), pb.focal / factor)
+    K = np.repeat(intrinsics(int(height), int(width), pb.focal / factor)[None], pb.num_views, 0)
+    cameras = None
+    if per_view_cameras:
+        names = _image_names(root, pb, factor, files)
+        cameras = view_cameras(root, pb, names, (int(height), int(width)))
     return Scene(
         root=root,
         format="llff",
-        K=np.repeat(K[None], pb.num_views, 0),
+        K=K if cameras is None else cameras.K,
+        distortion=None if cameras is None else cameras.distortion,
         height=int(height),
         width=int(width),
         splits={"train": i_train, "val": [], "test": i_test},
         background="black",
-        pixel_center=0.0,
+        pixel_center=0.0 if cameras is None else 0.5,  # COLMAP's pixel centres
         factor=factor,
         image_files=[str(f) for f in files],
         images=images,
@@ -229,9 +240,27 @@ def scene_from_poses_bounds(
             "stored_focal": pb.focal,
             "spherify": spherify,
             "scene_type": scene_type,
+            "cameras": None if cameras is None else cameras.summary,
             **facts,
         },
     )
+
+
+def _image_names(root: Path, pb: PosesBounds, factor: int, files: list[Path]) -> list[str] | None:
+    """The photos' names in view order, as COLMAP knows them: images/ when it holds one per
+    pose (LLFF's images_N/ copies may be renamed image000.png ...), else the files loaded or
+    found; None without any image folder."""
+    full = root / "images"
+    if full.is_dir():
+        names = [f.name for f in list_images(full)]
+        if len(names) == pb.num_views:
+            return names
+    if files:
+        return [f.name for f in files]
+    try:
+        return [f.name for f in find_image_files(root, pb, factor)[1]]
+    except DataError:
+        return None
 
 
 def effective_scene_type(pb: PosesBounds, scene_type: str, spherify: bool) -> str:
@@ -382,4 +411,5 @@ def load(path: Path, cfg: DataConfig, load_images: bool = True) -> Scene:
         load_imgs=load_images,
         ndc=cfg.ndc,
         scene_type=cfg.scene_type,
+        per_view_cameras=not cfg.llff_camera,
     )

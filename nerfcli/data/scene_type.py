@@ -69,7 +69,10 @@ def choose_factor(path: Path, data: DataConfig) -> Choice:
     """data.factor when given (> 0), else the auto rule on the stored size (module doc)."""
     fmt = _format(path, data)
     if data.factor > 0:
-        return Choice(data.factor, f"factor {data.factor} (the preset, --set or --factor)", False)
+        auto = "" if fmt == "blender" else _auto_note(path, fmt)
+        return Choice(
+            data.factor, f"factor {data.factor} (the preset, --set or --factor{auto})", False
+        )
     if fmt == "blender":
         half = " at half resolution (--half-res)" if data.half_res else " (--half-res: 400 x 400)"
         return Choice(1, f"factor 1: Blender scenes load at their own size{half}", True)
@@ -81,6 +84,12 @@ def choose_factor(path: Path, data: DataConfig) -> Choice:
         f"longer side to <= {MAX_SIDE} px ({max(height, width) // f} px); --factor to override",
         True,
     )
+
+
+def _auto_note(path: Path, fmt: str) -> str:
+    """'; auto would pick F for W x H photos' (what the rule says about a given factor)."""
+    height, width = stored_size(path, fmt)
+    return f"; the auto rule picks {auto_factor(max(height, width))} for {width} x {height} photos"
 
 
 def choose_scene_type(path: Path, data: DataConfig) -> Choice:

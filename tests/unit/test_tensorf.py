@@ -35,6 +35,7 @@ from nerfcli.models.tensorf import (
     total_variation,
     trilinear_gather,
 )
+from nerfcli.models.tensorf import field as tensorf_field
 from nerfcli.models.tensorf.losses import tv_loss
 
 BATCH_SHAPES = [(), (2,), (1, 2)]  # leading batch dimensions, as gsplat's tests
@@ -98,7 +99,10 @@ def batched_coords(batch: tuple[int, ...], count: int, seed: int = 1) -> torch.T
 
 @pytest.mark.parametrize("batch", BATCH_SHAPES)
 @pytest.mark.parametrize("count", [1, 7, 300])
-def test_density_fast_matches_reference_values_and_gradients(batch, count):
+@pytest.mark.parametrize("path", ["volume", "direct"])
+def test_density_fast_matches_reference_values_and_gradients(batch, count, path, monkeypatch):
+    # under grad: the dense volume's trilinear reads, or the factors read directly (few points)
+    monkeypatch.setattr(tensorf_field, "DIRECT_POINTS_RATIO", 10**9 if path == "volume" else 0)
     model = make_model()
     coords = batched_coords(batch, count)
     params = [*model.density_planes, *model.density_lines]
@@ -107,7 +111,11 @@ def test_density_fast_matches_reference_values_and_gradients(batch, count):
     (reference * weights).sum().backward()
     grads_reference = grads(params)
     model.zero_grad()
-    fast = model.density_feature(coords)  # trilinear reads of the volume
+    calls = []
+    monkeypatch.setattr(model, "density_direct", lambda c: calls.append(1) or direct(c))
+    direct = type(model).density_direct.__get__(model)
+    fast = model.density_feature(coords)
+    assert bool(calls) == (path == "direct")
     (fast * weights).sum().backward()
     assert fast.shape == (*batch, count)
     torch.testing.assert_close(fast, reference, atol=1e-6, rtol=1e-5)

@@ -27,6 +27,7 @@ fills the middle half of the grid on each axis and all of space the rest.
 
 from __future__ import annotations
 
+import math
 import threading
 
 import torch
@@ -59,6 +60,12 @@ BAKE_MAX_BYTES = 2e9
 # Stored in half precision (read as fast as float32 on 2 cores, half the memory: 1.2 GB at
 # 448 x 448 x 112 slices x 27 features); the features keep 11 significant bits.
 BAKE_DTYPE = torch.float16
+# Under grad, density reads the factors directly for batches of fewer points than vertices /
+# this, else the dense volume. Forward + backward, 1 thread, 16/4/4 components (AMD EPYC Zen 4,
+# busy machine): at 192^3, 22 k points take 27 ms direct against 201 ms through the volume,
+# 300 k take 213 against 295 ms; at 448 x 448 x 128, 300 k take 301 against 642 ms and 1 M
+# take 1736 against 1022 ms. 30 sits between the crossovers.
+DIRECT_POINTS_RATIO = 30
 DECODER_ROWS = 4096  # no-grad colour decoding, rows at a time
 # Guards the render caches: render_in_chunks may call a model from several threads.
 CACHE_LOCK = threading.RLock()
@@ -180,8 +187,16 @@ class TensorfField(nn.Module):
         return density_volume(list(self.density_planes), list(self.density_lines))
 
     def density_feature(self, coords: torch.Tensor) -> torch.Tensor:
-        """Density feature at box coords [..., 3] inside the box -> [...]."""
+        """Density feature at box coords [..., 3] inside the box -> [...]. Under grad, a
+        batch of fewer points than vertices / DIRECT_POINTS_RATIO (the samples an alpha mask
+        leaves) reads the factors directly instead of building the dense volume: the same
+        trilinear value (a sum of separable products), for a cost that scales with the
+        points instead of the grid."""
         params = [*self.density_planes, *self.density_lines]
+        if torch.is_grad_enabled():
+            vertices = math.prod(self.resolution)
+            if coords[..., 0].numel() * DIRECT_POINTS_RATIO < vertices:
+                return self.density_direct(coords)
         volume = self._cached("density_volume", params, self.density_volume)  # [Rz, Ry, Rx]
         if not torch.is_grad_enabled():  # one fused kernel; its backward is the slow part
             grid = coords.clamp(-1.0, 1.0).reshape(1, 1, 1, -1, 3)
@@ -243,20 +258,35 @@ class TensorfField(nn.Module):
     def appearance(self, coords: torch.Tensor) -> torch.Tensor:
         """Appearance features at box coords [..., 3] -> [..., app_dim]: planes and lines each
         in one grid_sample call per plane size."""
+        products = self._factor_products("app", self.app_planes, self.app_lines, coords)
+        features = self.basis(products)  # [P, app_dim]
+        return features.view(*coords.shape[:-1], -1)
+
+    def density_direct(self, coords: torch.Tensor) -> torch.Tensor:
+        """Density feature at box coords [..., 3] read from the factors (one grid_sample per
+        plane size and per line size) -> [...]."""
+        products = self._factor_products(
+            "density", self.density_planes, self.density_lines, coords
+        )  # [P, sum C]
+        return products.sum(-1).view(coords.shape[:-1])
+
+    def _factor_products(
+        self, name: str, planes: nn.ParameterList, lines: nn.ParameterList, coords: torch.Tensor
+    ) -> torch.Tensor:
+        """plane x line products [P, sum C] of one factor set at box coords [..., 3]."""
         flat = coords.reshape(-1, 3)  # [P, 3]
-        planes = self._cached(
-            "app_planes", list(self.app_planes), lambda: stack_factors(list(self.app_planes))
+        stacked_planes = self._cached(
+            f"{name}_planes", list(planes), lambda: stack_factors(list(planes))
         )
-        lines = self._cached(
-            "app_lines", list(self.app_lines), lambda: stack_factors(list(self.app_lines))
+        stacked_lines = self._cached(
+            f"{name}_lines", list(lines), lambda: stack_factors(list(lines))
         )
         plane_coords = [flat[:, PLANE_AXES[mode]] for mode in range(3)]
         zeros = torch.zeros_like(flat[:, 0])
         line_coords = [torch.stack([zeros, flat[:, LINE_AXES[mode]]], -1) for mode in range(3)]
-        plane_features = sample_stacked(planes, plane_coords)  # [P, sum C]
-        line_features = sample_stacked(lines, line_coords)  # [P, sum C]
-        features = self.basis(plane_features * line_features)  # [P, app_dim]
-        return features.view(*coords.shape[:-1], -1)
+        plane_features = sample_stacked(stacked_planes, plane_coords)  # [P, sum C]
+        line_features = sample_stacked(stacked_lines, line_coords)  # [P, sum C]
+        return plane_features * line_features
 
     def appearance_table(self, z: torch.Tensor, num_rays: int) -> torch.Tensor | None:
         """The baked appearance slices [S, Ry, Rx, A] on z [S] (factors.appearance_at_depths),

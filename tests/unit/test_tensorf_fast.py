@@ -1,6 +1,10 @@
 """TensoRF's no-grad NDC render (models/tensorf/fast.py) against the plain path it replaces
 (`RenderPolicy(fast=False)`, the path training takes) and the baked appearance slices against
-the plain appearance reference. Speed is measured in bench/render_speed.py, never here."""
+the plain appearance reference. Speed is measured in bench/render_speed.py, never here.
+
+The fast path decodes colour in bfloat16 on CPUs that multiply it natively; the comparisons
+with the plain path pin float32 decoding (`float32_decoder`, autouse) so they hold to 1e-5, and
+the bfloat16 decoder is compared with the float32 one on its own, to its stated tolerance."""
 
 from __future__ import annotations
 
@@ -9,11 +13,18 @@ import dataclasses
 import pytest
 import torch
 
+import nerfcli.models.tensorf.fast as fast_module
 import nerfcli.models.tensorf.field as field_module
 from nerfcli.data.rays import make_rays
 from nerfcli.models.reference import appearance_reference, render_rays_reference
-from nerfcli.models.tensorf.factors import appearance_at_depths, read_slices
+from nerfcli.models.tensorf.factors import appearance_at_depths, gather_slices, read_slices
 from tests.unit.test_tensorf import blob_model, make_model, ndc_rays, random_coords
+
+
+@pytest.fixture(autouse=True)
+def float32_decoder(monkeypatch):
+    """Colour decoded in float32 on every CPU (bfloat16 is tested on its own below)."""
+    monkeypatch.setattr(fast_module, "decoder_dtype", lambda device: torch.float32)
 
 
 def render_both(model, rays, near=0.0, far=1.0):
@@ -176,3 +187,104 @@ def test_the_table_is_baked_once_it_pays_and_dropped_by_training(monkeypatch):
         for _ in range(4):
             model.render_rays(rays, 0.0, 1.0, train=False)
     assert "app_table" not in model._caches
+
+
+# ----------------------------------------------------------------------------- CPU profile path
+
+CPU_DECODER = ("model.tensorf.view_pe=0", "model.tensorf.feature_pe=0")
+
+
+@pytest.mark.parametrize("baked", [False, True])
+def test_fast_render_with_the_cpu_profile_decoder(monkeypatch, baked):
+    """No positional encodings (the CPU profile): fast == plain, from the factors and from the
+    baked slices (baked at once when `baked`, never when not)."""
+    monkeypatch.setattr(field_module, "BAKE_AFTER", 1e12 if baked else 0.0)
+    model = make_model(*CPU_DECODER, "model.tensorf.colour_samples=4", seed=8)
+    with torch.no_grad():
+        for plane in model.density_planes:
+            plane.mul_(4.0)
+    fast, plain, counts = render_both(model, ndc_rays(90, seed=8))
+    assert ("app_table" in model._caches) == baked
+    assert_same_render(fast, plain)
+    assert 90 <= counts[2] <= 4 * 90  # one to K colours a ray, each distinct sample once
+
+
+@pytest.mark.parametrize("scale", [0.0, 1e-3, 300.0])
+def test_fast_render_for_rays_that_never_saturate_and_rays_that_saturate_at_once(scale):
+    """Density scaled to nothing (opacity 0: the quantiles of an empty ray), to a faint haze
+    (transmittance near 1 to the last sample, whose 1e10 delta may still stop the ray) and to
+    a wall (transmittance 0 after the first sample: ties in the transmittance, every quantile
+    at one sample). Samples from t = 0.2, so depth, and disparity, stay well away from 0."""
+    model = make_model(*CPU_DECODER, seed=9)
+    with torch.no_grad():
+        for plane in model.density_planes:
+            plane.copy_((plane.abs() + 0.5) * scale)
+    fast, plain, counts = render_both(model, ndc_rays(70, seed=9), near=0.2)
+    assert_same_render(fast, plain)
+    opacity = plain.opacity
+    if scale == 0.0:
+        assert float(opacity.max()) == 0.0 and counts[2] == 70  # one colour a ray
+    elif scale < 1.0:
+        assert float((opacity < 0.05).float().mean()) > 0.5  # most rays: T > 0.95 throughout
+    else:
+        assert float((opacity > 1.0 - 1e-6).float().mean()) > 0.5
+        assert counts[2] < 2 * 70  # the mass of most rays in one sample
+
+
+@pytest.mark.parametrize("rows", [1, fast_module.DECODER_PAD - 1, fast_module.DECODER_ROWS + 3])
+@pytest.mark.parametrize("encodings", [0, 2])
+def test_decode_is_the_decoder_in_blocks_and_padding(rows, encodings):
+    """decode() (padded to DECODER_PAD, in blocks of DECODER_ROWS) == the decoder's forward."""
+    model = make_model(
+        f"model.tensorf.view_pe={encodings}", f"model.tensorf.feature_pe={encodings}"
+    )
+    generator = torch.Generator().manual_seed(rows)
+    features = torch.randn(rows, 5, generator=generator)
+    viewdirs = torch.nn.functional.normalize(torch.randn(rows, 3, generator=generator), dim=-1)
+    with torch.no_grad():
+        inputs = fast_module.decoder_inputs(model.decoder, features, viewdirs)
+        got = fast_module.decode(model, inputs)
+        expected = model.decoder(features, viewdirs)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+
+
+def test_bfloat16_decoder_is_within_its_tolerance(monkeypatch):
+    """Where the CPU multiplies bfloat16 natively the decoder runs in it: inputs and weights
+    keep 8 significant bits, so the colour (after a sigmoid, slope <= 1/4) moves by a few
+    1e-3 at most (fern's decoder: 1.7e-3 at most over a frame). Bound: 1e-2, mean 2e-3."""
+    monkeypatch.undo()  # the real decoder_dtype
+    if fast_module.decoder_dtype(torch.device("cpu")) != torch.bfloat16:
+        pytest.skip("this CPU decodes in float32 (no AVX512-BF16 or no oneDNN)")
+    model = make_model(*CPU_DECODER, "model.tensorf.app_dim=27", "model.tensorf.decoder_width=64")
+    generator = torch.Generator().manual_seed(3)
+    features = torch.randn(3000, 27, generator=generator)
+    viewdirs = torch.nn.functional.normalize(torch.randn(3000, 3, generator=generator), dim=-1)
+    with torch.no_grad():
+        got = fast_module.decode(
+            model, fast_module.decoder_inputs(model.decoder, features, viewdirs)
+        )
+        expected = model.decoder(features, viewdirs)
+    error = (got - expected).abs()
+    assert got.dtype == torch.float32
+    assert float(error.max()) < 1e-2 and float(error.mean()) < 2e-3
+    assert float(error.max()) > 0.0  # it is the bfloat16 product that was measured
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_gather_slices_is_read_slices(dtype):
+    """The embedding_bag read of the slice table == read_slices: to float32 rounding for a
+    float32 table; within the half rounding of weights and result (2^-10 of the table's
+    largest value) for a half one; the box edges clamped, not wrapped."""
+    model = make_model("model.tensorf.grid_init=[9,7,5]", seed=6)
+    z = torch.tensor([-1.0, -0.2, 0.4, 1.0])
+    with torch.no_grad():
+        table = appearance_at_depths(
+            list(model.app_planes), list(model.app_lines), model.basis.weight, z, dtype
+        )
+    xy = torch.cat([random_coords(500)[:, :2], torch.tensor([[-1.0, -1.0], [1.0, 1.0]])])
+    index = torch.arange(len(xy)) % len(z)
+    got, expected = gather_slices(table, xy, index), read_slices(table, xy, index)
+    assert got.dtype == dtype and got.shape == expected.shape == (len(xy), 5)
+    scale = float(table.abs().max())
+    tolerance = 1e-6 * scale if dtype == torch.float32 else 2**-10 * scale
+    torch.testing.assert_close(got.float(), expected, atol=tolerance, rtol=0)

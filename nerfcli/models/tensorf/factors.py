@@ -276,3 +276,26 @@ def read_slices(
     top = torch.lerp(rows[0, :, 0], rows[0, :, 1], fx)  # [P, A]
     bottom = torch.lerp(rows[1, :, 0], rows[1, :, 1], fx)
     return torch.lerp(top, bottom, fy)
+
+
+def gather_slices(
+    table: torch.Tensor,  # [S, Ry, Rx, A] from appearance_at_depths
+    xy: torch.Tensor,  # [P, 2] box x, y
+    index: torch.Tensor,  # [P] slice of each point
+) -> torch.Tensor:
+    """`read_slices` in one embedding_bag call (the 4 texels and their bilinear weights as a
+    bag, summed by one fused kernel): [P, A] in the table's dtype (weights and result rounded
+    to it: 11 significant bits for half)."""
+    num, ry, rx, dim = table.shape
+    size = xy.new_tensor([rx - 1, ry - 1])  # [2]
+    pixel = (xy.clamp(-1.0, 1.0) + 1.0) * (0.5 * size)  # [P, 2]
+    lower = torch.minimum(pixel.floor(), size - 1)  # [P, 2]
+    frac = pixel - lower  # [P, 2]
+    lower = lower.long()
+    base = (index * ry + lower[:, 1]) * rx + lower[:, 0]  # [P]
+    texels = base[:, None] + base.new_tensor([0, 1, rx, rx + 1])  # [P, 4]
+    fx, fy = frac[:, 0:1], frac[:, 1:2]  # [P, 1]
+    wx = torch.cat([1.0 - fx, fx], 1)  # [P, 2]
+    weights = torch.cat([wx * (1.0 - fy), wx * fy], 1)  # [P, 4]
+    rows = table.view(num * ry * rx, dim)
+    return F.embedding_bag(texels, rows, per_sample_weights=weights.to(table.dtype), mode="sum")

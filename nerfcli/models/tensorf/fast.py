@@ -4,24 +4,30 @@ makes, in fewer passes over the samples. Its plain counterpart is `RenderPolicy.
 
 NDC rays share the z of every sample, so the density of sample s is a bilinear read of the
 cached z-slice s (`TensorfField.slice_stack`), as in training. Then, per ray [R, S]:
-- optical depth c_s = sum_{j <= s} sigma_j delta_j (one cumsum), transmittance T_s = exp(-c_s),
-  weights w_s = T_{s-1} - T_s and cdf_s = 1 - T_s: `weights_from_alpha` without the
-  per-sample alpha, the cumulative product and a second cumulative sum;
+- optical depth c_s = sum_{j <= s} sigma_j delta_j: sigma delta in grid_sample's [S, R] layout,
+  one blocked transpose, one cumsum; transmittance T_s = exp(-c_s), weights w_s = T_{s-1} - T_s
+  and cdf_s = 1 - T_s: `weights_from_alpha` without the per-sample alpha, the cumulative
+  product and a second cumulative sum;
 - the colour quantiles and the group weights of `_colour_by_quantiles` / `composite_grouped`
-  by binary search on each ray's cdf (the groups are runs of samples) instead of per-sample
-  group indices and a scatter;
+  by binary search on each ray's cdf (the groups are runs of samples), one colour per distinct
+  sample of a ray (neighbouring equal quantiles merged, no sort);
 - colour from the field's baked appearance slices once they pay (`TensorfField.
-  appearance_table`, half precision: two reads of 2 x 27 features per colour instead of 6
-  grid_sample reads of 72 channels and the basis product), and the decoder in blocks of rows
-  that stay in cache.
-One 504 x 378 fern frame, 1 core: 0.80 s against 1.75 s for the plain path at 320 x 320,
-0.93 s against 1.92 s at 448 x 448 (CPU time; the bake, 1.8 s and 3.9 s once, not counted).
-A torch.compile of the per-sample chain: 4.4 against 7.8 ms a chunk after a 99 s compile:
-not used. Measured and left out: early ray termination (fern's rays
-keep T > 1e-4 to their last sample: 0.3% of the samples skipped, no gain) and skipping empty
-blocks of slices with an exact occupancy of the slices (floaters put density in 12-16% of
-the 8 x 8-texel tiles of even the nearest slices: every chunk of rays meets them, and the
-per-ray version cost more than the reads it saved: 1.00 s against 0.87 s a frame).
+  appearance_table`, half precision), read by one embedding_bag call (`gather_slices`: the 4
+  texels and their bilinear weights as a bag) instead of 6 grid_sample reads of 72 channels
+  and the basis product; the decoder in blocks, in bfloat16 where the CPU multiplies it
+  natively (`decode`).
+Measured (fern, 448 x 448 x 128 grid, 504 x 378 spiral frame, 1 thread, busy 2-core Zen 4,
+each chunk with the commit before and this in turn, CPU seconds a frame): optical depth 0.215
+-> 0.173 (the [S, R] layout), compositing and colour 0.605 -> 0.381 (no sort 0.64 -> 0.47,
+bfloat16 decoder with fused ReLU, the embedding_bag read); held-out PSNR 24.1131 dB plain,
+24.1130 this path with the table (24.1131 with a float32 decoder).
+Measured and left out: early ray termination and skipping empty slices per chunk of rays
+(per chunk of 8192 rays the samples from the first non-empty slice to the last one with
+T > 1e-4 of any ray are 98% of all, 93% per 512 rays, 70% per 64: floaters sit in the
+nearest slices everywhere and some ray of every chunk stays unsaturated; per ray, 52% of the
+samples lie before the first density and 3.7% after T < 1e-4, but a ragged per-ray render
+cost more than the reads it saved, 1.00 s against 0.87 s a frame); a torch.compile of the
+per-sample chain (4.4 against 7.8 ms a chunk after a 99 s compile).
 """
 
 from __future__ import annotations
@@ -30,8 +36,14 @@ import torch
 import torch.nn.functional as F
 
 from nerfcli.data.rays import Rays
+from nerfcli.models.encoding import positional_encoding
+from nerfcli.models.tensorf.factors import gather_slices
 from nerfcli.models.tensorf.field import TensorfField
 from nerfcli.render.composite import LAST_DELTA, Composite
+
+# Colour decoding (decode): rows a block, and the multiple the rows are padded to.
+DECODER_ROWS = 4096
+DECODER_PAD = 1024
 
 
 def _box_xy(field: TensorfField, rays: Rays) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,15 +68,15 @@ def optical_depth(field: TensorfField, rays: Rays, t_row: torch.Tensor) -> torch
     if not _segments_inside(start, step, t_row):  # outside the box: the lowest feature, 0 density
         outside = (grid.abs() > 1.0).any(-1)  # [S, R]
         feature = feature.masked_fill(outside, torch.finfo(feature.dtype).min)
-    norm = torch.linalg.norm(rays.directions, dim=-1)  # [R]
-    tau = feature.new_empty(len(rays), t_row.shape[0])  # [R, S], samples of a ray side by side
+    # sigma * delta in this [S, R] layout (contiguous passes), one blocked transpose to
+    # [R, S], the cumulative sum along each ray (torch.cumsum over dim 0 is 7x slower)
     if field.cfg.density_activation == "relu":  # relu(f) * gap = relu(f * gap), gap >= 0
-        torch.mul(feature.t(), gaps[None] * field.cfg.distance_scale, out=tau)
-        tau.clamp_(min=0.0)
+        tau = feature.mul_((gaps * field.cfg.distance_scale)[:, None]).clamp_(min=0.0)
     else:
-        torch.mul(field.activate_density(feature).t(), gaps[None], out=tau)
-    tau.mul_(norm[:, None])
-    return torch.cumsum(tau, 1, out=tau)
+        tau = field.activate_density(feature).mul_(gaps[:, None])
+    tau.mul_(torch.linalg.norm(rays.directions, dim=-1)[None])  # [S, R]
+    optical = tau.new_empty(len(rays), t_row.shape[0]).copy_(tau.t())  # [R, S]
+    return torch.cumsum(optical, 1, out=optical)
 
 
 def _segments_inside(start: torch.Tensor, step: torch.Tensor, t_row: torch.Tensor) -> bool:
@@ -108,16 +120,113 @@ def composite_quantiles(
     )  # [R, K + 1]
     at_edges = torch.gather(ntrans, 1, edges)  # [R, K + 1] -T before each run
     group_weights = at_edges[:, 1:] - at_edges[:, :-1]  # [R, K]
-    # one colour per distinct (sample, ray), ordered slice by slice: neighbouring rays then
-    # read neighbouring rows of the baked table
-    rays_index = torch.arange(num_rays, device=optical.device)[:, None]  # [R, 1]
-    unique, inverse = torch.unique(chosen * num_rays + rays_index, return_inverse=True)  # [U]
-    sample = torch.div(unique, num_rays, rounding_mode="floor")  # [U]
-    ray_index = unique - sample * num_rays  # [U]
-    colour = field.colour_at_samples(rays, t_row, ray_index, sample)  # [U, 3]
-    rgb = torch.sum(group_weights[..., None] * colour[inverse], 1)  # [R, 3]
+    # one colour per distinct sample of a ray: chosen is non-decreasing along k, so equal
+    # quantiles are neighbours (no sort); colours in ray order, one run per ray
+    first = torch.ones_like(chosen, dtype=torch.bool)  # [R, K]
+    torch.ne(chosen[:, 1:], chosen[:, :-1], out=first[:, 1:])
+    first = first.view(-1)  # [R * K]
+    picked = torch.nonzero(first).squeeze(1)  # [U]
+    inverse = torch.cumsum(first, 0) - 1  # [R * K] -> [U]
+    ray_index = torch.div(picked, count, rounding_mode="floor")  # [U]
+    colour = colour_at(field, rays, t_row, ray_index, chosen.view(-1)[picked])  # [U, 3]
+    colours = colour.index_select(0, inverse).view(num_rays, count, 3)  # [R, K, 3]
+    rgb = torch.sum(group_weights[..., None] * colours, 1)
     depth = weights @ t_row  # [R]
     disparity = 1.0 / torch.clamp(depth / torch.clamp(opacity, min=1e-10), min=1e-10)
     if white_bkgd:
         rgb = rgb + (1.0 - opacity[:, None])
-    return Composite(rgb, depth, disparity, opacity, weights), len(unique)
+    return Composite(rgb, depth, disparity, opacity, weights), len(picked)
+
+
+def colour_at(
+    field: TensorfField,
+    rays: Rays,  # [R]
+    t_row: torch.Tensor,  # [S] depths shared by the rays
+    ray_index: torch.Tensor,  # [P]
+    sample: torch.Tensor,  # [P]
+) -> torch.Tensor:
+    """Colour [P, 3] of samples (ray_index, sample): the appearance from the baked slices once
+    the field has them (`gather_slices`: one embedding_bag read of 4 x A half features),
+    before that from the factors; the decoder by `decode`."""
+    z = field.slice_depths(rays, t_row)  # [S]
+    start, step = _box_xy(field, rays)  # [R, 2]
+    per_ray = torch.cat([start, step, rays.viewdirs], 1).index_select(0, ray_index)  # [P, 7]
+    xy = torch.addcmul(per_ray[:, :2], t_row[sample][:, None], per_ray[:, 2:4])  # [P, 2]
+    table = field.appearance_table(z, len(rays))
+    if table is None:
+        features = field.appearance(torch.cat([xy, z[sample][:, None]], 1))  # [P, A]
+    else:
+        features = gather_slices(table, xy, sample).float()  # [P, A]
+    return decode(field, decoder_inputs(field.decoder, features, per_ray[:, 4:]))
+
+
+def decoder_inputs(decoder, features: torch.Tensor, viewdirs: torch.Tensor) -> torch.Tensor:
+    """The decoder's input rows [P, C]: [features, viewdirs, PE(features), PE(viewdirs)]
+    (ColourDecoder.forward's)."""
+    inputs = [features, viewdirs]  # [P, A], [P, 3]
+    if decoder.feature_pe > 0:
+        inputs.append(positional_encoding(features, decoder.feature_pe, include_input=False))
+    if decoder.view_pe > 0:
+        inputs.append(positional_encoding(viewdirs, decoder.view_pe, include_input=False))
+    return torch.cat(inputs, 1)
+
+
+def decode(field: TensorfField, inputs: torch.Tensor) -> torch.Tensor:
+    """The field's decoder on its input rows [P, C] (decoder_inputs) -> rgb [P, 3] float32,
+    in blocks of DECODER_ROWS rows (activations in cache; the
+    last block padded to a multiple of DECODER_PAD: oneDNN builds its kernels once per shape,
+    ~3 ms each, more than a block's product) and in bfloat16 where the CPU multiplies it
+    natively (AVX512-BF16: ~2.3x faster than float32 here; the PSNR change is in
+    bench/README.md)."""
+    dtype = decoder_dtype(inputs.device)
+    params = list(field.decoder.parameters())
+    layers = field._cached(f"decoder_{dtype}", params, lambda: _layers(field.decoder, dtype))
+    num = len(inputs)
+    rows = -(-num // DECODER_PAD) * DECODER_PAD
+    padded = inputs.new_zeros(rows, inputs.shape[1], dtype=dtype)  # [P', A + 3]
+    padded[:num] = inputs  # float32 -> bfloat16 in one pass
+    rgb = inputs.new_empty(rows, 3)
+    for first in range(0, rows, DECODER_ROWS):
+        block = slice(first, first + DECODER_ROWS)
+        rgb[block] = _mlp(layers, padded[block])
+    return rgb[:num].sigmoid_()
+
+
+def decoder_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 on CPUs with AVX512-BF16 and oneDNN's fused linear op, else float32."""
+    native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    if device.type == "cpu" and _LINEAR_POINTWISE is not None and native():
+        return torch.bfloat16
+    return torch.float32
+
+
+def _layers(decoder, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(weight, bias) of the decoder's linear layers, as dtype."""
+    linear = [layer for layer in decoder.layers if isinstance(layer, torch.nn.Linear)]
+    return [(layer.weight.to(dtype), layer.bias.to(dtype)) for layer in linear]
+
+
+def _mlp(layers: list[tuple[torch.Tensor, torch.Tensor]], inputs: torch.Tensor) -> torch.Tensor:
+    """The decoder's logits [P, 3] of inputs [P, C], ReLU between the layers; in bfloat16
+    one oneDNN call a layer, the ReLU fused (a bfloat16 ReLU on its own is a slow pass)."""
+    hidden = inputs
+    for index, (weight, bias) in enumerate(layers):
+        last = index == len(layers) - 1
+        if inputs.dtype == torch.bfloat16:
+            hidden = _LINEAR_POINTWISE(hidden, weight, bias, "none" if last else "relu", [], "")
+        else:
+            hidden = F.linear(hidden, weight, bias)
+            hidden = hidden if last else hidden.relu_()
+    return hidden
+
+
+def _linear_pointwise():
+    """oneDNN's fused linear + pointwise op (what torch.compile's CPU code calls), or None in
+    builds without it."""
+    try:
+        return torch.ops.mkldnn._linear_pointwise.default
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_LINEAR_POINTWISE = _linear_pointwise()

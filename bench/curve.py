@@ -76,10 +76,12 @@ def plot(curve: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def main(capture: str = "fern", preset: str = "fern", data: dict | None = None) -> None:
+def main(capture: str = "fern", preset: str | None = "fern", data: dict | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--capture", default=capture, help="a folder of ../shared/data")
-    parser.add_argument("--config", default=preset, help="the scene preset")
+    parser.add_argument(
+        "--config", default=preset, help="the scene preset (default: what nerf train picks)"
+    )
     parser.add_argument("--model", default="tensorf")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument(

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
 from nerfcli.data.rays import camera_rays
+from nerfcli.render.contraction import contraction_norm
 from nerfcli.training.checkpoint import load_checkpoint, restore_model
 from tests.conftest import settings_args
 from tests.unit.test_transforms import write_transforms
@@ -50,11 +51,11 @@ def test_unbounded_train_eval_render_depth_video(tmp_path):
     ckpt = load_checkpoint(out / "ckpt.pt")
     assert ckpt.scene.kind == "unbounded" and ckpt.config.data.scene_type == "unbounded"
     tensorf = ckpt.config.model.tensorf
-    assert tensorf.contraction == "linf"  # the unbounded profile, chosen without flags
+    assert tensorf.contraction == "l2"  # the unbounded profile, chosen without flags
     assert tensorf.grid_final == (13, 13, 13)  # --set still wins over the profile
 
     model = restore_model(ckpt)  # the contraction, box, grid and alpha mask come back
-    assert model.cfg.contraction == "linf" and model.resolution == (13, 13, 13)
+    assert model.cfg.contraction == "l2" and model.resolution == (13, 13, 13)
     assert model.alpha_mask.numel() > 0
     torch.testing.assert_close(model.aabb, torch.as_tensor(ckpt.scene.scene_box))
     rays = camera_rays(ckpt.scene.camera(0)).reshape(-1)
@@ -63,7 +64,8 @@ def test_unbounded_train_eval_render_depth_video(tmp_path):
         coords = model.normalize(rays.origins[:, None] + t[..., None] * rays.directions[:, None])
         a = model.render_rays(rays, ckpt.scene.near, ckpt.scene.far, train=False)
         b = restore_model(ckpt).render_rays(rays, ckpt.scene.near, ckpt.scene.far, train=False)
-    assert float(coords.abs().max()) <= 1.0 and float(coords[:, -1].abs().amax(-1).min()) > 0.75
+    last = contraction_norm(coords[:, -1], "l2")  # the last sample: far out in the shell
+    assert float(coords.abs().max()) <= 1.0 and float(last.min()) > 0.75
     torch.testing.assert_close(a.rgb, b.rgb)
 
     result = run("eval", str(out / "ckpt.pt"), "--json", "-q")

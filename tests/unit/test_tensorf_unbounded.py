@@ -187,7 +187,7 @@ def test_contraction_config_checks():
 def test_unbounded_profile_contracts_and_box_profile_does_not(device_type):
     unbounded = model_profile("tensorf", device_type, "unbounded")["model"]["tensorf"]
     box = model_profile("tensorf", device_type, "box")["model"]["tensorf"]
-    assert unbounded["contraction"] == "linf" and "contraction" not in box
+    assert unbounded["contraction"] == "l2" and "contraction" not in box
     assert unbounded["alpha_mask_steps"]  # the empty space between subject and room
     cfg = build_config(
         base=merge_dicts(
@@ -195,6 +195,6 @@ def test_unbounded_profile_contracts_and_box_profile_does_not(device_type):
         )
     )
     model = TensorfModel(cfg, BOX)
-    assert model.cfg.contraction == "linf" and model.policy.contracted
+    assert model.cfg.contraction == "l2" and model.policy.contracted
     rx, ry, rz = cfg.model.tensorf.grid_final
     assert rx == ry == rz

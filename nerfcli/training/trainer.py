@@ -435,6 +435,9 @@ class Trainer:
                 last_test = self._evaluate_and_log(history)
             if cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0:
                 self.save()
+        if cfg.eval_every > 0 and not stop and self.step > start_step:
+            if self.step % cfg.eval_every != 0:  # the summary scores the final model
+                last_test = self._evaluate_and_log(history)
         return TrainSummary(
             steps=self.step,
             start_step=start_step,

@@ -125,6 +125,19 @@ def test_train_eval_render_from_checkpoint_alone(scene: Path, tmp_path: Path):
     assert json.loads(result.stdout)["frames"] == 6
 
 
+def test_a_run_that_ends_between_evals_scores_its_final_model(scene: Path, tmp_path: Path):
+    # 13 steps with evals every 10: the summary's held-out PSNR is the final model's (a
+    # budget-limited run used to report its step-0 baseline when it ended before an eval)
+    out = tmp_path / "run"
+    result = _train(scene, out, 13)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in lines if "test_psnr" in r]
+    assert [r["step"] for r in evals] == [0, 10, 13]
+    assert summary["test_psnr"] == pytest.approx(evals[-1]["test_psnr"])
+
+
 def test_resume_is_bit_identical(scene: Path, tmp_path: Path):
     straight = tmp_path / "straight"
     assert _train(scene, straight, 16).exit_code == 0

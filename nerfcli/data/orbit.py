@@ -19,6 +19,8 @@ COLLINEAR = 1e-6  # second singular value / first below this: the centres lie on
 MAX_TILT = math.cos(math.radians(30.0))  # SVD plane normals beyond 30 deg of the mean up: up
 ON_CIRCLE = 0.1  # RMS radial residual / radius below this: the cameras do lie on a circle
 FULL_TURN_GAP = 0.5 * math.pi  # cameras leaving no angular gap wider than this: a full orbit
+UPS_AGREE = 0.9  # the cameras' unit up vectors agree when their mean is at least this long
+LEVEL = 0.05  # |mean viewing direction . normal| below this: the cameras look level
 
 
 @dataclass
@@ -46,6 +48,35 @@ def _plane_normal(points: np.ndarray, up: np.ndarray) -> np.ndarray:
             if normal @ up >= MAX_TILT:
                 return normal
     return up
+
+
+def world_up(c2w: np.ndarray) -> np.ndarray:
+    """The capture's up direction [3] (unit) from camera-to-world c2w [N, 3, >=4] (OpenGL
+    columns [right, up, back, centre]).
+
+    The cameras' mean up vector (instant-ngp's and nerfstudio's rule) when the cameras agree on
+    it (their unit up vectors' mean at least UPS_AGREE long: fox's 0.95) or when it is within
+    30 degrees of the normal of the plane the camera centres lie in. Otherwise the photos were
+    taken at different roll angles, or all turned on their side (cup's: a mean up 0.69 long,
+    86 degrees from the walk's plane), and the camera up says nothing about the world: the
+    plane's normal is up, on the side the cameras look down from (an object on a table is
+    photographed from above it; level cameras: the side of the mean up)."""
+    c2w = np.asarray(c2w, dtype=np.float64)
+    ups = c2w[:, :3, 1]  # [N, 3]
+    mean_up = ups.mean(0)
+    up = _unit(mean_up, np.array([0.0, 0.0, 1.0]))
+    positions = c2w[:, :3, 3]
+    if len(c2w) < 3 or np.linalg.norm(mean_up) >= UPS_AGREE:
+        return up
+    _, sv, vt = np.linalg.svd(positions - positions.mean(0), full_matrices=False)
+    if not (sv[0] > 0 and sv[1] > COLLINEAR * sv[0]):
+        return up
+    normal = vt[2]
+    if np.linalg.norm(mean_up) > 1e-6 and abs(normal @ up) >= MAX_TILT:
+        return up
+    looking = -c2w[:, :3, 2].mean(0) @ normal  # mean viewing direction along the normal
+    side = -looking if abs(looking) > LEVEL else normal @ mean_up
+    return normal if side >= 0 else -normal
 
 
 def fit_circle(points: np.ndarray, up: np.ndarray, center: np.ndarray | None = None) -> Circle:
@@ -112,11 +143,12 @@ def orbit_path(c2w: np.ndarray, center: np.ndarray, frames: int = 120) -> np.nda
     """`frames` poses [F, 3, 4] on the best-fit circle of the camera centres of c2w [N, 3, >=4]
     (fit_circle, around `center` when they are not on a circle), every one looking at
     `center` [3], up along the circle's normal (on the side of the cameras' mean up): a full
-    turn when the cameras go all round, else the arc they cover, there and back."""
+    turn when the cameras go all round, else the arc they cover, there and back. The circle's
+    normal is on the side of `world_up`."""
     c2w = np.asarray(c2w, dtype=np.float64)
     center = np.asarray(center, dtype=np.float64)
     positions = c2w[:, :3, 3]  # [N, 3]
-    circle = fit_circle(positions, c2w[:, :3, 1].mean(0), center)
+    circle = fit_circle(positions, world_up(c2w), center)
     radius = circle.radius
     if not radius > 1e-9:  # cameras on the circle's axis: orbit at their distance from `center`
         radius = max(float(np.linalg.norm(positions[0] - center)), 1.0)
@@ -159,4 +191,12 @@ def normalisation(c2w: np.ndarray, where: str = "cameras") -> Normalisation:
     return Normalisation(world, scale, focus, method)
 
 
-__all__ = ["Circle", "Normalisation", "fit_circle", "look_at", "normalisation", "orbit_path"]
+__all__ = [
+    "Circle",
+    "Normalisation",
+    "fit_circle",
+    "look_at",
+    "normalisation",
+    "orbit_path",
+    "world_up",
+]

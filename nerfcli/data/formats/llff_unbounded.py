@@ -9,8 +9,10 @@ get (nerfcli.data.orbit.normalisation):
   viewing axis: the subject; the mean camera centre when that is ill-posed or behind most
   cameras), moved to the origin;
 - scale: the mean camera distance from it becomes CAMERA_RADIUS = 1;
-- rotation: the cameras' mean up vector becomes +z (the smallest rotation that does it), so the
-  table a subject stands on lies about parallel to the xy-plane of the model's grid;
+- rotation: the capture's up (`orbit.world_up`: the cameras' mean up vector, or the normal of
+  the plane they walk in when the photos are turned on their side, as cup's) becomes +z (the
+  smallest rotation that does it), so the table a subject stands on lies about parallel to the
+  xy-plane of the model's grid;
 - `world_from_file` [4, 4] = that rotation @ scale @ translation, mapping the file's world
   coordinates (COLMAP's, as poses_bounds.npy stores them) to the training frame;
 - `scene_box` [2, 3]: the cube of half-size the largest camera distance (at least 1), so it
@@ -30,11 +32,11 @@ import numpy as np
 
 from nerfcli.data.cameras import capture_kind, view_spread_deg
 from nerfcli.data.formats.poses_bounds import PosesBounds
-from nerfcli.data.orbit import normalisation, orbit_path
+from nerfcli.data.orbit import normalisation, orbit_path, world_up
 from nerfcli.errors import DataError
 
 CAMERA_RADIUS = 1.0  # mean camera distance from the focus point in the training frame
-UP = np.array([0.0, 0.0, 1.0])  # where the cameras' mean up vector points after the rotation
+UP = np.array([0.0, 0.0, 1.0])  # where the capture's up points after the rotation
 NEAR_MARGIN = 0.9  # near = NEAR_MARGIN x the smallest depth bound (nerf-pytorch's no-NDC near)
 
 
@@ -89,7 +91,7 @@ def unbounded_frame(pb: PosesBounds, render_frames: int) -> UnboundedFrame:
     c2w = file_c2w(pb)  # [N, 3, 4]
     norm = normalisation(c2w, str(pb.path))
     scale = norm.scale * CAMERA_RADIUS
-    rotation = rotation_to_up(c2w[:, :3, 1].mean(0))  # [3, 3]
+    rotation = rotation_to_up(world_up(c2w))  # [3, 3]
     world_from_file = np.eye(4)
     world_from_file[:3, :3] = scale * rotation
     world_from_file[:3, 3] = -scale * rotation @ norm.focus

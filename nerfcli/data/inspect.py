@@ -156,26 +156,7 @@ def inspect_poses(
     problems = {problem.check: problem for problem in find_pose_problems(arr)}
     checks = [_pose_check(name, problems.get(name), num_views) for name in POSE_CHECKS]
 
-    hwf = arr[0, :15].reshape(3, 5)[:, 4]  # [3] height, width, focal of view 0
-    hwf_ok = "intrinsics" not in problems
-    height = int(round(hwf[0])) if hwf_ok else None
-    width = int(round(hwf[1])) if hwf_ok else None
-    focal = float(hwf[2]) if hwf_ok else None
-    if factor == 0:  # auto, as `nerf train` picks it
-        factor = auto_factor(max(height, width)) if hwf_ok else 1
-    factor_height = factor_width = factor_focal = None
-    fov_x = fov_y = None
-    if hwf_ok:
-        factor_height, factor_width = int(round(height / factor)), int(round(width / factor))
-        factor_focal = focal / factor
-        fov_x = math.degrees(2.0 * math.atan(0.5 * width / focal))
-        fov_y = math.degrees(2.0 * math.atan(0.5 * height / focal))
-        if factor_height < 1 or factor_width < 1:
-            raise DataError(
-                f"{path}: factor {factor} shrinks the {height} x {width} images to nothing; "
-                "use a smaller --factor"
-            )
-
+    camera = _camera_fields(path, arr, factor, "intrinsics" not in problems)
     finite_bounds = arr[np.isfinite(arr).all(axis=1), 15:17]  # [M, 2]
     near_stats = _stats(finite_bounds[:, 0])
     far_stats = _stats(finite_bounds[:, 1])
@@ -184,15 +165,7 @@ def inspect_poses(
     report = PoseReport(
         path=path,
         num_views=num_views,
-        height=height,
-        width=width,
-        focal=focal,
-        fov_x_deg=fov_x,
-        fov_y_deg=fov_y,
-        factor=factor,
-        factor_height=factor_height,
-        factor_width=factor_width,
-        factor_focal=factor_focal,
+        **camera,
         near_min=near_stats[0],
         near_median=near_stats[1],
         near_max=near_stats[2],
@@ -216,16 +189,7 @@ def inspect_poses(
         focus_depth=None,
         checks=checks,
     )
-    split = f"every {llffhold}th view from 0" if llffhold > 0 else "no held-out views"
-    report.checks.append(
-        Check(
-            "views",
-            num_views >= 2,
-            f"{num_views} views: {len(train_views)} train, {len(test_views)} test ({split})"
-            if num_views >= 2
-            else f"only {num_views} view; NeRF needs several overlapping photos",
-        )
-    )
+    report.checks.append(_views_check(num_views, train_views, test_views, llffhold))
     report.image_folders, image_checks = _image_folder_checks(path.parent, report)
     if not problems:
         pb = PosesBounds(path=path, poses=arr[:, :15].reshape(-1, 3, 5), bounds=arr[:, 15:17])
@@ -235,9 +199,51 @@ def inspect_poses(
             report.scene = None
             report.checks.append(Check("training_frame", False, str(exc)))
         if report.image_folders:
-            image_checks.append(_factor_images_check(pb, factor))
+            image_checks.append(_factor_images_check(pb, report.factor))
     report.checks.extend(image_checks)
     return report
+
+
+def _camera_fields(path: Path, arr: np.ndarray, factor: int, valid: bool) -> dict:
+    """PoseReport's size, focal, field of view and factor fields from view 0's hwf (None
+    where the intrinsics are invalid); factor 0 is the auto factor `nerf train` picks."""
+    hwf = arr[0, :15].reshape(3, 5)[:, 4]  # [3] height, width, focal of view 0
+    fields: dict = dict.fromkeys(
+        ("height", "width", "focal", "fov_x_deg", "fov_y_deg"), None
+    ) | dict.fromkeys(("factor_height", "factor_width", "factor_focal"), None)
+    if not valid:
+        fields["factor"] = factor or 1
+        return fields
+    height, width, focal = int(round(hwf[0])), int(round(hwf[1])), float(hwf[2])
+    factor = factor or auto_factor(max(height, width))
+    factor_height, factor_width = int(round(height / factor)), int(round(width / factor))
+    if factor_height < 1 or factor_width < 1:
+        raise DataError(
+            f"{path}: factor {factor} shrinks the {height} x {width} images to nothing; "
+            "use a smaller --factor"
+        )
+    return fields | {
+        "height": height,
+        "width": width,
+        "focal": focal,
+        "fov_x_deg": math.degrees(2.0 * math.atan(0.5 * width / focal)),
+        "fov_y_deg": math.degrees(2.0 * math.atan(0.5 * height / focal)),
+        "factor": factor,
+        "factor_height": factor_height,
+        "factor_width": factor_width,
+        "factor_focal": focal / factor,
+    }
+
+
+def _views_check(num_views: int, train: list[int], test: list[int], llffhold: int) -> Check:
+    split = f"every {llffhold}th view from 0" if llffhold > 0 else "no held-out views"
+    return Check(
+        "views",
+        num_views >= 2,
+        f"{num_views} views: {len(train)} train, {len(test)} test ({split})"
+        if num_views >= 2
+        else f"only {num_views} view; NeRF needs several overlapping photos",
+    )
 
 
 def _pose_check(name: str, problem, num_views: int) -> Check:

@@ -17,7 +17,7 @@ import torch
 
 from nerfcli.config import Config, config_from_checkpoint_dict, to_dict
 from nerfcli.data.scene import Scene
-from nerfcli.errors import CheckpointError, ConfigError
+from nerfcli.errors import CheckpointError, ConfigError, DataError
 from nerfcli.fsutil import atomic_write
 from nerfcli.training.scene_record import scene_from_record, scene_record, upgrade_v1
 
@@ -194,7 +194,13 @@ def restore_model(ckpt: Checkpoint, device: str | torch.device = "cpu"):
     """Build the checkpoint's model and load its weights (eval mode)."""
     from nerfcli.models.registry import build_model
 
-    model = build_model(ckpt.config, scene_box=ckpt.scene.scene_box)
+    where = f"{ckpt.path}: " if ckpt.path else ""
+    try:
+        model = build_model(ckpt.config, scene_box=ckpt.scene.scene_box)
+    except (ConfigError, DataError) as exc:  # e.g. a damaged model name or box
+        raise CheckpointError(
+            f"{where}stored config does not build a model ({_one_line(exc)})"
+        ) from None
     try:
         model.adapt_to_state_dict(ckpt.model_state)
         model.load_state_dict(ckpt.model_state)
@@ -204,7 +210,6 @@ def restore_model(ckpt: Checkpoint, device: str | torch.device = "cpu"):
         raise CheckpointError(f"{ckpt.path}: {exc}") from None
     except (RuntimeError, ValueError, LookupError, TypeError, AttributeError) as exc:
         first = _one_line(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        where = f"{ckpt.path}: " if ckpt.path else ""
         raise CheckpointError(
             f"{where}weights do not fit model {ckpt.config.model.name!r} ({first})"
         ) from None

@@ -572,6 +572,17 @@ def load_or_checkpoint_error(path: Path) -> None:
         assert_one_line(exc, path)
 
 
+def test_a_checkpoint_naming_an_unknown_model_is_a_checkpoint_error(real_run, tmp_path):
+    # found by the fuzz test below: one flipped byte turned the model name into 'oerf'
+    payload = torch.load(real_run / "ckpt.pt", map_location="cpu", weights_only=False)
+    payload["config"]["model"]["name"] = "oerf"
+    path = tmp_path / "ckpt.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="unknown model 'oerf'") as info:
+        restore_model(load_checkpoint(path))
+    assert_one_line(info.value, path)
+
+
 @fuzz(40)
 @given(data=st.data())
 def test_damaged_checkpoint_files_load_or_raise_checkpoint_error(real_run, data):

@@ -253,6 +253,21 @@ def _at_depth(factor: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return mixed.transpose(0, 1)
 
 
+def _slice_texels(
+    shape: torch.Size, xy: torch.Tensor, index: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For a slice table of `shape` [S, Ry, Rx, A]: the flat texel index [P] of each point's
+    lower-left texel (x, y clamped into the box, align_corners=True) and its bilinear fraction
+    [P, 2] (x, y) in [0, 1]."""
+    _, ry, rx, _ = shape
+    size = xy.new_tensor([rx - 1, ry - 1])  # [2]
+    pixel = (xy.clamp(-1.0, 1.0) + 1.0) * (0.5 * size)  # [P, 2]
+    lower = torch.minimum(pixel.floor(), size - 1)  # [P, 2]
+    frac = pixel - lower  # [P, 2]
+    lower = lower.long()
+    return (index * ry + lower[:, 1]) * rx + lower[:, 0], frac
+
+
 def read_slices(
     table: torch.Tensor,  # [S, Ry, Rx, A] from appearance_at_depths
     xy: torch.Tensor,  # [P, 2] box x, y
@@ -261,12 +276,7 @@ def read_slices(
     """Bilinear reads of the slice table (align_corners=True, x, y clamped into the box):
     [P, A], two reads of 2A features per point."""
     num, ry, rx, dim = table.shape
-    size = xy.new_tensor([rx - 1, ry - 1])  # [2]
-    pixel = (xy.clamp(-1.0, 1.0) + 1.0) * (0.5 * size)  # [P, 2]
-    lower = torch.minimum(pixel.floor(), size - 1)  # [P, 2]
-    frac = pixel - lower  # [P, 2]
-    lower = lower.long()
-    base = (index * ry + lower[:, 1]) * rx + lower[:, 0]  # [P]
+    base, frac = _slice_texels(table.shape, xy, index)  # [P], [P, 2]
     # rows (x, y) and (x + 1, y) are side by side: one read of 2A features for each pair
     flat = table.view(-1)
     pairs = flat.as_strided((flat.numel() // dim - 1, 2 * dim), (dim, 1))
@@ -287,12 +297,7 @@ def gather_slices(
     bag, summed by one fused kernel): [P, A] in the table's dtype (weights and result rounded
     to it: 11 significant bits for half)."""
     num, ry, rx, dim = table.shape
-    size = xy.new_tensor([rx - 1, ry - 1])  # [2]
-    pixel = (xy.clamp(-1.0, 1.0) + 1.0) * (0.5 * size)  # [P, 2]
-    lower = torch.minimum(pixel.floor(), size - 1)  # [P, 2]
-    frac = pixel - lower  # [P, 2]
-    lower = lower.long()
-    base = (index * ry + lower[:, 1]) * rx + lower[:, 0]  # [P]
+    base, frac = _slice_texels(table.shape, xy, index)  # [P], [P, 2]
     texels = base[:, None] + base.new_tensor([0, 1, rx, rx + 1])  # [P, 4]
     fx, fy = frac[:, 0:1], frac[:, 1:2]  # [P, 1]
     wx = torch.cat([1.0 - fx, fx], 1)  # [P, 2]

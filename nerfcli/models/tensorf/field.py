@@ -18,7 +18,7 @@ that they agree in values and gradients):
   single grid_sample calls, which PyTorch's CPU kernel threads over the batch dimension.
 No-grad renders reuse the volume, slices and stacked planes across chunks (`_cached`), and
 bake the appearance on the render's z-slices once they have rendered enough rays to pay for
-it (`appearance_table`, read by `colour_at_samples` for fast.py).
+it (`appearance_table`, read by fast.py's `gather_slices`).
 The alpha mask marks the grid cells that may hold visible density.
 Unbounded scenes (`contraction` linf or l2): the box is the inner region and the grid spans
 the contracted cube, contract(box coordinates) / 2 (nerfcli.render.contraction), so the box
@@ -44,7 +44,6 @@ from nerfcli.models.tensorf.factors import (
     density_at_depths,
     density_volume,
     make_factors,
-    read_slices,
     resample_factors,
     sample_stacked,
     stack_factors,
@@ -66,7 +65,6 @@ BAKE_DTYPE = torch.float16
 # 300 k take 213 against 295 ms; at 448 x 448 x 128, 300 k take 301 against 642 ms and 1 M
 # take 1736 against 1022 ms. 30 sits between the crossovers.
 DIRECT_POINTS_RATIO = 30
-DECODER_ROWS = 4096  # no-grad colour decoding, rows at a time
 # Guards the render caches: render_in_chunks may call a model from several threads.
 CACHE_LOCK = threading.RLock()
 
@@ -316,30 +314,6 @@ class TensorfField(nn.Module):
             )
             self._caches["app_table"] = (key, table)
             return table
-
-    def colour_at_samples(
-        self,
-        rays: Rays,  # [R]
-        t_row: torch.Tensor,  # [S] depths shared by the rays
-        ray_index: torch.Tensor,  # [P]
-        sample: torch.Tensor,  # [P]
-    ) -> torch.Tensor:
-        """Colour [P, 3] of samples (ray_index, sample): from the baked slices once
-        appearance_table has them, and the decoder in blocks of DECODER_ROWS rows (its
-        activations stay in cache: ~1.5x faster on 2 cores than one product)."""
-        points = rays.origins[ray_index] + t_row[sample][:, None] * rays.directions[ray_index]
-        coords = self.normalize(points)  # [P, 3]
-        table = self.appearance_table(self.slice_depths(rays, t_row), len(rays))
-        if table is None:
-            features = self.appearance(coords)  # [P, app_dim]
-        else:
-            features = read_slices(table, coords[:, :2], sample)  # [P, app_dim]
-        viewdirs = rays.viewdirs[ray_index]  # [P, 3]
-        colour = features.new_empty(len(features), 3)
-        for s0 in range(0, len(features), DECODER_ROWS):
-            part = slice(s0, s0 + DECODER_ROWS)
-            colour[part] = self.decoder(features[part], viewdirs[part])
-        return colour
 
     # ------------------------------------------------------------------ grid changes
 

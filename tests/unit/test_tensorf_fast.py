@@ -189,6 +189,24 @@ def test_the_table_is_baked_once_it_pays_and_dropped_by_training(monkeypatch):
     assert "app_table" not in model._caches
 
 
+def test_while_one_render_thread_bakes_the_others_read_the_factors(monkeypatch):
+    # a bake in progress (another worker) makes appearance_table answer None at once instead
+    # of waiting on the lock; once it is over the next call bakes
+    model = blob_model(7)
+    rays = ndc_rays(64)
+    t_row = model.sample_depths(rays, 0.0, 1.0, train=False)[0]
+    z = model.slice_depths(rays, t_row)
+    monkeypatch.setattr(field_module, "BAKE_AFTER", 1e12)  # worth baking at once
+    with torch.no_grad():
+        model._baking = True
+        assert model.appearance_table(z, 64) is None
+        assert "app_table" not in model._caches
+        model._baking = False
+        table = model.appearance_table(z, 64)
+    assert table is not None and model._caches["app_table"][1] is table
+    assert not model._baking
+
+
 # ----------------------------------------------------------------------------- CPU profile path
 
 CPU_DECODER = ("model.tensorf.view_pe=0", "model.tensorf.feature_pe=0")

@@ -118,6 +118,7 @@ class TensorfField(nn.Module):
         self._caches: dict[str, tuple[tuple, object]] = {}
         # (cache key, rays rendered with it) for the baked appearance slices
         self._table_demand: tuple[tuple, int] = ((), 0)
+        self._baking = False  # a render thread is baking the appearance table
 
     def grid_parameters(self) -> list[nn.Parameter]:
         return [*self.density_planes, *self.density_lines, *self.app_planes, *self.app_lines]
@@ -289,9 +290,10 @@ class TensorfField(nn.Module):
     def appearance_table(self, z: torch.Tensor, num_rays: int) -> torch.Tensor | None:
         """The baked appearance slices [S, Ry, Rx, A] on z [S] (factors.appearance_at_depths),
         once they pay: after the model has rendered, without grad, at these parameters and z,
-        as many rays as the table has vertices / BAKE_AFTER (about two 504 x 378 views at the
+        as many rays as the table has vertices / BAKE_AFTER (about 7 views of 504 x 378 at the
         CPU profile's grid), and only while the table stays under BAKE_MAX_BYTES. None
-        before (the caller reads the factors)."""
+        before, and to the other render threads while one bakes (the caller reads the
+        factors)."""
         params = [*self.app_planes, *self.app_lines, self.basis.weight]
         key = tuple((p.data_ptr(), p._version, tuple(p.shape)) for p in params)
         key += (tuple(z.tolist()),)
@@ -306,14 +308,23 @@ class TensorfField(nn.Module):
             seen_key, seen = self._table_demand
             seen = (seen if seen_key == key else 0) + num_rays
             self._table_demand = (key, seen)
-            if seen * BAKE_AFTER < vertices or torch.is_grad_enabled():
-                return None
+            if seen * BAKE_AFTER < vertices or torch.is_grad_enabled() or self._baking:
+                return None  # not yet worth it, or another render thread is baking it
             self._caches.pop("app_table", None)
+            self._baking = True
+        # baked outside the lock: the other render workers go on from the factors meanwhile
+        try:
             table = appearance_at_depths(
                 list(self.app_planes), list(self.app_lines), self.basis.weight, z, BAKE_DTYPE
             )
-            self._caches["app_table"] = (key, table)
-            return table
+        finally:
+            with CACHE_LOCK:
+                self._baking = False
+        with CACHE_LOCK:
+            current = tuple((p.data_ptr(), p._version, tuple(p.shape)) for p in params)
+            if current + key[-1:] == key:  # the weights did not change during the bake
+                self._caches["app_table"] = (key, table)
+        return table
 
     # ------------------------------------------------------------------ grid changes
 

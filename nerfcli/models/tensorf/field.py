@@ -69,6 +69,11 @@ DIRECT_POINTS_RATIO = 30
 CACHE_LOCK = threading.RLock()
 
 
+def _weights_key(params: list[torch.Tensor]) -> tuple:
+    """Identifies the tensors' current values: storage, in-place version and shape of each."""
+    return tuple((p.data_ptr(), p._version, tuple(p.shape)) for p in params)
+
+
 class ColourDecoder(nn.Module):
     """[features, viewdirs, PE(features), PE(viewdirs)] -> width -> width -> rgb (sigmoid)."""
 
@@ -162,7 +167,7 @@ class TensorfField(nn.Module):
             if self._caches:  # training again: the render caches are stale
                 self.clear_caches()
             return build()
-        key = tuple((p.data_ptr(), p._version, tuple(p.shape)) for p in params) + extra
+        key = _weights_key(params) + extra
         with CACHE_LOCK:
             hit = self._caches.get(name)
             if hit is None or hit[0] != key:
@@ -295,7 +300,7 @@ class TensorfField(nn.Module):
         before, and to the other render threads while one bakes (the caller reads the
         factors)."""
         params = [*self.app_planes, *self.app_lines, self.basis.weight]
-        key = tuple((p.data_ptr(), p._version, tuple(p.shape)) for p in params)
+        key = _weights_key(params)
         key += (tuple(z.tolist()),)
         ry, rx = self.app_planes[0].shape[2:]
         vertices = ry * rx * z.shape[0]
@@ -321,8 +326,7 @@ class TensorfField(nn.Module):
             with CACHE_LOCK:
                 self._baking = False
         with CACHE_LOCK:
-            current = tuple((p.data_ptr(), p._version, tuple(p.shape)) for p in params)
-            if current + key[-1:] == key:  # the weights did not change during the bake
+            if _weights_key(params) + key[-1:] == key:  # the weights did not change during the bake
                 self._caches["app_table"] = (key, table)
         return table
 

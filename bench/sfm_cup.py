@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.sfm_cup --out bench/results/sfm_cup.json
 
 Copies ../shared/data/cup/images (77 photos, 800 x 600) to a temp folder, runs the sfm pipeline
-(nerfcli.data.sfm.run_sfm, as `nerf sfm` does) and reports:
+(nerfcli.data.sfm.pipeline.run_sfm, as `nerf sfm` does) and reports:
 - photos registered (target: >= 95% of 77) and seconds per stage;
 - after a similarity alignment (Umeyama) of the camera centres to cup/sparse/0: the median
   camera-centre error as % of the capture's extent (largest distance between two reference
@@ -24,8 +24,8 @@ import numpy as np
 
 from bench.common import machine, require_capture, write_json
 from nerfcli.data.formats import colmap, colmap_io
-from nerfcli.data.sfm import SfmOptions, run_sfm
-from nerfcli.data.sfm_align import pose_errors
+from nerfcli.data.sfm.align import pose_errors
+from nerfcli.data.sfm.pipeline import SfmOptions, run_sfm
 
 TARGET_REGISTERED = 0.95
 TARGET_CENTRE_PCT = 2.0

@@ -93,7 +93,7 @@ def inspect_poses(
 
     fmt = data_format or detect_format(path)
     if fmt == "llff":
-        from nerfcli.data.inspect import inspect_poses as run_inspection
+        from nerfcli.data.inspect.llff import inspect_poses as run_inspection
 
         report = run_inspection(
             path,
@@ -105,7 +105,7 @@ def inspect_poses(
         )
         printer = _print_report
     else:
-        from nerfcli.data.inspect_scene import inspect_scene
+        from nerfcli.data.inspect.scene import inspect_scene
         from nerfcli.training.session import resolve_config
 
         flags = {"format": fmt, "factor": factor, "half_res": half_res, "render_frames": frames}

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from nerfcli.data.sfm_colmap import CAMERA_MODEL_CHOICES  # no pycolmap import: a plain tuple
+from nerfcli.data.sfm.colmap import CAMERA_MODEL_CHOICES  # no pycolmap import: a plain tuple
 
 EPILOG = (
     "Example: with 20 to 150 overlapping photos in mycup/images/,\n\n"
@@ -123,7 +123,7 @@ def sfm(
     """Camera poses from photos or a video, in one command: SIFT, matching and incremental
     mapping with pycolmap (no COLMAP install), written as COLMAP and LLFF files."""
     from nerfcli.cli.common import make_progress, stdout_json
-    from nerfcli.data.sfm import SfmOptions, run_sfm
+    from nerfcli.data.sfm.pipeline import SfmOptions, run_sfm
 
     options = SfmOptions(
         images=images,
@@ -152,7 +152,7 @@ def _print_summary(result) -> None:
     from rich.table import Table
 
     from nerfcli.cli.common import console
-    from nerfcli.data.sfm_inputs import listing
+    from nerfcli.data.sfm.inputs import listing
 
     table = Table(title="sfm", show_header=False, title_justify="left")
     table.add_column("what", style="bold")

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
 from nerfcli.data.formats import colmap, colmap_io
-from nerfcli.data.sfm import SfmOptions, run_sfm
-from nerfcli.data.sfm_align import pose_errors
+from nerfcli.data.sfm.align import pose_errors
+from nerfcli.data.sfm.pipeline import SfmOptions, run_sfm
 
 runner = CliRunner()
 needs_pycolmap = pytest.mark.skipif(

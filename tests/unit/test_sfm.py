@@ -12,13 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nerfcli.data import sfm_colmap
 from nerfcli.data.formats.colmap import colmap_c2w, rotmat_to_qvec
 from nerfcli.data.formats.colmap_model import Camera, ColmapImage, ColmapModel, Points3D
-from nerfcli.data.sfm_align import pose_errors, umeyama
-from nerfcli.data.sfm_inputs import check_photos, check_targets, commit, make_targets
-from nerfcli.data.sfm_transforms import APPLIED_TRANSFORM, camera_params, transforms_doc
-from nerfcli.data.sfm_video import extract_frames, sharpness
+from nerfcli.data.sfm import colmap as sfm_colmap
+from nerfcli.data.sfm.align import pose_errors, umeyama
+from nerfcli.data.sfm.inputs import check_photos, check_targets, commit, make_targets
+from nerfcli.data.sfm.transforms import APPLIED_TRANSFORM, camera_params, transforms_doc
+from nerfcli.data.sfm.video import extract_frames, sharpness
 from nerfcli.errors import DataError, NerfError
 
 

@@ -208,7 +208,7 @@ def test_overrides_and_validation(tmp_path):
 def test_sfm_preset_paints_noise_and_reloads_from_scene_json(tmp_path):
     import imageio.v3 as iio
 
-    from nerfcli.data.sfm_video import sharpness
+    from nerfcli.data.sfm.video import sharpness
 
     info = synth.make_scene(tmp_path / "t", preset="sfm", views=2, height=48, width=64)
     assert info.textured and (info.num_views, info.supersample) == (2, 2)

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nerfcli.data import sfm_colmap
 from nerfcli.data.formats import colmap, colmap_io
-from nerfcli.data.sfm_colmap import CAMERA_MODEL_CHOICES, ColmapSettings, ProgressFn
-from nerfcli.data.sfm_inputs import (
+from nerfcli.data.sfm import colmap as sfm_colmap
+from nerfcli.data.sfm.colmap import CAMERA_MODEL_CHOICES, ColmapSettings, ProgressFn
+from nerfcli.data.sfm.inputs import (
     FRAMES_RECORD,
     Targets,
     check_photos,
@@ -173,7 +173,7 @@ def _run(
     video_doc = None
     work_images = image_dir
     if options.video is not None:
-        from nerfcli.data.sfm_video import extract_frames
+        from nerfcli.data.sfm.video import extract_frames
 
         work_images = build / "images"
         with _timed(seconds, "frames"):
@@ -298,7 +298,7 @@ def _write(
     warnings: list[str],
 ) -> dict:
     """Convert and write everything in `build`, then rename it into place (see commit)."""
-    from nerfcli.data.sfm_transforms import image_prefix, write_transforms
+    from nerfcli.data.sfm.transforms import image_prefix, write_transforms
 
     sparse = build / "sparse0"
     sparse.mkdir()

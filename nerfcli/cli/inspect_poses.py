@@ -52,6 +52,13 @@ def inspect_poses(
         "--spherify",
         help="Use the spherified frame and circle path (captures that walk around an object).",
     ),
+    scene_type: str = typer.Option(
+        None,
+        "--scene-type",
+        help="forward, object or unbounded: report (and write with --path-out, --plot) the "
+        "training frame of this scene type. Default: the one `nerf train` picks (LLFF: "
+        "forward-facing captures forward, surround ones unbounded, in the walk-around frame).",
+    ),
     frames: int = typer.Option(
         DATA_DEFAULTS.render_frames, "--frames", min=1, help="Frames of the default render path."
     ),
@@ -102,6 +109,7 @@ def inspect_poses(
             spherify=spherify,
             llffhold=llffhold,
             render_frames=frames,
+            scene_type=scene_type or "auto",
         )
         printer = _print_report
     else:
@@ -109,6 +117,7 @@ def inspect_poses(
         from nerfcli.training.session import resolve_config
 
         flags = {"format": fmt, "factor": factor, "half_res": half_res, "render_frames": frames}
+        flags["scene_type"] = scene_type
         report = inspect_scene(path, resolve_config(path, data=flags).data)
         printer = _print_scene_report
     if json_output:
@@ -156,9 +165,6 @@ def _write_outputs(report, plot: Path | None, path_out: Path | None) -> None:
                 up_axis=1 if scene.render_path == "spiral" else 2,  # LLFF: y up; others: z up
             )
         console.print(f"wrote {plot}")
-
-
-SCENE_TYPE_OF_KIND = {"ndc": "forward", "box": "object", "unbounded": "unbounded"}
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -269,7 +275,7 @@ def _print_scene_report(report) -> None:
         (
             "capture",
             f"{report.capture} (views within {report.view_spread_deg:.0f} deg of their mean "
-            f"direction); `nerf train` picks scene type {SCENE_TYPE_OF_KIND[report.kind]}",
+            f"direction); `nerf train` picks scene type {report.kind}",
         ),
         ("render path", f"{report.render_path}, {report.render_frames} frames"),
     ]
@@ -285,23 +291,23 @@ def _frame_rows(report) -> list[tuple[str, str]]:
     capture = (
         f"{report.capture} (views within {report.view_spread_deg:.0f} deg of their mean direction)"
     )
-    if report.capture == "surround" and not report.spherify:
-        capture += (
-            "; `nerf train` picks scene type unbounded (the frame around the cameras' focus, "
-            "not this one; --scene-type forward keeps it)"
-        )
-    elif report.capture == "forward-facing" and not report.spherify:
-        capture += "; `nerf train` picks scene type forward (NDC)"
-    elif report.capture == "forward-facing" and report.spherify:
+    if report.capture == "forward-facing" and report.spherify:
         capture += "; [yellow]hint: --spherify is meant for surround captures[/]"
+    else:
+        capture += f"; scene type {report.scene_type}, the {report.frame} frame"
+        if report.scene_type == "unbounded" and report.capture == "surround":
+            capture += " (--scene-type forward: nerf-pytorch's)"
     if report.focus_depth is not None:
         path = f"spiral, {report.render_frames} frames, focus depth {report.focus_depth:.4g}"
+    elif report.render_path == "orbit":
+        path = f"orbit, {report.render_frames} frames (around the cameras' focus)"
     else:
         path = f"circle, {report.render_frames} frames (spherified)"
+    how = "walk-around: mean camera distance 1" if report.frame == "walk-around" else None
     return [
         (
             "rescale",
-            f"x{report.scale:.4g} (bd_factor {report.bd_factor}): near min "
+            f"x{report.scale:.4g} ({how or f'bd_factor {report.bd_factor}'}): near min "
             f"{report.rescaled_near_min:.4g}, far max {report.rescaled_far_max:.4g}",
         ),
         (

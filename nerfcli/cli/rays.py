@@ -134,7 +134,7 @@ def rays(
                 "pixel_center": camera.pixel_center,
                 "ndc": camera.ndc,
                 "spherify": spherify,
-                "scene_type": loaded.source.get("scene_type"),
+                "scene_type": loaded.kind,
                 "kind": loaded.kind,
                 "cameras": loaded.source.get("cameras"),
                 "distortion": camera.distortion,

@@ -126,19 +126,20 @@ def train(
         check_resume_flags(**given, scene_type=scene_type, llff_camera=llff_camera)
         cfg = resume_config(out, iters, max_minutes)
         choices: dict = {}
+        plan = None
     else:
-        from nerfcli.training.session import resolve_config
+        from nerfcli.training.session import resolve_run
 
         data = {"factor": factor, "half_res": half_res, "format": data_format}
         data.update(scene_type=scene_type, llff_camera=llff_camera or None)
         run = {"iters": iters, "max_minutes": max_minutes, "seed": seed}
         choices = {}
-        cfg = resolve_config(
+        cfg, plan = resolve_run(
             scene, config, model, overrides, dev.type, spherify, data, run, choices
         )
         for choice in choices.values():
             info(choice.reason, quiet)
-    loaded = load_training_scene(scene, cfg)
+    loaded = load_training_scene(scene, cfg, plan=plan)
     if loaded.source.get("cameras"):
         info(loaded.source["cameras"], quiet)
     info(

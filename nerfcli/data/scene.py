@@ -11,8 +11,10 @@ Conventions (the same for every format):
   instant-ngp and nerfstudio): the ray of pixel column i passes through x = i + pixel_center.
 - `near`, `far`: the ray range used for training and rendering (NDC: 0 and 1); `bounds`
   [N, 2] the per-view depth bounds in the training frame.
-- `kind`: "ndc" (forward-facing, rendered in normalised device coordinates), "box" (an object
-  inside `scene_box`) or "unbounded" (a walk-around capture with a background).
+- `kind`, `frame`, `ndc`: the frame plan's (nerfcli.data.plan): kind "forward" (a
+  forward-facing capture, rays in normalised device coordinates when `ndc`), "object" (inside
+  `scene_box`) or "unbounded" (a walk-around capture with a background); frame "reference",
+  "spherified", "walk-around" or "file".
 - `splits`: index lists "train", "val", "test" into the views, numbered in the format's own
   order (LLFF: file order; Blender: train, val, test concatenated).
 - `world_from_file` [4, 4]: maps the capture file's world coordinates to the training frame
@@ -30,8 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from nerfcli.data.cameras import Camera
+from nerfcli.data.plan import SCENE_KINDS
 
-KINDS = ("ndc", "box", "unbounded")
+KINDS = SCENE_KINDS
 BACKGROUNDS = ("black", "white", "random")
 BACKGROUND_RGB = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0)}
 
@@ -50,8 +53,10 @@ class Scene:
     splits: dict[str, list[int]]
     render_poses: np.ndarray  # [F, 3, 4] float32, the default render path
     render_path: str  # "spiral", "circle", "spherical", "orbit"
-    kind: str = "ndc"  # one of KINDS
-    scene_box: np.ndarray | None = None  # [2, 3] lo, hi in the training frame (kind "box")
+    kind: str = "forward"  # one of KINDS (nerfcli.data.plan.SCENE_KINDS)
+    ndc: bool = False  # rays in normalised device coordinates (forward scenes)
+    frame: str = "file"  # one of nerfcli.data.plan.FRAMES
+    scene_box: np.ndarray | None = None  # [2, 3] lo, hi in the training frame (kind "object")
     background: str = "black"  # one of BACKGROUNDS
     pixel_center: float = 0.0
     distortion: np.ndarray | None = None  # [N, 6] OpenCV k1 k2 p1 p2 k3 k4
@@ -75,10 +80,6 @@ class Scene:
     @property
     def i_test(self) -> list[int]:
         return self.splits.get("test", [])
-
-    @property
-    def ndc(self) -> bool:
-        return self.kind == "ndc"
 
     @property
     def held_out(self) -> list[int]:

@@ -7,9 +7,12 @@ numbers chosen by measurement; the models never read them, so the two can change
 
 from __future__ import annotations
 
-# the scene kinds a profile is chosen for: forward-facing in NDC, a bounded box (objects,
-# --spherify) and an unbounded surround capture (a unit box inside, the rest contracted)
-SCENE_KINDS = ("ndc", "box", "unbounded")
+from nerfcli.data.plan import SCENE_KINDS
+
+# the scene kinds a profile is chosen for (nerfcli.data.plan.FramePlan.profile_kind):
+# forward-facing in NDC, an object in a box (Blender, --spherify, forward without NDC) and an
+# unbounded surround capture (a unit box inside, the rest contracted)
+__all__ = ["SCENE_KINDS", "nerf_profile", "tensorf_profile"]
 
 # ----------------------------------------------------------------------------- classic NeRF
 
@@ -37,9 +40,10 @@ def nerf_profile(device_type: str) -> dict:
 # ----------------------------------------------------------------------------- TensoRF
 
 
-def tensorf_profile(device_type: str, kind: str = "ndc") -> dict:
+def tensorf_profile(device_type: str, kind: str = "forward") -> dict:
     """Config overrides for a device type ("cpu", "cuda", "mps") and scene kind (one of
-    SCENE_KINDS: forward-facing in NDC, a box in world coordinates, or unbounded).
+    SCENE_KINDS: forward-facing in NDC, an object in a box in world coordinates, or
+    unbounded).
 
     CPU ("cpu"): built for `nerf train fern/` in 10 minutes on 2 cores. The 320x320x128
     profile this replaced: held-out PSNR (views 0, 8, 16, full size) 24.3 dB when its 2600
@@ -80,7 +84,7 @@ def tensorf_profile(device_type: str, kind: str = "ndc") -> dict:
     """
     cpu = device_type == "cpu"
     tensorf = dict(TENSORF_CPU if cpu else TENSORF_GPU)
-    if kind == "box":
+    if kind == "object":
         tensorf.update(TENSORF_CPU_SURROUND if cpu else TENSORF_GPU_SURROUND)
     elif kind == "unbounded":
         tensorf.update(TENSORF_CPU_UNBOUNDED if cpu else TENSORF_GPU_UNBOUNDED)

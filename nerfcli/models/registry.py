@@ -43,11 +43,11 @@ def _check_name(name: str) -> None:
         raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
 
 
-def model_profile(name: str, device_type: str, kind: str = "ndc") -> dict:
+def model_profile(name: str, device_type: str, kind: str = "forward") -> dict:
     """Model-, device- and scene-kind-specific config defaults (a nested dict merged over the
     dataclass defaults and under scene presets, --set and flags). `kind` is one of
-    SCENE_KINDS: "ndc" (forward-facing), "box" (a bounded object or --spherify) or
-    "unbounded" (a surround capture with a background)."""
+    SCENE_KINDS (nerfcli.data.plan.FramePlan.profile_kind): "forward" (in NDC), "object" (a
+    box: Blender, --spherify, forward without NDC) or "unbounded" (a surround capture)."""
     _check_name(name)
     if kind not in SCENE_KINDS:
         raise ConfigError(f"unknown scene kind {kind!r}; available: {', '.join(SCENE_KINDS)}")

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from nerfcli.data.cameras import intrinsics
+from nerfcli.data.plan import FRAMES
 from nerfcli.data.scene import BACKGROUNDS, KINDS, Scene
 
 ARRAYS = {
@@ -48,6 +49,7 @@ def scene_from_record(data: Any) -> Scene:
     """The stored dict -> Scene (no images); ValueError names the first bad entry."""
     if not isinstance(data, dict):
         raise _bad("scene: expected a dict")
+    data = upgrade_kind(data)
     kwargs: dict[str, Any] = {}
     for f in fields(Scene):
         if f.name in NOT_STORED or f.name not in data:
@@ -61,6 +63,30 @@ def scene_from_record(data: Any) -> Scene:
     scene = Scene(**kwargs)
     _check_scene(scene)
     return scene
+
+
+# Before the frame plan a record's kind was ndc / box / unbounded, with no ndc or frame.
+OLD_KINDS = {"ndc": "forward", "box": "object"}
+LLFF_FRAMES = {"spiral": "reference", "circle": "spherified", "orbit": "walk-around"}
+
+
+def upgrade_kind(record: dict) -> dict:
+    """A record written before the frame plan in today's vocabulary: kind ndc -> forward
+    (ndc), box -> object; LLFF's frame from its render path (spiral: reference, where kind
+    unbounded was nerf-pytorch's frame without NDC, now forward; circle: spherified; orbit:
+    walk-around); other formats' frame is their file's."""
+    if "ndc" in record or not isinstance(record.get("kind", "ndc"), str):
+        return record
+    out = dict(record)
+    kind = out.get("kind", "ndc")  # the old Scene's default
+    out["ndc"] = kind == "ndc"
+    frame = "file"
+    if out.get("format") == "llff":
+        frame = LLFF_FRAMES.get(str(out.get("render_path")), "file")
+    if kind == "unbounded" and frame == "reference":
+        kind = "forward"
+    out["kind"], out["frame"] = OLD_KINDS.get(kind, kind), frame
+    return out
 
 
 def _bad(what: str) -> ValueError:
@@ -89,6 +115,8 @@ def _check_scene(scene: Scene) -> None:
         raise _bad("scene: need near < far")
     if scene.kind not in KINDS or scene.background not in BACKGROUNDS:
         raise _bad(f"scene.kind/background: expected one of {KINDS} / {BACKGROUNDS}")
+    if scene.frame not in FRAMES or not isinstance(scene.ndc, bool):
+        raise _bad(f"scene.frame/ndc: expected one of {FRAMES} / a bool")
     for name, shape in ARRAYS.items():
         value = getattr(scene, name)
         if value is None and name in ("scene_box", "distortion"):
@@ -159,7 +187,9 @@ def upgrade_v1(payload: dict) -> dict:
             "splits": {"train": list(old["i_train"]), "val": [], "test": list(old["i_test"])},
             "render_poses": array("render_poses"),
             "render_path": "circle" if spherify else "spiral",
-            "kind": "ndc" if ndc else ("box" if spherify else "unbounded"),
+            "kind": "object" if spherify else "forward",
+            "ndc": ndc,
+            "frame": "spherified" if spherify else "reference",
             "scene_box": np.array([[-1.0] * 3, [1.0] * 3], np.float32) if spherify else None,
             "background": data["background"],
             "world_from_file": world_from_file,

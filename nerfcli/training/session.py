@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 
 from nerfcli.config import Config, available_presets, build_config, with_values
-from nerfcli.data.formats import detect_format, load_scene, scene_root
+from nerfcli.data.formats import detect_format, load_scene, plan_frame, scene_root
+from nerfcli.data.plan import FramePlan
 from nerfcli.data.scene import Scene
-from nerfcli.data.scene_type import choose_factor, choose_scene_type
 from nerfcli.errors import ConfigError
 from nerfcli.models.registry import model_profile
 from nerfcli.training import distributed
@@ -46,11 +46,28 @@ def resolve_config(
     train: dict | None = None,
     choices: dict | None = None,
 ) -> Config:
+    """The config alone (resolve_run without the plan)."""
+    args = (scene, config, model, overrides, device_type, spherify, data, train, choices)
+    return resolve_run(*args)[0]
+
+
+def resolve_run(
+    scene: Path,
+    config: str | None = None,
+    model: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    device_type: str = "cpu",
+    spherify: bool = False,
+    data: dict | None = None,
+    train: dict | None = None,
+    choices: dict | None = None,
+) -> tuple[Config, FramePlan]:
     """defaults < model/device profile < preset < --set < first-class flags (`data`, `train`:
-    section values from flags; None values are left alone). The scene type and the factor
-    are settled here, before the profile is picked (nerfcli.data.scene_type: auto -> what the
-    poses and the photos' size say); `choices`, when given, receives them by name
-    ("scene_type", "factor": scene_type.Choice)."""
+    section values from flags; None values are left alone), and the frame plan. The data
+    section is resolved first (profiles set no data keys) and the plan settled on it
+    (nerfcli.data.plan: the scene kind, factor, frame and cameras), because the model profile
+    is the plan's kind's. The config records what the plan settled (so eval reloads the
+    same); `choices`, when given, receives the scene type's and the factor's Choice."""
     config = config or default_preset(scene, spherify)
     extra = list(overrides)
     if model is not None:
@@ -58,57 +75,36 @@ def resolve_config(
     if spherify:
         extra = ["data.spherify=true", "data.ndc=false", *extra]
     flags = data or {}
-    probe = with_values(build_config(config, extra), "data", **flags)
-    settled = settle_choices(scene, probe, choices)
-    probe = with_values(probe, "data", **settled)
-    profile = model_profile(probe.model.name, device_type, profile_kind(probe))
+    asked = with_values(build_config(config, extra), "data", **flags)
+    plan = plan_frame(scene, asked.data)
+    if choices is not None:
+        choices.update(scene_type=plan.choices["scene_type"], factor=plan.choices["factor"])
+    settled = {"scene_type": plan.kind, "factor": plan.factor, "ndc": plan.ndc}
+    profile = model_profile(asked.model.name, device_type, plan.profile_kind)
     cfg = build_config(config, extra, base=profile)
     cfg = with_values(cfg, "data", **{**flags, **settled})
-    return with_values(cfg, "train", **(train or {}))
+    return with_values(cfg, "train", **(train or {})), plan
 
 
-def settle_choices(scene: Path, cfg: Config, choices: dict | None = None) -> dict:
-    """The data values the scene decides: scene_type (and ndc: on only for forward) and
-    factor, as concrete values (what the run's config records, so eval reloads the same)."""
-    scene_type = choose_scene_type(scene, cfg.data)
-    factor = choose_factor(scene, cfg.data)
-    if choices is not None:
-        choices.update(scene_type=scene_type, factor=factor)
-    ndc = cfg.data.ndc and scene_type.value == "forward"
-    return {"scene_type": scene_type.value, "factor": factor.value, "ndc": ndc}
-
-
-def profile_kind(cfg: Config) -> str:
-    """The scene kind whose model profile `cfg` takes (nerfcli.models.profiles.SCENE_KINDS)."""
-    if cfg.data.ndc:
-        return "ndc"
-    return "unbounded" if cfg.data.scene_type == "unbounded" else "box"
-
-
-def load_training_scene(scene: Path, cfg: Config, load_images: bool = True) -> Scene:
-    """The scene exactly as `cfg.data` describes it."""
-    return load_scene(scene, cfg.data, load_images)
+def load_training_scene(
+    scene: Path, cfg: Config, load_images: bool = True, plan: FramePlan | None = None
+) -> Scene:
+    """The scene exactly as `cfg.data` (and its plan, when settled already) describes it."""
+    return load_scene(scene, cfg.data, load_images, plan)
 
 
 def settle_config(cfg: Config, scene: Scene) -> Config:
     """Record what the scene decided in the config that is saved with the run: the
     background actually used (auto -> the format's), whether rays are in NDC, the factor
-    (auto -> the one used) and the scene type (so eval reloads the same training frame)."""
-    scene_type = cfg.data.scene_type
-    if scene_type == "auto":
-        scene_type = scene.source.get("scene_type") or KIND_SCENE_TYPES[scene.kind]
+    (auto -> the one used) and the scene kind (so eval reloads the same training frame)."""
     data = replace(
         cfg.data,
         background=scene.background,
         ndc=scene.ndc,
         factor=scene.factor,
-        scene_type=scene_type,
+        scene_type=scene.kind,
     )
     return replace(cfg, data=data)
-
-
-# The scene type a loaded scene of each kind was (formats that do not record theirs).
-KIND_SCENE_TYPES = {"ndc": "forward", "box": "object", "unbounded": "unbounded"}
 
 
 @dataclass

@@ -82,14 +82,34 @@ def test_factor_option(fern_dir):
     assert [c["name"] for c in failed] == ["images_for_factor"]
 
 
-def test_surround_capture_says_train_picks_unbounded(cup_dir):
-    result = invoke(cup_dir)
+def test_surround_capture_is_reported_in_the_frame_train_uses(cup_dir, tmp_path):
+    out = tmp_path / "orbit.npy"
+    result = invoke(cup_dir, "--path-out", out)
     assert result.exit_code == 0, result.output
     text = " ".join(result.stderr.split())
-    assert "surround" in text and "picks scene type unbounded" in text
+    assert "surround" in text and "scene type unbounded, the walk-around frame" in text
+    # --path-out is the orbit `nerf train` and `nerf render-video` use on this capture
+    from nerfcli.training.session import load_training_scene, resolve_run
+
+    cfg, plan = resolve_run(cup_dir)
+    scene = load_training_scene(cup_dir, cfg, load_images=False, plan=plan)
+    assert scene.render_path == "orbit"
+    np.testing.assert_array_equal(np.load(out), scene.render_poses)
+    doc = json.loads(invoke(cup_dir, "--json").stdout)
+    assert (doc["scene_type"], doc["frame"], doc["render_path"]) == (
+        "unbounded",
+        "walk-around",
+        "orbit",
+    )
     doc = json.loads(invoke(cup_dir, "--json", "--spherify").stdout)
-    assert doc["capture"] == "surround"
+    assert doc["capture"] == "surround" and doc["frame"] == "spherified"
     assert doc["render_path"] == "circle" and doc["focus_depth"] is None
+    doc = json.loads(invoke(cup_dir, "--json", "--scene-type", "forward").stdout)
+    assert (doc["scene_type"], doc["frame"], doc["render_path"]) == (
+        "forward",
+        "reference",
+        "spiral",
+    )
 
 
 def test_plot_writes_a_png(tiny_llff, tmp_path):
@@ -243,13 +263,15 @@ def test_relative_scene_path(tiny_llff, monkeypatch):
 def test_undefined_training_frame_is_a_failed_check(tmp_path):
     from tests.conftest import look_at_stored
 
-    # Two cameras facing each other: their viewing directions cancel, so no average pose.
+    # Two cameras facing each other: their viewing directions cancel, so no average pose for
+    # nerf-pytorch's frame (scene type forward; auto picks the walk-around frame, which has one).
     rows = []
     for z in (2.0, -2.0):
         pose = np.concatenate([look_at_stored(np.array([0.0, 0.0, z]), np.zeros(3)), HWF], 1)
         rows.append(np.concatenate([pose.ravel(), [1.0, 3.0]]))
     np.save(tmp_path / "poses_bounds.npy", np.array(rows))
-    result = invoke(tmp_path, "--json")
+    assert json.loads(invoke(tmp_path, "--json").stdout)["frame"] == "walk-around"
+    result = invoke(tmp_path, "--json", "--scene-type", "forward")
     assert result.exit_code == 1
     checks = check_map(json.loads(result.stdout))
     assert not checks["training_frame"]["ok"]

@@ -102,7 +102,7 @@ def test_lego_focal_splits_and_poses_by_hand():
     }.items():
         want = np.array(raw[split]["frames"][k]["transform_matrix"])[:3, :4]
         assert np.allclose(scene.c2w[view], want, atol=1e-7)
-    assert (scene.near, scene.far, scene.kind, scene.ndc) == (2.0, 6.0, "box", False)
+    assert (scene.near, scene.far, scene.kind, scene.ndc) == (2.0, 6.0, "object", False)
     assert scene.pixel_center == 0.0 and scene.background == "white"
     assert np.allclose(scene.scene_box, [[-1.5] * 3, [1.5] * 3])
     assert scene.source["split_sizes"] == {"train": 100, "val": 100, "test": 200}

@@ -173,7 +173,7 @@ def test_fern_numbers(fern_dir):
     assert scene.bounds.min() == pytest.approx(1 / 0.75, rel=1e-6)
     assert scene.render_poses.shape == (120, 3, 4)
     np.testing.assert_allclose(poses_avg(scene.c2w), np.eye(3, 4), atol=1e-5)
-    assert (scene.near, scene.far) == (0.0, 1.0) and scene.kind == "ndc"
+    assert (scene.near, scene.far) == (0.0, 1.0) and scene.kind == "forward" and scene.ndc
     world = load_scene(fern_dir, factor=8, load_imgs=False, ndc=False)
     assert (world.near, world.far) == pytest.approx((0.9 * 4 / 3, scene.bounds.max()))
 

@@ -69,7 +69,7 @@ def test_cpu_profile_only_changes_how_work_is_chunked():
         defaults = build_config(None, ["model.name=nerf"])
         assert to_dict(cfg)["model"] == to_dict(defaults)["model"]
     assert model_profile("nerf", "cpu")["train"]["grad_chunk_rays"] > 0
-    for kind in ("box", "unbounded"):
+    for kind in ("object", "unbounded"):
         assert model_profile("nerf", "cpu", kind) == model_profile("nerf", "cpu")
 
 
@@ -78,10 +78,10 @@ def test_model_profile_names_the_models_it_knows():
 
     with pytest.raises(ConfigError, match="available: nerf, tensorf"):
         model_profile("nope", "cpu")
-    with pytest.raises(ConfigError, match="available: ndc, box, unbounded"):
+    with pytest.raises(ConfigError, match="available: forward, object, unbounded"):
         model_profile("tensorf", "cpu", "surround")
-    surround = model_profile("tensorf", "cpu", "box")["model"]["tensorf"]
-    facing = model_profile("tensorf", "cpu", "ndc")["model"]["tensorf"]
+    surround = model_profile("tensorf", "cpu", "object")["model"]["tensorf"]
+    facing = model_profile("tensorf", "cpu", "forward")["model"]["tensorf"]
     assert surround["grid_final"] != facing["grid_final"]
 
 

@@ -572,7 +572,7 @@ def test_parameter_count_matches_the_factor_shapes():
 
 
 @pytest.mark.parametrize("device_type", ["cpu", "cuda"])
-@pytest.mark.parametrize("kind", ["ndc", "box", "unbounded"])
+@pytest.mark.parametrize("kind", ["forward", "object", "unbounded"])
 def test_device_profiles_build_and_stay_modest(device_type, kind):
     profile = device_profile(device_type, kind)
     cfg = build_config(base=merge_dicts({}, profile))

@@ -186,7 +186,7 @@ def test_contraction_config_checks():
 @pytest.mark.parametrize("device_type", ["cpu", "cuda"])
 def test_unbounded_profile_contracts_and_box_profile_does_not(device_type):
     unbounded = model_profile("tensorf", device_type, "unbounded")["model"]["tensorf"]
-    box = model_profile("tensorf", device_type, "box")["model"]["tensorf"]
+    box = model_profile("tensorf", device_type, "object")["model"]["tensorf"]
     assert unbounded["contraction"] == "l2" and "contraction" not in box
     assert unbounded["alpha_mask_steps"]  # the empty space between subject and room
     cfg = build_config(

@@ -1,6 +1,10 @@
-"""Capture formats: one module per on-disk layout, each with `detect(root) -> bool` and
-`load(root, cfg: DataConfig, load_images=True) -> Scene`. `load_scene` picks the module by
-`cfg.format` or, for "auto", by what the folder holds."""
+"""Capture formats: one module per on-disk layout, each with
+    detect(root) -> bool
+    plan_frame(path, cfg: DataConfig) -> FramePlan   the scene kind, factor, frame and
+                                                     cameras, each with its reason
+    load(path, cfg: DataConfig, load_images=True, plan=None) -> Scene   (the plan's frame)
+`plan_frame` and `load_scene` pick the module by `cfg.format` or, for "auto", by what the
+folder holds; a plan settled once (nerf train) is passed on to the load."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from nerfcli.config import DataConfig
+from nerfcli.data.plan import FramePlan
 from nerfcli.data.scene import Scene
 from nerfcli.errors import DataError
 
@@ -59,18 +64,22 @@ def format_module(name: str):
     return importlib.import_module(FORMATS[name][0])
 
 
-def load_scene(path: str | Path, cfg: DataConfig | None = None, load_images: bool = True) -> Scene:
-    """Load any supported capture into the training frame. factor 0 (auto) becomes the
-    factor nerfcli.data.scene_type.choose_factor picks; scene type "object" turns a
-    transforms.json capture's unbounded scene into a box (the same frame and box)."""
-    from nerfcli.data.scene_type import choose_factor
-
+def plan_frame(path: str | Path, cfg: DataConfig | None = None) -> FramePlan:
+    """The frame plan of a capture under `cfg` (its format's rules; nerfcli.data.plan)."""
     cfg = cfg or DataConfig()
     name = detect_format(path) if cfg.format == "auto" else cfg.format
-    cfg = replace(cfg, format=name)
-    if cfg.factor == 0:
-        cfg = replace(cfg, factor=int(choose_factor(Path(path), cfg).value))
-    scene = format_module(name).load(Path(path), cfg, load_images)
-    if cfg.scene_type == "object" and scene.kind == "unbounded" and scene.scene_box is not None:
-        scene = replace(scene, kind="box")
-    return scene
+    return format_module(name).plan_frame(Path(path), replace(cfg, format=name))
+
+
+def load_scene(
+    path: str | Path,
+    cfg: DataConfig | None = None,
+    load_images: bool = True,
+    plan: FramePlan | None = None,
+) -> Scene:
+    """Load any supported capture into the training frame that `plan` (default: the one
+    `cfg` settles) describes."""
+    cfg = cfg or DataConfig()
+    plan = plan or plan_frame(path, cfg)
+    module = format_module(plan.format)
+    return module.load(Path(path), replace(cfg, format=plan.format), load_images, plan)

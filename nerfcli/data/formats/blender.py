@@ -27,7 +27,7 @@ DataErrors; images are read in a thread pool; load_images=False reads one PNG he
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,7 @@ from nerfcli.config import DataConfig
 from nerfcli.data.cameras import intrinsics, pose_spherical
 from nerfcli.data.formats.json_frames import (
     as_float32,
+    check_json_kind,
     existing_image,
     image_key,
     inside,
@@ -48,8 +49,9 @@ from nerfcli.data.formats.json_frames import (
     views_text,
 )
 from nerfcli.data.images import image_size
+from nerfcli.data.plan import Choice, FramePlan, given_kind
 from nerfcli.data.scene import Scene
-from nerfcli.errors import DataError
+from nerfcli.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
 NEAR, FAR = 2.0, 6.0
@@ -128,8 +130,45 @@ def render_path() -> np.ndarray:
     return np.stack([pose_spherical(t, -30.0, 4.0)[:3, :4] for t in thetas], 0)
 
 
-def load(root: Path, cfg: DataConfig, load_images: bool = True) -> Scene:
+def plan_frame(path: Path, data: DataConfig) -> FramePlan:
+    """A Blender scene is an object in its file's frame, on its known background; factor 1
+    unless given (--half-res halves it at load, as nerf-pytorch)."""
+    check_json_kind("blender", data)
+    if data.scene_type not in ("auto", "object"):
+        raise ConfigError(
+            f"--scene-type {data.scene_type}: Blender scenes are objects on a known background; "
+            "use --scene-type object (the default)"
+        )
+    if data.scene_type == "object":
+        kind = given_kind("object")
+    else:
+        kind = Choice(
+            "object", "scene type: object (Blender scene: known box and background)", True
+        )
+    if data.factor > 0:
+        factor = Choice(data.factor, f"factor {data.factor} (the preset, --set or --factor)", False)
+    else:
+        half = " at half resolution (--half-res)" if data.half_res else " (--half-res: 400 x 400)"
+        factor = Choice(1, f"factor 1: Blender scenes load at their own size{half}", True)
+    frame = Choice("file", "frame: the file's (nerf-pytorch's), spherical render path", True)
+    cameras = Choice("file", "cameras: camera_angle_x of each split file", True)
+    return FramePlan(
+        format="blender",
+        kind="object",
+        factor=int(factor.value),
+        frame="file",
+        ndc=False,
+        cameras="file",
+        choices={"scene_type": kind, "factor": factor, "frame": frame, "cameras": cameras},
+    )
+
+
+def load(
+    root: Path, cfg: DataConfig, load_images: bool = True, plan: FramePlan | None = None
+) -> Scene:
     """Load a Blender scene folder (or one of its transforms_*.json) into a Scene."""
+    plan = plan or plan_frame(root, cfg)
+    cfg = replace(cfg, factor=plan.factor)
     root = Path(root)
     if root.is_file():
         root = root.parent
@@ -188,7 +227,9 @@ def load(root: Path, cfg: DataConfig, load_images: bool = True) -> Scene:
         splits=index,
         render_poses=render_path().astype(np.float32),
         render_path="spherical",
-        kind="box",
+        kind=plan.kind,
+        ndc=False,
+        frame=plan.frame,
         scene_box=BLENDER_BOX.copy(),
         background=background,
         pixel_center=0.0,

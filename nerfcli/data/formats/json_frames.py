@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from nerfcli.config import DataConfig
 from nerfcli.data.images import IMAGE_SUFFIXES, read_image
-from nerfcli.errors import DataError
+from nerfcli.errors import ConfigError, DataError
 
 ORTHONORMAL_TOL = 1e-3  # max |R^T R - I| of a stored rotation (as the LLFF loader)
 MAX_IMAGE_SIDE = 100_000  # pixels; larger stored sizes are corrupt values, not cameras
@@ -305,3 +306,18 @@ def views_text(names: Sequence[str], limit: int = 5) -> str:
     listed = ", ".join(shown(n, 60) for n in names[:limit])
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
     return listed + more
+
+
+def check_json_kind(fmt: str, data: DataConfig) -> None:
+    """What the JSON formats refuse before planning: --spherify (LLFF's spherified poses)
+    and scene type forward (NDC needs LLFF's frame)."""
+    if data.spherify:
+        raise ConfigError(
+            f"--spherify is nerf-pytorch's spherified LLFF frame; this {fmt} scene trains as "
+            "--scene-type object or unbounded"
+        )
+    if data.scene_type == "forward":
+        raise ConfigError(
+            f"--scene-type forward (NDC) needs an LLFF capture (poses_bounds.npy); this {fmt} "
+            "scene trains as object or unbounded"
+        )

@@ -24,11 +24,15 @@ from nerfcli.data.cameras import (
     spiral_path,
 )
 from nerfcli.data.formats.llff_colmap import view_cameras
-from nerfcli.data.formats.llff_unbounded import classify, unbounded_frame
+from nerfcli.data.formats.llff_plan import auto_kind, plan_frame
+from nerfcli.data.formats.llff_unbounded import unbounded_frame
 from nerfcli.data.formats.poses_bounds import PosesBounds, read_poses_bounds
 from nerfcli.data.images import cache_resized, image_size, list_images, read_image, resize_area
+from nerfcli.data.plan import SCENE_KINDS, FramePlan
 from nerfcli.data.scene import Scene
 from nerfcli.errors import DataError
+
+__all__ = ["detect", "load", "load_scene", "plan_frame", "scene_from_poses_bounds"]
 
 
 def expected_size(pb: PosesBounds, factor: int) -> tuple[int, int]:
@@ -210,6 +214,7 @@ def scene_from_poses_bounds(
     scene_type = effective_scene_type(pb, scene_type, spherify)
     if scene_type == "forward" or spherify:
         geometry = _reference_geometry(pb, bd_factor, recenter, spherify, render_frames, ndc)
+        geometry["kind"] = scene_type
     else:
         geometry = _walk_around_geometry(pb, render_frames, scene_type)
     facts = geometry.pop("facts")
@@ -239,7 +244,6 @@ def scene_from_poses_bounds(
             "stored_width": pb.width,
             "stored_focal": pb.focal,
             "spherify": spherify,
-            "scene_type": scene_type,
             "cameras": None if cameras is None else cameras.summary,
             **facts,
         },
@@ -265,12 +269,12 @@ def _image_names(root: Path, pb: PosesBounds, factor: int, files: list[Path]) ->
 
 def effective_scene_type(pb: PosesBounds, scene_type: str, spherify: bool) -> str:
     """forward, object or unbounded: spherify is an object (in nerf-pytorch's spherified
-    frame); auto follows the views' spread (cameras.capture_kind)."""
+    frame); auto follows the views' spread (auto_kind)."""
     if spherify:
         return "object"
     if scene_type == "auto":
-        return "forward" if classify(pb)[0] == "forward-facing" else "unbounded"
-    if scene_type not in ("forward", "object", "unbounded"):
+        return str(auto_kind(pb).value)
+    if scene_type not in SCENE_KINDS:
         raise DataError(f"unknown scene type {scene_type!r}; choose forward, object or unbounded")
     return scene_type
 
@@ -288,7 +292,8 @@ def _reference_geometry(pb, bd_factor, recenter, spherify, render_frames, ndc) -
         "bounds": bounds,
         "render_poses": frame.render_poses,
         "render_path": "circle" if spherify else "spiral",
-        "kind": "ndc" if ndc else ("box" if spherify else "unbounded"),
+        "ndc": ndc,
+        "frame": "spherified" if spherify else "reference",
         "scene_box": SPHERIFY_BOX.copy() if spherify and not ndc else None,
         "world_from_file": frame.world_from_file,
         "scale": float(np.cbrt(abs(np.linalg.det(linear)))),
@@ -306,7 +311,9 @@ def _walk_around_geometry(pb: PosesBounds, render_frames: int, scene_type: str) 
         "bounds": frame.bounds,
         "render_poses": frame.render_poses,
         "render_path": "orbit",
-        "kind": "box" if scene_type == "object" else "unbounded",
+        "kind": scene_type,
+        "ndc": False,
+        "frame": "walk-around",
         "scene_box": frame.scene_box,
         "world_from_file": frame.world_from_file,
         "scale": frame.scale,
@@ -398,18 +405,24 @@ def detect(root: Path) -> bool:
     return (Path(root) / "poses_bounds.npy").is_file()
 
 
-def load(path: Path, cfg: DataConfig, load_images: bool = True) -> Scene:
-    """The format registry's entry: load_scene with the data config's LLFF settings."""
-    return load_scene(
-        path,
-        factor=cfg.factor,
+def load(
+    path: Path, cfg: DataConfig, load_images: bool = True, plan: FramePlan | None = None
+) -> Scene:
+    """The format registry's entry: the Scene of `plan` with the data config's LLFF settings
+    (poses_bounds.npy as the plan read it)."""
+    plan = plan or plan_frame(path, cfg)
+    if plan.factor < 1:
+        raise DataError(f"factor must be >= 1, got {plan.factor}")
+    return scene_from_poses_bounds(
+        plan.capture if plan.capture is not None else read_poses_bounds(path),
+        factor=plan.factor,
         bd_factor=cfg.bd_factor,
         recenter=cfg.recenter,
-        spherify=cfg.spherify,
+        spherify=plan.frame == "spherified",
         llffhold=cfg.llffhold,
         render_frames=cfg.render_frames,
         load_imgs=load_images,
-        ndc=cfg.ndc,
-        scene_type=cfg.scene_type,
-        per_view_cameras=not cfg.llff_camera,
+        ndc=plan.ndc,
+        scene_type=plan.kind,
+        per_view_cameras=plan.cameras == "sparse/0",
     )

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ from nerfcli.config import DataConfig
 from nerfcli.data.distortion import COEFF_NAMES, fisheye_error
 from nerfcli.data.formats.json_frames import (
     as_float32,
+    check_json_kind,
     existing_image,
     image_key,
     inside,
@@ -61,6 +62,7 @@ from nerfcli.data.formats.json_frames import (
 )
 from nerfcli.data.images import image_size
 from nerfcli.data.orbit import normalisation, orbit_path
+from nerfcli.data.plan import Choice, FramePlan, factor_choice, given_kind
 from nerfcli.data.scene import Scene
 from nerfcli.errors import DataError
 
@@ -396,14 +398,45 @@ def _training_poses(json_path: Path, frames: list[Frame]):
 
 def stored_size(path: Path) -> tuple[int, int]:
     """(h, w) of a capture's photos as stored: w/h from the file, else the first image's
-    header (the auto factor, nerfcli.data.scene_type)."""
+    header (the auto factor, nerfcli.data.plan)."""
     json_path, root = locate(path)
     return _stored_size(json_path, _read_frames(json_path, root, read_json(json_path, FIX)))
 
 
-def load(root: Path, cfg: DataConfig, load_images: bool = True) -> Scene:
+def plan_frame(path: Path, data: DataConfig) -> FramePlan:
+    """unbounded (or object: the same frame in its box), in the file's frame normalised
+    around the cameras' focus; the auto factor on the stored size."""
+    check_json_kind("transforms", data)
+    if data.scene_type != "auto":
+        kind = given_kind(data.scene_type)
+    else:
+        kind = Choice(
+            "unbounded",
+            "scene type: unbounded (transforms.json capture, normalised around its cameras' "
+            "focus); --scene-type to override",
+            True,
+        )
+    factor = factor_choice(data.factor, *stored_size(path))
+    frame = Choice("file", "frame: the file's, centred on the cameras' focus, orbit path", True)
+    cameras = Choice("file", "cameras: the file's intrinsics and distortion", True)
+    return FramePlan(
+        format="transforms",
+        kind=str(kind.value),
+        factor=int(factor.value),
+        frame="file",
+        ndc=False,
+        cameras="file",
+        choices={"scene_type": kind, "factor": factor, "frame": frame, "cameras": cameras},
+    )
+
+
+def load(
+    root: Path, cfg: DataConfig, load_images: bool = True, plan: FramePlan | None = None
+) -> Scene:
     """Load a transforms.json capture (its folder, or the .json file) into a Scene."""
+    plan = plan or plan_frame(root, cfg)
     json_path, root = locate(root)
+    cfg = replace(cfg, factor=plan.factor)
     if cfg.factor < 1:
         raise DataError(f"factor must be >= 1, got {cfg.factor}")
     background = resolve_background(cfg.background, "black", "data.background")
@@ -441,7 +474,9 @@ def load(root: Path, cfg: DataConfig, load_images: bool = True) -> Scene:
         splits=splits,
         render_poses=orbit_path(c2w, np.zeros(3), cfg.render_frames).astype(np.float32),
         render_path="orbit",
-        kind="unbounded",
+        kind=plan.kind,
+        ndc=False,
+        frame=plan.frame,
         scene_box=np.array([[-half] * 3, [half] * 3], dtype=np.float32),
         background=background,
         pixel_center=0.5,

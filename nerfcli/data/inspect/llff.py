@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nerfcli.config import DataConfig
 from nerfcli.data.cameras import capture_kind, view_spread_deg
 from nerfcli.data.formats.llff import (
     Scene,
@@ -43,8 +44,9 @@ from nerfcli.data.formats.llff import (
     scene_from_poses_bounds,
     stored_to_training_axes,
 )
+from nerfcli.data.formats.llff_plan import plan_kind
 from nerfcli.data.formats.poses_bounds import PosesBounds, find_pose_problems, read_poses_array
-from nerfcli.data.scene_type import auto_factor
+from nerfcli.data.plan import auto_factor
 from nerfcli.errors import DataError
 
 ASPECT_TOL = 0.02  # the loader's tolerance between image and pose aspect ratios
@@ -132,9 +134,12 @@ class PoseReport(Report):
     view_spread_deg: float | None  # largest angle between a view direction and the mean one
     capture: str | None  # "forward-facing" or "surround"
     spherify: bool
-    render_path: str  # "spiral" or "circle" (spherify)
+    render_path: str  # "spiral", "circle" (spherify) or "orbit" (the walk-around frame)
     render_frames: int
-    focus_depth: float | None  # spiral focus depth (training units), None when spherified
+    focus_depth: float | None  # spiral focus depth (training units), None otherwise
+    # the frame plan `nerf train` settles (nerfcli.data.formats.llff_plan): scene type and frame
+    scene_type: str = "auto"
+    frame: str | None = None
     image_folders: list[ImageFolder] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     scene: Scene | None = field(default=None, repr=False)  # the training-frame scene, if valid
@@ -147,8 +152,10 @@ def inspect_poses(
     spherify: bool = False,
     llffhold: int = 8,
     render_frames: int = 120,
+    scene_type: str = "auto",
 ) -> PoseReport:
-    """Read, check and summarise a capture (raises DataError only for the fatal cases)."""
+    """Read, check and summarise a capture (raises DataError only for the fatal cases), in
+    the training frame of the scene type `nerf train` settles (auto: from the poses)."""
     if factor < 0:
         raise DataError(f"factor must be >= 1 (0: auto), got {factor}")
     path, arr = read_poses_array(path)
@@ -187,6 +194,7 @@ def inspect_poses(
         render_path="circle" if spherify else "spiral",
         render_frames=render_frames,
         focus_depth=None,
+        scene_type=scene_type,
         checks=checks,
     )
     report.checks.append(_views_check(num_views, train_views, test_views, llffhold))
@@ -265,7 +273,9 @@ def _stats(values: np.ndarray) -> tuple[float | None, float | None, float | None
 
 
 def _fill_geometry(report: PoseReport, pb: PosesBounds) -> None:
-    """Training-frame numbers, computed exactly as the loader computes them."""
+    """Training-frame numbers, computed exactly as the loader computes them, in the frame of
+    the plan's scene type (llff_plan.plan_kind: the rule `nerf train` follows)."""
+    data = DataConfig(scene_type=report.scene_type, spherify=report.spherify)
     scene = scene_from_poses_bounds(
         pb,
         factor=report.factor,
@@ -274,12 +284,14 @@ def _fill_geometry(report: PoseReport, pb: PosesBounds) -> None:
         llffhold=report.llffhold,
         render_frames=report.render_frames,
         load_imgs=False,
+        scene_type=str(plan_kind(pb, data).value),
     )
     report.scene = scene
-    report.scale = scene.source["bd_scale"]
+    report.scene_type, report.frame, report.render_path = scene.kind, scene.frame, scene.render_path
+    report.scale = scene.source.get("bd_scale", scene.scale)
     report.rescaled_near_min = float(scene.bounds[:, 0].min())
     report.rescaled_far_max = float(scene.bounds[:, 1].max())
-    report.focus_depth = scene.source["focus_depth"]
+    report.focus_depth = scene.source.get("focus_depth")
 
     centres = scene.c2w[:, :3, 3].astype(np.float64)  # [N, 3]
     extent = centres.max(0) - centres.min(0)  # [3]

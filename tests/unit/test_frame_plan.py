@@ -1,4 +1,5 @@
-"""The scene type and factor `nerf train` picks without flags, and the walk-around LLFF frame."""
+"""The frame plan `nerf train` settles without flags (scene kind, factor, frame, cameras), and
+the walk-around LLFF frame."""
 
 from __future__ import annotations
 
@@ -7,17 +8,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from nerfcli.config import DataConfig, build_config
-from nerfcli.data.formats import load_scene
+from nerfcli.data.formats import load_scene, plan_frame
 from nerfcli.data.formats.llff_unbounded import CAMERA_RADIUS, rotation_to_up
-from nerfcli.data.scene_type import MAX_SIDE, auto_factor, choose_factor, choose_scene_type
+from nerfcli.data.plan import MAX_SIDE, auto_factor
 from nerfcli.errors import ConfigError
 from nerfcli.training.session import resolve_config
 from tests.conftest import write_llff
 from tests.scene_types import surround_poses, write_surround_llff
 
 AUTO = DataConfig(factor=0)
+
+
+def choose_scene_type(path: Path, data: DataConfig):
+    return plan_frame(path, data).choices["scene_type"]
+
+
+def choose_factor(path: Path, data: DataConfig):
+    return plan_frame(path, data).choices["factor"]
 
 
 def test_forward_facing_llff_is_forward_and_surround_is_unbounded(tmp_path: Path):
@@ -107,7 +117,7 @@ def test_walk_around_frame_centres_scales_and_maps_file_coordinates(tmp_path: Pa
     around = write_surround_llff(tmp_path / "around", centre=centre, radius=radius)
     scene = load_scene(around, AUTO, load_images=False)
     assert scene.kind == "unbounded" and scene.render_path == "orbit"
-    assert scene.source["scene_type"] == "unbounded" and scene.source["centre"] == "focus"
+    assert scene.frame == "walk-around" and not scene.ndc and scene.source["centre"] == "focus"
     np.testing.assert_allclose(scene.source["focus_point"], centre, atol=1e-9)
     positions = scene.c2w[:, :, 3].astype(np.float64)
     distance = np.hypot(radius, 1.0)  # the cameras sit 1 above the circle of radius 3
@@ -137,7 +147,7 @@ def test_object_scene_type_is_the_same_frame_in_a_box(tmp_path: Path):
     around = write_surround_llff(tmp_path / "around")
     unbounded = load_scene(around, AUTO, load_images=False)
     obj = load_scene(around, replace(AUTO, scene_type="object"), load_images=False)
-    assert obj.kind == "box" and obj.source["scene_type"] == "object"
+    assert obj.kind == "object" and obj.frame == "walk-around"
     np.testing.assert_array_equal(obj.c2w, unbounded.c2w)
     np.testing.assert_array_equal(obj.scene_box, unbounded.scene_box)
 
@@ -148,5 +158,89 @@ def test_forward_scene_type_keeps_the_reference_frame(tmp_path: Path):
     around = write_surround_llff(tmp_path / "around")
     forced = load_scene(around, replace(AUTO, scene_type="forward", ndc=False), False)
     reference = llff_load(around, factor=1, ndc=False, load_imgs=False)
-    assert forced.kind == reference.kind == "unbounded" and forced.scene_box is None
+    assert forced.kind == reference.kind == "forward" and forced.scene_box is None
+    assert not forced.ndc and not reference.ndc and forced.frame == "reference"
     np.testing.assert_array_equal(forced.c2w, reference.c2w)
+
+
+def test_the_plan_reads_poses_bounds_once_and_the_load_follows_it(tmp_path: Path, monkeypatch):
+    import nerfcli.data.formats.llff as llff
+    import nerfcli.data.formats.llff_plan as llff_plan
+    from nerfcli.training.session import load_training_scene, resolve_run
+
+    facing = write_llff(tmp_path / "facing")
+    reads: list[Path] = []
+    real = llff_plan.read_poses_bounds
+
+    def counting(path):
+        reads.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(llff_plan, "read_poses_bounds", counting)
+    monkeypatch.setattr(llff, "read_poses_bounds", counting)
+    cfg, plan = resolve_run(facing)
+    scene = load_training_scene(facing, cfg, plan=plan)
+    assert len(reads) == 1
+    assert (plan.kind, plan.frame, plan.ndc, plan.cameras) == (
+        "forward",
+        "reference",
+        True,
+        "poses_bounds.npy",
+    )
+    assert (scene.kind, scene.frame, scene.ndc, scene.factor) == (
+        "forward",
+        "reference",
+        True,
+        plan.factor,
+    )
+    assert set(plan.to_dict()["reasons"]) == {"scene_type", "factor", "frame", "cameras"}
+
+
+def test_surround_object_and_spherified_plans(tmp_path: Path):
+    around = write_surround_llff(tmp_path / "around")
+    plan = plan_frame(around, AUTO)
+    assert (plan.kind, plan.frame, plan.ndc, plan.profile_kind) == (
+        "unbounded",
+        "walk-around",
+        False,
+        "unbounded",
+    )
+    plan = plan_frame(around, replace(AUTO, scene_type="object"))
+    assert (plan.kind, plan.frame, plan.profile_kind) == ("object", "walk-around", "object")
+    plan = plan_frame(around, replace(AUTO, spherify=True, ndc=False))
+    assert (plan.kind, plan.frame, plan.ndc) == ("object", "spherified", False)
+    # nerf-pytorch's frame without NDC: a forward scene whose model defaults are an object's
+    plan = plan_frame(around, replace(AUTO, scene_type="forward", ndc=False))
+    assert (plan.kind, plan.frame, plan.ndc, plan.profile_kind) == (
+        "forward",
+        "reference",
+        False,
+        "object",
+    )
+
+
+@pytest.mark.parametrize(
+    "old_kind, render_path, kind, ndc, frame",
+    [
+        ("ndc", "spiral", "forward", True, "reference"),
+        ("unbounded", "spiral", "forward", False, "reference"),  # nerf-pytorch's --no_ndc
+        ("box", "circle", "object", False, "spherified"),
+        ("unbounded", "orbit", "unbounded", False, "walk-around"),
+        ("box", "orbit", "object", False, "walk-around"),
+    ],
+)
+def test_records_written_before_the_plan_load_in_its_vocabulary(
+    tmp_path: Path, old_kind, render_path, kind, ndc, frame
+):
+    from nerfcli.training.scene_record import scene_from_record, scene_record
+
+    scene = load_scene(write_llff(tmp_path / "facing", with_images=False), AUTO, False)
+    record = scene_record(scene)
+    for name in ("ndc", "frame"):
+        del record[name]
+    record.update(kind=old_kind, render_path=render_path)
+    if old_kind == "box":
+        record["scene_box"] = torch.tensor([[-1.0] * 3, [1.0] * 3])
+    loaded = scene_from_record(record)
+    assert (loaded.kind, loaded.ndc, loaded.frame) == (kind, ndc, frame)
+    assert scene_from_record(scene_record(loaded)).frame == frame  # and stays so

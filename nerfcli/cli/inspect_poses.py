@@ -90,7 +90,7 @@ def inspect_poses(
     Problems in the data are reported as failed checks (exit code 1, the report is still
     printed); a file that is not an N x 17 .npy array at all is a one-line error.
     """
-    from nerfcli.data.formats import detect_format
+    from nerfcli.data.formats import detect_format, format_module
 
     for target in (plot, path_out):
         if target is not None:
@@ -99,7 +99,7 @@ def inspect_poses(
         raise typer.BadParameter("--plot and --path-out name the same file")
 
     fmt = data_format or detect_format(path)
-    if fmt == "llff":
+    if format_module(fmt).REPORT == "poses":  # LLFF: checks even arrays the loader refuses
         from nerfcli.data.inspect.llff import inspect_poses as run_inspection
 
         report = run_inspection(

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from nerfcli.data.formats import load_scene
+from nerfcli.data.formats import every_view_data, load_scene
 from nerfcli.data.images import write_image_atomic
 from nerfcli.data.scene import Scene
 from nerfcli.errors import DataError
@@ -66,10 +66,7 @@ def load_matching_scene(
         raise DataError(
             f"{root}: the checkpoint's scene folder is gone; pass the scene with --scene DIR"
         )
-    data = ckpt.config.data
-    if meta.format == "blender":
-        data = replace(data, testskip=1 if testskip is None else testskip)
-    scene = load_scene(root, replace(data, format=meta.format))
+    scene = load_scene(root, every_view_data(meta.format, ckpt.config.data, testskip))
     problems = []
     train_now, train_then = scene.i_train, meta.i_train
     if len(train_now) != len(train_then):

@@ -1,6 +1,7 @@
 """The Scene as a checkpoint stores it: a dict of tensors, numbers, strings and lists (no
 pickled classes), checked field by field on load, plus the upgrade of format-1 checkpoints
-(LLFF-only scene metadata with one focal length) to the format-neutral record."""
+(LLFF-only scene metadata with one focal length: data.formats.llff_record) and of records
+written before the frame plan."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from nerfcli.data.cameras import intrinsics
+from nerfcli.data.formats import frame_of_record
+from nerfcli.data.formats.llff_record import upgrade_v1
 from nerfcli.data.plan import FRAMES
 from nerfcli.data.scene import BACKGROUNDS, KINDS, Scene
 
@@ -67,22 +69,19 @@ def scene_from_record(data: Any) -> Scene:
 
 # Before the frame plan a record's kind was ndc / box / unbounded, with no ndc or frame.
 OLD_KINDS = {"ndc": "forward", "box": "object"}
-LLFF_FRAMES = {"spiral": "reference", "circle": "spherified", "orbit": "walk-around"}
 
 
 def upgrade_kind(record: dict) -> dict:
     """A record written before the frame plan in today's vocabulary: kind ndc -> forward
-    (ndc), box -> object; LLFF's frame from its render path (spiral: reference, where kind
-    unbounded was nerf-pytorch's frame without NDC, now forward; circle: spherified; orbit:
-    walk-around); other formats' frame is their file's."""
+    (ndc), box -> object; the frame from the render path, as the format says (LLFF: spiral
+    is the reference frame, where kind unbounded was nerf-pytorch's frame without NDC, now
+    forward; circle: spherified; orbit: walk-around); other formats' is their file's."""
     if "ndc" in record or not isinstance(record.get("kind", "ndc"), str):
         return record
     out = dict(record)
     kind = out.get("kind", "ndc")  # the old Scene's default
     out["ndc"] = kind == "ndc"
-    frame = "file"
-    if out.get("format") == "llff":
-        frame = LLFF_FRAMES.get(str(out.get("render_path")), "file")
+    frame = frame_of_record(str(out.get("format")), str(out.get("render_path")))
     if kind == "unbounded" and frame == "reference":
         kind = "forward"
     out["kind"], out["frame"] = OLD_KINDS.get(kind, kind), frame
@@ -149,68 +148,4 @@ def _check_scene(scene: Scene) -> None:
         raise _bad("scene.source/render_path: expected a dict and a string")
 
 
-def upgrade_v1(payload: dict) -> dict:
-    """A format-1 checkpoint (LLFF scene metadata, data.white_bkgd) in format-2 layout: the
-    single focal becomes per-view K, the rescale and recentre transforms become
-    world_from_file, the flags become kind, splits and background. The weights are unchanged."""
-    old = payload.get("scene")
-    config = payload.get("config")
-    if not isinstance(old, dict) or not isinstance(config, dict):
-        return payload  # let the usual checks name what is missing
-    out = dict(payload)
-    data = dict(config.get("data") or {})
-    white = bool(data.pop("white_bkgd", False))
-    data.setdefault("background", "white" if white else "black")
-    out["config"] = {**config, "data": data}
-
-    def array(name: str) -> np.ndarray:
-        value = old.get(name)
-        return value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-
-    try:
-        c2w = array("c2w")
-        transform = array("transform").astype(np.float64)
-        bd_scale = float(old["scale"])
-        spherify, ndc = bool(old["spherify"]), bool(old["ndc"])
-        K = intrinsics(int(old["height"]), int(old["width"]), float(old["focal"]))
-        world_from_file = transform @ np.diag([bd_scale, bd_scale, bd_scale, 1.0])
-        record = {
-            "root": old["root"],
-            "format": "llff",
-            "c2w": c2w,
-            "K": np.repeat(K[None], len(c2w), 0),
-            "height": old["height"],
-            "width": old["width"],
-            "near": old["near"],
-            "far": old["far"],
-            "bounds": array("bounds"),
-            "splits": {"train": list(old["i_train"]), "val": [], "test": list(old["i_test"])},
-            "render_poses": array("render_poses"),
-            "render_path": "circle" if spherify else "spiral",
-            "kind": "object" if spherify else "forward",
-            "ndc": ndc,
-            "frame": "spherified" if spherify else "reference",
-            "scene_box": np.array([[-1.0] * 3, [1.0] * 3], np.float32) if spherify else None,
-            "background": data["background"],
-            "world_from_file": world_from_file,
-            "factor": old["factor"],
-            "scale": float(np.cbrt(abs(np.linalg.det(world_from_file[:3, :3])))),
-            "image_files": list(old.get("image_names", [])),
-            "source": {
-                "stored_height": old.get("stored_height", 0),
-                "stored_width": old.get("stored_width", 0),
-                "stored_focal": old.get("stored_focal", 0.0),
-                "spherify": spherify,
-                "bd_scale": bd_scale,
-                "upgraded_from_format": 1,
-            },
-        }
-    except (KeyError, TypeError, ValueError, AttributeError, np.linalg.LinAlgError):
-        return payload
-    record = {
-        k: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v
-        for k, v in record.items()
-    }
-    out["scene"] = record
-    out["format_version"] = 2
-    return out
+__all__ = ["scene_from_record", "scene_record", "upgrade_kind", "upgrade_v1"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from nerfcli.config import Config, available_presets, build_config, with_values
-from nerfcli.data.formats import detect_format, load_scene, plan_frame, scene_root
+from nerfcli.data.formats import load_scene, plan_frame, preset_of, scene_root
 from nerfcli.data.plan import FramePlan
 from nerfcli.data.scene import Scene
 from nerfcli.errors import ConfigError
@@ -21,9 +21,6 @@ from nerfcli.training.checkpoint import load_checkpoint
 from nerfcli.training.run_dir import check_new_run_dir, prepare_run_dir
 from nerfcli.training.trainer import EventCallback, Trainer
 
-# The preset a scene folder gets when --config names none, by its detected format.
-FORMAT_PRESETS = {"llff": "llff", "blender": "blender", "transforms": "transforms"}
-
 
 def default_preset(scene: Path, spherify: bool = False) -> str:
     """--spherify: surround; a preset named like the folder (fern); else the format's own."""
@@ -32,7 +29,7 @@ def default_preset(scene: Path, spherify: bool = False) -> str:
     name = scene_root(scene).name
     if name in available_presets():
         return name
-    return FORMAT_PRESETS[detect_format(scene)]
+    return preset_of(scene)
 
 
 def resolve_config(

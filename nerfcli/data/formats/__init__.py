@@ -3,8 +3,14 @@
     plan_frame(path, cfg: DataConfig) -> FramePlan   the scene kind, factor, frame and
                                                      cameras, each with its reason
     load(path, cfg: DataConfig, load_images=True, plan=None) -> Scene   (the plan's frame)
+and optionally
+    PRESET                     the scenes/<name>.yaml a capture gets without --config
+    REPORT                     inspect-poses' report: "poses" (data/inspect/llff) or "scene"
+    FRAME_OF_RENDER_PATH       an old checkpoint record's frame, by its render path
+    every_view_data(cfg, testskip) -> DataConfig   what `nerf eval` reloads
 `plan_frame` and `load_scene` pick the module by `cfg.format` or, for "auto", by what the
-folder holds; a plan settled once (nerf train) is passed on to the load."""
+folder holds; a plan settled once (nerf train) is passed on to the load. Nothing outside this
+package compares format names: it asks the module."""
 
 from __future__ import annotations
 
@@ -83,3 +89,24 @@ def load_scene(
     plan = plan or plan_frame(path, cfg)
     module = format_module(plan.format)
     return module.load(Path(path), replace(cfg, format=plan.format), load_images, plan)
+
+
+def preset_of(path: str | Path) -> str:
+    """The scene preset of a capture's format (scenes/<PRESET>.yaml)."""
+    return format_module(detect_format(path)).PRESET
+
+
+def every_view_data(name: str, cfg: DataConfig, testskip: int | None = None) -> DataConfig:
+    """The data config that loads every held-out view, for `nerf eval` and `inspect-poses`
+    (Blender: testskip 1 unless testskip is given)."""
+    module = format_module(name)
+    if hasattr(module, "every_view_data"):
+        cfg = module.every_view_data(cfg, testskip)
+    return replace(cfg, format=name)
+
+
+def frame_of_record(name: str, render_path: str) -> str:
+    """The frame of a checkpoint record written before the frame plan, by its render path."""
+    if name not in FORMATS:
+        return "file"
+    return getattr(format_module(name), "FRAME_OF_RENDER_PATH", {}).get(render_path, "file")

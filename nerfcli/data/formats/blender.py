@@ -130,6 +130,15 @@ def render_path() -> np.ndarray:
     return np.stack([pose_spherical(t, -30.0, 4.0)[:3, :4] for t in thetas], 0)
 
 
+PRESET = "blender"
+REPORT = "scene"  # inspect-poses: the loaded scene's report (data/inspect/scene.py)
+
+
+def every_view_data(cfg: DataConfig, testskip: int | None) -> DataConfig:
+    """`nerf eval` scores every test view (the papers' protocol) unless testskip is given."""
+    return replace(cfg, testskip=1 if testskip is None else testskip)
+
+
 def plan_frame(path: Path, data: DataConfig) -> FramePlan:
     """A Blender scene is an object in its file's frame, on its known background; factor 1
     unless given (--half-res halves it at load, as nerf-pytorch)."""

@@ -401,6 +401,14 @@ def _load_depths(root: Path, files: list[Path], size: tuple[int, int]) -> np.nda
     return np.stack(depths, 0).astype(np.float32)
 
 
+PRESET = "llff"
+# inspect-poses: the poses_bounds.npy report (data/inspect/llff.py), which checks every row,
+# even those the loader refuses
+REPORT = "poses"
+# the frame of a checkpoint record written before the frame plan, by its render path
+FRAME_OF_RENDER_PATH = {"spiral": "reference", "circle": "spherified", "orbit": "walk-around"}
+
+
 def detect(root: Path) -> bool:
     return (Path(root) / "poses_bounds.npy").is_file()
 

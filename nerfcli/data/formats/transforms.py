@@ -60,6 +60,7 @@ from nerfcli.data.formats.json_frames import (
     views_text,
     whole_pixels,
 )
+from nerfcli.data.formats.transforms_meta import recorded_transforms, splits_of
 from nerfcli.data.images import image_size
 from nerfcli.data.orbit import normalisation, orbit_path
 from nerfcli.data.plan import Choice, FramePlan, factor_choice, given_kind
@@ -298,73 +299,6 @@ def _load_images(json_path: Path, sources: Sources, stored, background: str):
     return load_views(sources.files, sources.target, background, check)
 
 
-def _stem(key: str) -> str:
-    """A file key without its image extension."""
-    base, dot, ext = key.rpartition(".")
-    return (
-        base if dot and "/" not in ext and "." + ext.lower() in (".png", ".jpg", ".jpeg") else key
-    )
-
-
-def _splits(json_path: Path, meta: dict, frames: list[Frame], hold: int, skipped: list[str]):
-    """(splits, where they came from): the *_filenames lists, else every hold-th view."""
-    n = len(frames)
-    lists = {s: meta[f"{s}_filenames"] for s in SPLITS if f"{s}_filenames" in meta}
-    if not lists:
-        test = list(range(0, n, hold)) if hold > 0 else []
-        train = [i for i in range(n) if i not in set(test)] or list(range(n))
-        return {"train": train, "val": [], "test": test}, f"llffhold {hold}"
-    by_key = {_stem(f.key): i for i, f in enumerate(frames)}  # names match with or without
-    gone = {_stem(k) for k in skipped}  # their image extension
-    out: dict[str, list[int]] = {}
-    for split, names in lists.items():
-        where = f"{json_path}: {split}_filenames"
-        if not isinstance(names, list):
-            raise DataError(f"{where} must be a list of file paths, got {shown(names)}")
-        found, unknown = set(), []
-        for name in names:
-            key = image_key(name, where)
-            index = by_key.get(_stem(key))
-            if index is None and _stem(key) not in gone:
-                unknown.append(key)
-            elif index is not None:
-                found.add(index)
-        if unknown:
-            raise DataError(
-                f"{where} names {len(unknown)} file(s) that are no frame: {views_text(unknown)}; "
-                "fix the list or add those frames"
-            )
-        out[split] = sorted(found)
-    held = set(out.get("val", [])) | set(out.get("test", []))
-    out.setdefault("train", [i for i in range(n) if i not in held])
-    out.setdefault("val", [])
-    out.setdefault("test", out["val"])
-    return {s: out[s] for s in SPLITS}, "train/val/test_filenames"
-
-
-def _recorded(meta: dict, json_path: Path, world_from_file: np.ndarray) -> dict:
-    """nerfstudio's applied_transform (original -> file, 3x4 or 4x4; with the training frame's
-    world_from_original) and applied_scale, instant-ngp's aabb_scale: None when absent."""
-    out = {k: None for k in ("applied_transform", "world_from_original")}
-    for key in ("applied_scale", "aabb_scale"):
-        out[key] = number(meta[key], f"{json_path}: {key}", True) if key in meta else None
-    if "applied_transform" in meta:
-        rows = meta["applied_transform"]
-        if isinstance(rows, list) and len(rows) == 3:
-            rows = [*rows, [0.0, 0.0, 0.0, 1.0]]
-        ok = isinstance(rows, list) and len(rows) == 4
-        ok = ok and all(isinstance(r, list) and len(r) == 4 for r in rows)
-        values = (
-            [number(v, f"{json_path}: applied_transform") for r in rows for v in r] if ok else []
-        )
-        if not ok:
-            raise DataError(f"{json_path}: applied_transform must be a 3x4 or 4x4 matrix")
-        applied = np.array(values).reshape(4, 4)
-        out["applied_transform"] = applied.tolist()
-        out["world_from_original"] = (world_from_file @ applied).tolist()
-    return out
-
-
 def _check_first_size(json_path: Path, sources: Sources, stored: tuple[int, int]) -> None:
     """Without loading images: the first full-resolution image must have the stated w/h."""
     if sources.files[0] is None or sources.scaled[0]:
@@ -401,6 +335,10 @@ def stored_size(path: Path) -> tuple[int, int]:
     header (the auto factor, nerfcli.data.plan)."""
     json_path, root = locate(path)
     return _stored_size(json_path, _read_frames(json_path, root, read_json(json_path, FIX)))
+
+
+PRESET = "transforms"
+REPORT = "scene"  # inspect-poses: the loaded scene's report (data/inspect/scene.py)
 
 
 def plan_frame(path: Path, data: DataConfig) -> FramePlan:
@@ -453,9 +391,9 @@ def load(
     lenses = [lens_of[f.key] for f in frames]
     K, distortion = _intrinsics(lenses, stored, sources.target)
     c2w, norm, half = _training_poses(json_path, frames)
-    extras = _recorded(meta, json_path, norm.world_from_file)
+    extras = recorded_transforms(meta, json_path, norm.world_from_file)
     far = 2.0 * math.sqrt(3.0) * half
-    splits, split_source = _splits(json_path, meta, frames, cfg.llffhold, skipped)
+    splits, split_source = splits_of(json_path, meta, frames, cfg.llffhold, skipped)
     images = alpha = None
     if load_images:
         images, alpha = _load_images(json_path, sources, stored, background)

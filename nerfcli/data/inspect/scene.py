@@ -18,14 +18,14 @@ nerfcli/data/formats/). Everything else is a check:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from nerfcli.config import DataConfig
 from nerfcli.data.cameras import capture_kind, view_spread_deg
-from nerfcli.data.formats import detect_format, format_module
+from nerfcli.data.formats import detect_format, every_view_data, format_module
 from nerfcli.data.images import image_size
 from nerfcli.data.inspect.llff import Check, Report
 from nerfcli.data.scene import Scene
@@ -74,8 +74,7 @@ def inspect_scene(path: str | Path, cfg: DataConfig) -> SceneReport:
     """Load the capture's poses (image headers only) and report on them."""
     path = Path(path)
     name = detect_format(path) if cfg.format == "auto" else cfg.format
-    if name == "blender" and cfg.testskip != 1:
-        cfg = replace(cfg, testskip=1)  # report every view; training may skip val/test views
+    cfg = every_view_data(name, cfg)  # report every view; training may skip val/test views
     scene = format_module(name).load(path, cfg, load_images=False)
     fx, fy = scene.K[:, 0, 0].astype(np.float64), scene.K[:, 1, 1].astype(np.float64)
     stored_h = int(scene.source.get("stored_height", scene.height * scene.factor))

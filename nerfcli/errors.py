@@ -13,5 +13,12 @@ class ConfigError(NerfError):
     """A config file, override or option value is invalid."""
 
 
+class UsageError(ConfigError):
+    """A command line that asks for something the command cannot do, such as --set on a key
+    the chosen model does not read: exit 2, as the command line's other usage errors."""
+
+    exit_code = 2
+
+
 class CheckpointError(NerfError):
     """A checkpoint is missing, truncated, or from an incompatible version."""

@@ -26,7 +26,7 @@ class NerfGroup(TyperGroup):
         except NerfError as exc:
             message = escape(str(exc).replace("\n", " "))  # paths and hints may hold [ ]
             console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
-            ctx.exit(1)
+            ctx.exit(getattr(exc, "exit_code", 1))  # errors.UsageError: 2
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
             ctx.exit(130)

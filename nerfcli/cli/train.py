@@ -53,7 +53,10 @@ def train(
         False, "--resume", help="Continue the run in --out from its latest checkpoint."
     ),
     overrides: list[str] = typer.Option(
-        [], "--set", help="Override a config key, e.g. --set train.lr=1e-3 (repeatable)."
+        [],
+        "--set",
+        help="Override a config key, e.g. --set model.tensorf.lr_grid=0.01 (repeatable; a "
+        "key the chosen model does not read is refused, naming the one it reads).",
     ),
     factor: int = typer.Option(
         None,

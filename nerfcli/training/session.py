@@ -15,7 +15,7 @@ from nerfcli.data.formats import load_scene, plan_frame, preset_of, scene_root
 from nerfcli.data.plan import FramePlan
 from nerfcli.data.scene import Scene
 from nerfcli.errors import ConfigError
-from nerfcli.models.registry import model_profile
+from nerfcli.models.registry import check_keys_read, model_profile
 from nerfcli.training import distributed
 from nerfcli.training.checkpoint import load_checkpoint
 from nerfcli.training.run_dir import check_new_run_dir, prepare_run_dir
@@ -73,6 +73,7 @@ def resolve_run(
         extra = ["data.spherify=true", "data.ndc=false", *extra]
     flags = data or {}
     asked = with_values(build_config(config, extra), "data", **flags)
+    check_keys_read(asked.model.name, overrides)
     plan = plan_frame(scene, asked.data)
     if choices is not None:
         choices.update(scene_type=plan.choices["scene_type"], factor=plan.choices["factor"])

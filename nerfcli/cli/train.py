@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.progress import TextColumn
 
+from nerfcli.cli.argv import command_args
 from nerfcli.cli.common import console, info, make_progress, stdout_json
 from nerfcli.errors import ConfigError
 
@@ -22,6 +23,7 @@ EPILOG = (
 
 
 def train(
+    ctx: typer.Context,
     scene: Path = typer.Argument(
         ..., help="Scene folder: LLFF (poses_bounds.npy), Blender or transforms.json."
     ),
@@ -108,14 +110,7 @@ def train(
     if nproc > 1:
         if distributed.under_torchrun():
             raise ConfigError("--nproc inside torchrun: drop --nproc (torchrun starts the ranks)")
-        options = dict(config=config, model=model, iters=iters, max_minutes=max_minutes)
-        options.update(device=device, seed=seed, factor=factor, format=data_format)
-        options.update(scene_type=scene_type)
-        flags = dict(resume=resume, spherify=spherify, json=json_out, quiet=quiet)
-        flags["llff-camera"] = bool(llff_camera)
-        code = distributed.launch(
-            nproc, worker_args(scene, out, options, overrides, half_res, flags)
-        )
+        code = distributed.launch(nproc, worker_args(ctx, out))
         if code:
             raise typer.Exit(code)
         return
@@ -251,24 +246,12 @@ def _summary(summary, cfg, dev) -> dict:
     }
 
 
-def worker_args(
-    scene: Path,
-    out: Path,
-    options: dict,
-    overrides: list[str],
-    half_res: bool | None,
-    flags: dict[str, bool],
-) -> list[str]:
-    """The `nerf train` arguments each process of --nproc gets: the same command without it."""
-    args = ["train", str(scene), "--out", str(out)]
-    for name, value in options.items():
-        if value is not None:
-            args += [f"--{name.replace('_', '-')}", str(value)]
-    for item in overrides:
-        args += ["--set", item]
-    if half_res is not None:
-        args.append("--half-res" if half_res else "--full-res")
-    args += [f"--{name}" for name, on in flags.items() if on]
+def worker_args(ctx: typer.Context, out: Path) -> list[str]:
+    """The `nerf train` arguments each process of --nproc gets: this command's own, as given,
+    without --nproc (and with the run folder, when it was the default)."""
+    args = ["train", *command_args(ctx, drop={"nproc"})]
+    if "--out" not in args:
+        args += ["--out", str(out)]
     return args
 
 

@@ -14,7 +14,6 @@ import torch
 from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
-from nerfcli.cli.train import worker_args
 from nerfcli.config import DataConfig, build_config
 from nerfcli.data.formats import load_scene
 from nerfcli.metrics import to8b
@@ -204,32 +203,6 @@ def test_random_background_trains_and_evaluates_on_black(tmp_path):
         assert np.array_equal(iio.imread(score["files"]["gt"]), to8b(black[score["view"]]))
     preview = iio.imread(sorted((out / "previews").glob("*.png"))[-1])
     assert np.array_equal(preview[:, 8:], to8b(black[report["views"][0]["view"]]))
-
-
-def test_nproc_passes_the_same_command_on_without_itself():
-    options = {"config": None, "model": "nerf", "iters": 20, "max_minutes": None}
-    options.update(device="auto", seed=None, factor=8, format=None)
-    flags = {"resume": True, "spherify": False, "json": True, "quiet": False}
-    args = worker_args(Path("fern"), Path("runs/x"), options, ["train.lr=1e-3"], False, flags)
-    assert args == [
-        "train",
-        "fern",
-        "--out",
-        "runs/x",
-        "--model",
-        "nerf",
-        "--iters",
-        "20",
-        "--device",
-        "auto",
-        "--factor",
-        "8",
-        "--set",
-        "train.lr=1e-3",
-        "--full-res",
-        "--resume",
-        "--json",
-    ]
 
 
 def test_batch_smaller_than_the_processes_is_refused(tmp_path):

@@ -114,7 +114,7 @@ def inspect_poses(
         printer = _print_report
     else:
         from nerfcli.data.inspect.scene import inspect_scene
-        from nerfcli.training.session import resolve_config
+        from nerfcli.models.resolve import resolve_config
 
         flags = {"format": fmt, "factor": factor, "half_res": half_res, "render_frames": frames}
         flags["scene_type"] = scene_type

@@ -159,7 +159,7 @@ def _load(scene: Path, flags: dict, spherify: bool, ndc, with_images: bool):
     """The scene exactly as `nerf train SCENE` with these flags loads it (poses only unless
     the images are needed): (scene, the file that holds its poses)."""
     from nerfcli.data.formats import FORMATS, load_scene
-    from nerfcli.training.session import resolve_config
+    from nerfcli.models.resolve import resolve_config
 
     cfg = resolve_config(scene, spherify=spherify, data=flags)
     data = cfg.data if ndc is None else replace(cfg.data, ndc=ndc)  # --spherify --ndc: allowed

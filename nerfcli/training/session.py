@@ -1,7 +1,7 @@
 """The one path from a scene folder to a training run, used by `nerf train`, `nerf demo` and
-the benches: resolve the config (defaults < model/device profile < preset < --set < flags),
-load the scene the config describes, then build the Trainer and the run folder in the only
-safe order (a new folder is created only once the Trainer has checked there is room)."""
+the benches: the config and frame plan (nerfcli.models.resolve, re-exported here), the scene
+they describe, then the Trainer and the run folder in the only safe order (a new folder is
+created only once the Trainer has checked there is room)."""
 
 from __future__ import annotations
 
@@ -10,78 +10,16 @@ from pathlib import Path
 
 import torch
 
-from nerfcli.config import Config, available_presets, build_config, with_values
-from nerfcli.data.formats import load_scene, plan_frame, preset_of, scene_root
+from nerfcli.config import Config, with_values
+from nerfcli.data.formats import load_scene
 from nerfcli.data.plan import FramePlan
 from nerfcli.data.scene import Scene
 from nerfcli.errors import ConfigError
-from nerfcli.models.registry import check_keys_read, model_profile
+from nerfcli.models.resolve import default_preset, resolve_config, resolve_run
 from nerfcli.training import distributed
 from nerfcli.training.checkpoint import load_checkpoint
 from nerfcli.training.run_dir import check_new_run_dir, prepare_run_dir
 from nerfcli.training.trainer import EventCallback, Trainer
-
-
-def default_preset(scene: Path, spherify: bool = False) -> str:
-    """--spherify: surround; a preset named like the folder (fern); else the format's own."""
-    if spherify:
-        return "surround"
-    name = scene_root(scene).name
-    if name in available_presets():
-        return name
-    return preset_of(scene)
-
-
-def resolve_config(
-    scene: Path,
-    config: str | None = None,
-    model: str | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
-    device_type: str = "cpu",
-    spherify: bool = False,
-    data: dict | None = None,
-    train: dict | None = None,
-    choices: dict | None = None,
-) -> Config:
-    """The config alone (resolve_run without the plan)."""
-    args = (scene, config, model, overrides, device_type, spherify, data, train, choices)
-    return resolve_run(*args)[0]
-
-
-def resolve_run(
-    scene: Path,
-    config: str | None = None,
-    model: str | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
-    device_type: str = "cpu",
-    spherify: bool = False,
-    data: dict | None = None,
-    train: dict | None = None,
-    choices: dict | None = None,
-) -> tuple[Config, FramePlan]:
-    """defaults < model/device profile < preset < --set < first-class flags (`data`, `train`:
-    section values from flags; None values are left alone), and the frame plan. The data
-    section is resolved first (profiles set no data keys) and the plan settled on it
-    (nerfcli.data.plan: the scene kind, factor, frame and cameras), because the model profile
-    is the plan's kind's. The config records what the plan settled (so eval reloads the
-    same); `choices`, when given, receives the scene type's and the factor's Choice."""
-    config = config or default_preset(scene, spherify)
-    extra = list(overrides)
-    if model is not None:
-        extra.append(f"model.name={model}")
-    if spherify:
-        extra = ["data.spherify=true", "data.ndc=false", *extra]
-    flags = data or {}
-    asked = with_values(build_config(config, extra), "data", **flags)
-    check_keys_read(asked.model.name, overrides)
-    plan = plan_frame(scene, asked.data)
-    if choices is not None:
-        choices.update(scene_type=plan.choices["scene_type"], factor=plan.choices["factor"])
-    settled = {"scene_type": plan.kind, "factor": plan.factor, "ndc": plan.ndc}
-    profile = model_profile(asked.model.name, device_type, plan.profile_kind)
-    cfg = build_config(config, extra, base=profile)
-    cfg = with_values(cfg, "data", **{**flags, **settled})
-    return with_values(cfg, "train", **(train or {})), plan
 
 
 def load_training_scene(
@@ -156,3 +94,16 @@ def check_resume_flags(**given: object) -> None:
             + "/".join(f"--{n.replace('_', '-')}" for n in named)
             + " (only --iters, --max-minutes and --device may change)"
         )
+
+
+__all__ = [
+    "Run",
+    "check_resume_flags",
+    "default_preset",
+    "load_training_scene",
+    "resolve_config",
+    "resolve_run",
+    "resume_config",
+    "settle_config",
+    "start_run",
+]

@@ -277,3 +277,28 @@ def test_undefined_training_frame_is_a_failed_check(tmp_path):
     assert not checks["training_frame"]["ok"]
     assert "cannot bring the poses into the training frame" in checks["training_frame"]["message"]
     assert all(checks[name]["ok"] for name in ("finite", "rotation", "intrinsics", "bounds"))
+
+
+def test_inspecting_imports_nothing_from_training(tiny_llff, tmp_path):
+    """inspect-poses resolves its config in nerfcli.models.resolve, as train does, without
+    the training layer (LLFF and transforms.json captures)."""
+    import subprocess
+    import sys
+
+    from tests.unit.test_transforms import write_transforms
+
+    json_scene = write_transforms(tmp_path / "json")
+    code = (
+        "import sys; from typer.testing import CliRunner; from nerfcli.cli.app import app\n"
+        "for scene in sys.argv[1:]:\n"
+        "    result = CliRunner().invoke(app, ['inspect-poses', scene, '--json'])\n"
+        "    assert result.exit_code == 0, result.output\n"
+        "print(sorted(m for m in sys.modules if m.startswith('nerfcli.training')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tiny_llff), str(json_scene)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -1,8 +1,9 @@
 """Every model's device and scene-kind defaults, in one place.
 
 A profile is a nested dict of config overrides, merged after the dataclass defaults and before
-the scene preset, `--set` and the first-class flags (design.md's precedence). Profiles hold only
-numbers chosen by measurement; the models never read them, so the two can change apart.
+the scene preset, `--set` and the first-class flags (the precedence nerfcli.models.resolve
+follows). Profiles hold only numbers chosen by measurement; the models never read them, so the
+two can change apart.
 """
 
 from __future__ import annotations

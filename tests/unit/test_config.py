@@ -116,7 +116,14 @@ def test_random_config_documents_load_or_raise_config_error(doc):
         cfg = from_dict(Config, doc)
     except ConfigError:
         return
-    assert isinstance(cfg, Config)
+    # what loaded is what the document says, and writes back to itself
+    assert from_dict(Config, to_dict(cfg)) == cfg
+    for section, values in (doc if isinstance(doc, dict) else {}).items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                if not isinstance(value, dict):
+                    got = to_dict(cfg)[section][key]
+                    assert got == value or value != value or isinstance(value, list), (key, got)
 
 
 def test_parse_override_values_are_yaml():

@@ -524,7 +524,7 @@ def small_scene(tmp_path_factory) -> Path:
         {},
         optional={
             "llffhold": st.integers(-1, 4),
-            "white_bkgd": st.booleans(),
+            "background": st.sampled_from(["auto", "black", "white", "random"]),
             "bd_factor": st.floats(-1, 2),
             "ndc": st.booleans(),
         },

@@ -121,7 +121,7 @@ def inspect_poses(
         report = inspect_scene(path, resolve_config(path, data=flags).data)
         printer = _print_scene_report
     if json_output:
-        stdout_json(report.to_json())
+        stdout_json({"format": fmt, **report.to_json()})  # one schema: every format's has it
     else:
         printer(report)
 
@@ -181,15 +181,15 @@ def _print_report(report) -> None:
         + (" ..." if len(report.test_views) > 12 else "")
     )
     table.add_row("views", f"{report.num_views} ({split})")
-    if report.height is not None:
+    if report.stored_height is not None:
         table.add_row(
             "image size (H x W)",
-            f"{report.height} x {report.width} full; "
-            f"{report.factor_height} x {report.factor_width} at --factor {report.factor}",
+            f"{report.stored_height} x {report.stored_width} full; "
+            f"{report.height} x {report.width} at --factor {report.factor}",
         )
         table.add_row(
             "focal",
-            f"{report.focal:.1f} px full; {report.factor_focal:.1f} px at --factor {report.factor}",
+            f"{report.stored_focal:.1f} px full; {report.focal:.1f} px at --factor {report.factor}",
         )
         table.add_row(
             "field of view",

@@ -32,11 +32,11 @@ def test_fern_json_numbers(fern_dir):
     doc = json.loads(result.stdout)
     assert doc["ok"] is True
     assert doc["num_views"] == 20
-    assert (doc["height"], doc["width"]) == (3024, 4032)
-    assert doc["focal"] == pytest.approx(3260.5, abs=0.1)
+    assert (doc["stored_height"], doc["stored_width"]) == (3024, 4032)
+    assert doc["stored_focal"] == pytest.approx(3260.5, abs=0.1)
     assert doc["factor"] == 8
-    assert (doc["factor_height"], doc["factor_width"]) == (378, 504)
-    assert doc["factor_focal"] == pytest.approx(407.57, abs=0.01)
+    assert (doc["height"], doc["width"]) == (378, 504) and doc["format"] == "llff"
+    assert doc["focal"] == pytest.approx(407.57, abs=0.01)
     assert doc["test_views"] == [0, 8, 16]
     assert doc["rescaled_near_min"] == pytest.approx(1 / 0.75, rel=1e-6)
     assert doc["near_min"] == pytest.approx(16.985, abs=1e-3)
@@ -75,8 +75,8 @@ def test_fern_human_view_is_on_stderr(fern_dir):
 
 def test_factor_option(fern_dir):
     doc = json.loads(invoke(fern_dir, "--json", "--factor", "4").stdout)
-    assert (doc["factor_height"], doc["factor_width"]) == (756, 1008)
-    assert doc["factor_focal"] == pytest.approx(3260.526 / 4, abs=1e-3)
+    assert (doc["height"], doc["width"]) == (756, 1008)
+    assert doc["focal"] == pytest.approx(3260.526 / 4, abs=1e-3)
     # images_8 is fine, but there is no images/ or images_4/ to train at factor 4 from.
     failed = [c for c in doc["checks"] if not c["ok"]]
     assert [c["name"] for c in failed] == ["images_for_factor"]
@@ -232,7 +232,7 @@ def test_every_bad_view_is_reported(tmp_path):
     assert "view 4 has non-finite" in checks["finite"]["message"]
     assert checks["rotation"]["ok"] and checks["intrinsics"]["ok"]
     # Stored numbers are still reported; training-frame ones are not (the loader refuses).
-    assert doc["num_views"] == 6 and doc["height"] == 24 and doc["near_min"] == -1.0
+    assert doc["num_views"] == 6 and doc["stored_height"] == 24 and doc["near_min"] == -1.0
     assert doc["rescaled_near_min"] is None and doc["focus_depth"] is None
     # The human view shows the table and the failed marks too.
     human = invoke(root)

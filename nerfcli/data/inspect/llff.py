@@ -103,16 +103,16 @@ class PoseReport(Report):
     path: Path
     num_views: int
     # as stored (full resolution)
-    height: int | None
-    width: int | None
-    focal: float | None
+    stored_height: int | None
+    stored_width: int | None
+    stored_focal: float | None
     fov_x_deg: float | None
     fov_y_deg: float | None
     # at --factor
     factor: int
-    factor_height: int | None
-    factor_width: int | None
-    factor_focal: float | None
+    height: int | None  # loaded, at the factor (as every format's report)
+    width: int | None
+    focal: float | None
     # depth bounds as stored, over views with finite values
     near_min: float | None
     near_median: float | None
@@ -217,8 +217,8 @@ def _camera_fields(path: Path, arr: np.ndarray, factor: int, valid: bool) -> dic
     where the intrinsics are invalid); factor 0 is the auto factor `nerf train` picks."""
     hwf = arr[0, :15].reshape(3, 5)[:, 4]  # [3] height, width, focal of view 0
     fields: dict = dict.fromkeys(
-        ("height", "width", "focal", "fov_x_deg", "fov_y_deg"), None
-    ) | dict.fromkeys(("factor_height", "factor_width", "factor_focal"), None)
+        ("stored_height", "stored_width", "stored_focal", "fov_x_deg", "fov_y_deg"), None
+    ) | dict.fromkeys(("height", "width", "focal"), None)
     if not valid:
         fields["factor"] = factor or 1
         return fields
@@ -231,15 +231,15 @@ def _camera_fields(path: Path, arr: np.ndarray, factor: int, valid: bool) -> dic
             "use a smaller --factor"
         )
     return fields | {
-        "height": height,
-        "width": width,
-        "focal": focal,
+        "stored_height": height,
+        "stored_width": width,
+        "stored_focal": focal,
         "fov_x_deg": math.degrees(2.0 * math.atan(0.5 * width / focal)),
         "fov_y_deg": math.degrees(2.0 * math.atan(0.5 * height / focal)),
         "factor": factor,
-        "factor_height": factor_height,
-        "factor_width": factor_width,
-        "factor_focal": focal / factor,
+        "height": factor_height,
+        "width": factor_width,
+        "focal": focal / factor,
     }
 
 
@@ -390,10 +390,13 @@ def _check_image_folder(
             f"{files[0].name} ({sizes[0][0]} x {sizes[0][1]}); all views must share one size",
         )
     got_h, got_w = sizes[0]
-    if report.height is None or report.width is None:
+    if report.stored_height is None or report.stored_width is None:
         return info, Check(name, True, f"{n} images of {got_h} x {got_w}")
     if factor is not None:
-        want_h, want_w = int(round(report.height / factor)), int(round(report.width / factor))
+        want_h, want_w = (
+            int(round(report.stored_height / factor)),
+            int(round(report.stored_width / factor)),
+        )
         if abs(got_h - want_h) > 1 or abs(got_w - want_w) > 1:
             return info, Check(
                 name,
@@ -403,21 +406,25 @@ def _check_image_folder(
                 "regenerate it from images/",
             )
         return info, Check(name, True, f"{n} images of {got_h} x {got_w}, as the poses say")
-    aspect_img, aspect_pose = got_w / got_h, report.width / report.height
+    aspect_img, aspect_pose = got_w / got_h, report.stored_width / report.stored_height
     if abs(aspect_img - aspect_pose) / aspect_pose > ASPECT_TOL:
         return info, Check(
             name,
             False,
             f"{folder}: images are {got_h} x {got_w} (aspect {aspect_img:.3f}) but "
-            f"{poses_name} says {report.height} x {report.width} (aspect {aspect_pose:.3f}); "
+            f"{poses_name} says {report.stored_height} x {report.stored_width} (aspect {aspect_pose:.3f}); "
             "images and poses do not belong together",
         )
-    same = (got_h, got_w) == (report.height, report.width)
+    same = (got_h, got_w) == (report.stored_height, report.stored_width)
     return info, Check(
         name,
         True,
         f"{n} images of {got_h} x {got_w}"
-        + (", as the poses say" if same else f" (poses say {report.height} x {report.width})"),
+        + (
+            ", as the poses say"
+            if same
+            else f" (poses say {report.stored_height} x {report.stored_width})"
+        ),
     )
 
 

@@ -106,14 +106,6 @@ class Ranks:
             dist.all_reduce(both)
         return float(both[0]) / self.world, bool(both[1] > 0)
 
-    def all_reduce_sum(self, values: Sequence[float]) -> list[float]:
-        if self.world == 1:
-            return list(values)
-        total = torch.tensor(list(values), dtype=torch.float64, device=self.device)
-        with _collective(self, "an all-reduce"):
-            dist.all_reduce(total)
-        return total.tolist()
-
     def all_gather_objects(self, obj: object) -> list:
         """Every rank's `obj` (picklable), in rank order."""
         if self.world == 1:

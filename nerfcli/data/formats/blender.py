@@ -172,6 +172,21 @@ def plan_frame(path: Path, data: DataConfig) -> FramePlan:
     )
 
 
+def _intrinsics(present: list, stored_width: int, shrink: int, size: tuple[int, int]):
+    """(K per view [3, 3], views per split) from each split file's camera_angle_x."""
+    K, counts = [], {}
+    for s in present:
+        focal = 0.5 * stored_width / math.tan(0.5 * s.camera_angle_x) / shrink
+        if not 1e-30 < focal < 1e30:
+            raise DataError(
+                f"{s.path}: camera_angle_x {s.camera_angle_x:g} gives focal {focal:g}; it must "
+                "be the horizontal field of view in radians"
+            )
+        K += [intrinsics(size[0], size[1], focal)] * len(s.images)
+        counts[s.name] = len(s.images)
+    return K, counts
+
+
 def load(
     root: Path, cfg: DataConfig, load_images: bool = True, plan: FramePlan | None = None
 ) -> Scene:
@@ -199,16 +214,7 @@ def load(
             f"{files[0]}: shrinking the {full[1]}x{full[0]} images by {shrink} leaves nothing; "
             "use a smaller --factor"
         )
-    K, counts = [], {}
-    for s in present:
-        focal = 0.5 * full[1] / math.tan(0.5 * s.camera_angle_x) / shrink
-        if not 1e-30 < focal < 1e30:
-            raise DataError(
-                f"{s.path}: camera_angle_x {s.camera_angle_x:g} gives focal {focal:g}; it must "
-                "be the horizontal field of view in radians"
-            )
-        K += [intrinsics(height, width, focal)] * len(s.images)
-        counts[s.name] = len(s.images)
+    K, counts = _intrinsics(present, full[1], shrink, (height, width))
     starts = np.cumsum([0] + [counts.get(name, 0) for name in SPLITS])
     index = {name: list(range(starts[i], starts[i + 1])) for i, name in enumerate(SPLITS)}
     images = alpha = None

@@ -26,7 +26,6 @@ loader would refuse the file.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -46,54 +45,12 @@ from nerfcli.data.formats.llff import (
 )
 from nerfcli.data.formats.llff_plan import plan_kind
 from nerfcli.data.formats.poses_bounds import PosesBounds, find_pose_problems, read_poses_array
+from nerfcli.data.inspect.report import Check, ImageFolder, Report
 from nerfcli.data.plan import auto_factor
 from nerfcli.errors import DataError
 
 ASPECT_TOL = 0.02  # the loader's tolerance between image and pose aspect ratios
 POSE_CHECKS = ("finite", "rotation", "intrinsics", "bounds")
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    message: str
-
-
-@dataclass
-class ImageFolder:
-    """One image folder beside the poses (images/ or images_K/)."""
-
-    folder: str  # name, e.g. "images_8"
-    factor: int | None  # K of images_K; None for images/
-    count: int
-    height: int | None  # of the first readable image
-    width: int | None
-
-
-class Report:
-    """What every inspect-poses report shares: its checks and its --json form. Subclasses are
-    dataclasses with `path`, `checks` and `scene` fields."""
-
-    @property
-    def ok(self) -> bool:
-        return all(check.ok for check in self.checks)
-
-    @property
-    def failed(self) -> list[Check]:
-        return [check for check in self.checks if not check.ok]
-
-    def to_json(self) -> dict:
-        """A plain dict for `--json` (the Scene is left out; its numbers are already here)."""
-        doc: dict = {"path": str(self.path), "ok": self.ok}
-        for item in dataclasses.fields(self):
-            if item.name in ("path", "scene"):
-                continue
-            value = getattr(self, item.name)
-            if isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
-                value = [dataclasses.asdict(entry) for entry in value]
-            doc[item.name] = value
-        return doc
 
 
 @dataclass

@@ -27,7 +27,7 @@ from nerfcli.config import DataConfig
 from nerfcli.data.cameras import capture_kind, view_spread_deg
 from nerfcli.data.formats import detect_format, every_view_data, format_module
 from nerfcli.data.images import image_size
-from nerfcli.data.inspect.llff import Check, Report
+from nerfcli.data.inspect.report import Check, Report
 from nerfcli.data.scene import Scene
 from nerfcli.errors import DataError
 

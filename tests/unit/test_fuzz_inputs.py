@@ -462,17 +462,25 @@ def test_pathological_yaml_is_a_config_error(tmp_path, text):
 @fuzz(25)
 @given(doc=config_documents(), text=yaml_text, use_text=st.booleans())
 def test_train_with_a_random_config_file_is_a_clean_exit(tmp_path, doc, text, use_text):
-    # The scene is missing: a config that loads ends in a DataError, one that does not in a
-    # ConfigError; both one line, exit 1, and no run folder.
+    # The scene's poses_bounds.npy is damaged: a config that builds ends in the DataError
+    # naming that file (the config was validated first), one that does not in its ConfigError;
+    # both one line, exit 1, and no run folder.
     with fresh_dir() as folder:
         path = folder / "cfg.yaml"
         path.write_text(text if use_text else yaml.safe_dump(doc), encoding="utf-8")
+        scene = folder / "scene"
+        scene.mkdir()
+        (scene / "poses_bounds.npy").write_bytes(b"not an array")
         out = folder / "run"
-        result = runner.invoke(
-            app, ["train", str(folder / "no scene"), "--config", str(path), "--out", str(out)]
-        )
+        result = runner.invoke(app, ["train", str(scene), "--config", str(path), "--out", str(out)])
         assert_cli_error(result)
         assert not out.exists()
+        try:
+            build_config(str(path))
+        except ConfigError:
+            assert "poses_bounds.npy" not in result.output, result.output
+        else:
+            assert "poses_bounds.npy" in result.output, result.output
 
 
 @pytest.fixture(scope="module")

@@ -115,6 +115,13 @@ def sfm(
     force: bool = typer.Option(
         False, "--force", help="Replace an existing sparse/0, poses_bounds.npy, database."
     ),
+    accept_suspect: bool = typer.Option(
+        False,
+        "--accept-suspect",
+        help="Write the result even when the pose checks fail (photos named in capture order "
+        "whose poses turn away and back, cameras upside down); by default such a run exits 1 "
+        "and writes nothing.",
+    ),
     json_output: bool = typer.Option(
         False, "--json", help="Print one JSON summary on stdout instead of the table."
     ),
@@ -137,6 +144,7 @@ def sfm(
         transforms=transforms,
         prune_images=prune_images,
         force=force,
+        accept_suspect=accept_suspect,
     )
     with make_progress(quiet) as progress:  # stderr: the JSON on stdout stays clean
         result = run_sfm(scene, options, _StageProgress(progress))
@@ -145,6 +153,47 @@ def sfm(
         return
     if not quiet:
         _print_summary(result)
+
+
+def quality_rows(quality: dict) -> list[tuple[str, str]]:
+    """The summary rows of a pose_checks report (its to_json form)."""
+    sequence, upright, tracks = quality["sequence"], quality["upright"], quality["tracks"]
+    if sequence["ordered"]:
+        failed = sequence["detours"]
+        text = (
+            f"{'FAILED' if failed else 'ok'}: consecutive views {sequence['median_step_deg']:.1f} "
+            f"deg apart (median), {len(sequence['jumps'])} step(s) over "
+            f"{sequence['threshold_deg']:.1f} deg"
+        )
+        if failed:
+            text += "; turned away and back: " + ", ".join(
+                f"{'/'.join(d['photos'])} ({d['turned_deg']:.0f} deg)" for d in failed
+            )
+    else:
+        text = "not checked: " + sequence["reason"]
+    rows = [("sequence", text)]
+    turned = upright["turned_over"]
+    rows.append(
+        (
+            "upright",
+            f"{'FAILED' if turned else 'ok'}: up vectors {upright['median_deg']:.1f} deg from "
+            f"their mean (median), at most {upright['max_deg']:.1f}"
+            + (f"; upside down: {', '.join(turned)}" if turned else ""),
+        )
+    )
+    if tracks is not None:
+        text = (
+            f"{tracks['mean_length']:.2f} photos per point (mean), at most {tracks['max_length']}"
+        )
+        if tracks["max_far_fraction"] is not None:
+            most = tracks["most_far"][0]
+            text += (
+                f"; matches from photos over {tracks['far_apart']} apart: "
+                f"{100 * tracks['median_far_fraction']:.0f}% (median), at most "
+                f"{100 * most['fraction']:.0f}% ({most['name']})"
+            )
+        rows.append(("tracks", text))
+    return rows
 
 
 def _print_summary(result) -> None:
@@ -172,6 +221,9 @@ def _print_summary(result) -> None:
     table.add_row("3D points", str(result.num_points))
     table.add_row("reprojection", f"{result.mean_reprojection_error:.3f} px (mean)")
     table.add_row("matcher", result.matcher)
+    if result.quality is not None:
+        for what, value in quality_rows(result.quality):
+            table.add_row(what, escape(value))
     stages = ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items() if k != "total")
     table.add_row("seconds", f"{result.seconds['total']:.1f} ({stages})")
     for key, path in result.written.items():

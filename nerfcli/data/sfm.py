@@ -36,6 +36,7 @@ from nerfcli.data.sfm_inputs import (
     make_targets,
     write_frames_record,
 )
+from nerfcli.data.sfm_quality import assess_colmap_model, refuse_suspect
 from nerfcli.errors import DataError, NerfError
 
 MATCHERS = ("exhaustive", "sequential")
@@ -57,6 +58,7 @@ class SfmOptions:
     transforms: bool = False
     prune_images: bool = False
     force: bool = False
+    accept_suspect: bool = False  # keep a result whose pose checks fail (sfm_quality)
 
 
 @dataclass
@@ -90,6 +92,7 @@ class SfmResult:
     moved_to: str | None
     warnings: list[str] = field(default_factory=list)
     pycolmap: str | None = None
+    quality: dict | None = None  # pose_checks.PoseQuality.to_json() of the written model
 
 
 @contextmanager
@@ -217,7 +220,7 @@ def _run(
     chosen = _choose_model(reconstructions, settings, image_dir, warnings)
     with _timed(seconds, "write"):
         report("write", 0, 1)
-        result = _write(chosen, build, targets, image_dir, work_images, options, warnings)
+        result = _write(chosen, build, targets, image_dir, work_images, options, warnings, matcher)
         report("write", 1, 1)
     seconds["total"] = round(time.perf_counter() - started, 3)
     result.update(seconds=seconds, matcher=matcher, video=video_doc, num_images=len(photos.names))
@@ -296,6 +299,7 @@ def _write(
     work_images: Path,
     options: SfmOptions,
     warnings: list[str],
+    matcher: str,
 ) -> dict:
     """Convert and write everything in `build`, then rename it into place (see commit)."""
     from nerfcli.data.sfm_transforms import image_prefix, write_transforms
@@ -305,6 +309,9 @@ def _write(
     chosen.write_binary(str(sparse))
     model = colmap_io.read_model(sparse, "bin")
     poses = colmap.colmap_to_poses_bounds(model)  # the conversion `colmap2poses` uses
+    quality = assess_colmap_model(model)  # a failed check stops here, before the commit
+    suspect = refuse_suspect(quality, image_dir, matcher, options.accept_suspect)
+    warnings += [suspect] if suspect else []
     warnings += _pose_warnings(model, poses, options)
     colmap.save_poses_bounds(build / "poses_bounds.npy", poses.poses_bounds)
     moves = [(build / "colmap" / "database.db", targets.database)]
@@ -350,6 +357,7 @@ def _write(
         "registered": sorted(registered),
         "unregistered": [p.name for p in unregistered],
         "moved_to": moved_to,
+        "quality": quality.to_json(),
     }
 
 
@@ -413,4 +421,5 @@ def _summary(
         moved_to=result["moved_to"],
         warnings=warnings,
         pycolmap=sfm_colmap.pycolmap_version(),
+        quality=result["quality"],
     )

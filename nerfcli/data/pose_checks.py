@@ -189,11 +189,10 @@ def sequence_report(names: list[str], directions: np.ndarray) -> SequenceReport:
         for first, last, turn, back in _detours(pairs, threshold, median_step)
     ]
     report.reason = (
-        f"{len(order)} photos in name order; consecutive viewing directions differ by {median_step:.1f} "
-        f"deg (median), at most {steps.max():.1f}; a run of photos turned by over "
-        f"{max(threshold, MIN_DETOUR_DEG):.1f} deg against the photos on both sides of it, which "
-        f"agree within {threshold:.1f} deg ({JUMP_FACTOR:g} x median, within "
-        f"{MIN_JUMP_DEG:g}-{MAX_JUMP_DEG:g}), fails"
+        f"{len(order)} photos in name order, consecutive views {median_step:.1f} deg apart "
+        f"(median), at most {steps.max():.1f}; fails on a run of photos turned by over "
+        f"{max(threshold, MIN_DETOUR_DEG):.0f} deg against the photos around it (threshold "
+        f"{threshold:.1f} deg = {JUMP_FACTOR:g} x median, within {MIN_JUMP_DEG:g}-{MAX_JUMP_DEG:g})"
     )
     return report
 
@@ -309,3 +308,37 @@ def describe_jumps(quality: PoseQuality, limit: int = 4) -> str:
     jumps = quality.sequence.jumps
     text = ", ".join(f"{j.first} -> {j.second} {j.degrees:.1f} deg" for j in jumps[:limit])
     return text + (f" and {len(jumps) - limit} more" if len(jumps) > limit else "")
+
+
+def check_rows(names: list[str] | None, c2w: np.ndarray) -> list[tuple[str, bool, str]]:
+    """(name, ok, message) rows for `nerf inspect-poses`: `sequence` and `upright` on
+    camera-to-world poses [N, 3, 4] (OpenGL columns); names None: the photos are unknown."""
+    c2w = np.asarray(c2w, dtype=np.float64)
+    if names is None or len(names) != len(c2w):
+        names = [f"view {k}" for k in range(len(c2w))]  # no capture order to check
+    quality = assess_poses(names, c2w)
+    sequence, upright = quality.sequence, quality.upright
+    if sequence.detours:
+        message = "; ".join(
+            f"{'/'.join(d.photos)} turned by {d.turned_deg:.0f} deg against the photos before "
+            f"and after (which agree within {d.neighbours_deg:.0f} deg)"
+            for d in sequence.detours
+        )
+        message += "; wrong poses (symmetric scenes fool SfM): rerun `nerf sfm` on the photos"
+    elif sequence.ordered:
+        message = (
+            sequence.reason + f"; {len(sequence.jumps)} step(s) over the threshold, none turns back"
+        )
+    else:
+        message = "not checked: " + sequence.reason
+    rows = [("sequence", not sequence.detours, message)]
+    spread = (
+        f"up vectors {upright.median_deg:.1f} deg from their mean (median), at most "
+        f"{upright.max_deg:.1f}"
+    )
+    if upright.turned_over:
+        spread = f"upside down (over {upright.threshold_deg:.0f} deg from the mean up): " + (
+            ", ".join(upright.turned_over[:4])
+        )
+    rows.append(("upright", not upright.turned_over, spread))
+    return rows

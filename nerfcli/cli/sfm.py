@@ -35,6 +35,7 @@ STAGE_LABELS = {
 class Matcher(str, Enum):
     exhaustive = "exhaustive"
     sequential = "sequential"
+    sequence = "sequence"
 
 
 CameraModel = Enum("CameraModel", {name: name for name in CAMERA_MODEL_CHOICES}, type=str)
@@ -82,8 +83,11 @@ def sfm(
     matcher: Optional[Matcher] = typer.Option(
         None,
         "--matcher",
-        help="exhaustive (every pair) or sequential (neighbours in name order). Default: "
-        "exhaustive up to 150 photos, sequential for more and for --video.",
+        help="exhaustive (every pair), sequential (neighbours in name order), or sequence (every "
+        "pair, then loop closures that disagree with the rotations chained along the capture "
+        "order are dropped: symmetric scenes). Default: sequence up to 150 photos named in "
+        "capture order (1.jpg, 2.jpg, ...), exhaustive for other names, sequential for more "
+        "photos and for --video.",
         show_default=False,
     ),
     camera_model: CameraModel = typer.Option(
@@ -159,15 +163,20 @@ def quality_rows(quality: dict) -> list[tuple[str, str]]:
     """The summary rows of a pose_checks report (its to_json form)."""
     sequence, upright, tracks = quality["sequence"], quality["upright"], quality["tracks"]
     if sequence["ordered"]:
-        failed = sequence["detours"]
+        failed = sequence["detours"] or sequence["reversals"]
         text = (
             f"{'FAILED' if failed else 'ok'}: consecutive views {sequence['median_step_deg']:.1f} "
             f"deg apart (median), {len(sequence['jumps'])} step(s) over "
             f"{sequence['threshold_deg']:.1f} deg"
         )
-        if failed:
+        if sequence["detours"]:
             text += "; turned away and back: " + ", ".join(
-                f"{'/'.join(d['photos'])} ({d['turned_deg']:.0f} deg)" for d in failed
+                f"{'/'.join(d['photos'])} ({d['turned_deg']:.0f} deg)" for d in sequence["detours"]
+            )
+        if sequence["reversals"]:
+            text += "; nearly opposite: " + ", ".join(
+                f"{j['first']} -> {j['second']} ({j['degrees']:.0f} deg)"
+                for j in sequence["reversals"]
             )
     else:
         text = "not checked: " + sequence["reason"]
@@ -221,6 +230,14 @@ def _print_summary(result) -> None:
     table.add_row("3D points", str(result.num_points))
     table.add_row("reprojection", f"{result.mean_reprojection_error:.3f} px (mean)")
     table.add_row("matcher", result.matcher)
+    if result.sequence_matching is not None:
+        chain = result.sequence_matching
+        table.add_row(
+            "loop pairs",
+            f"{chain['kept_loop_pairs']} kept (agree within {chain['worst_kept_deg']:.1f} deg), "
+            f"{chain['dropped_pairs']} dropped (disagree with the chain), "
+            f"{chain['unchecked_pairs']} unchecked; {chain['stretches']} stretch(es)",
+        )
     if result.quality is not None:
         for what, value in quality_rows(result.quality):
             table.add_row(what, escape(value))

@@ -17,7 +17,10 @@ their neighbours, with a low reprojection error. What gives them away is the cap
   *detour*: a run of photos (at most a quarter of the sequence) turned by more than
   max(threshold, MIN_DETOUR_DEG) against both the photo before it and the photo after it, while
   those two agree within the threshold: the sequence turns away and comes back, which a walk
-  does not do and a doppelganger flip does. Names that sort as a sequence but whose consecutive
+  does not do and a doppelganger flip does. It also fails on consecutive photos whose viewing
+  directions differ by over REVERSAL_DEG (nearly opposite): where a run of flipped cameras is
+  half the walk, the model folds (both halves of the walk stacked on one side of the object)
+  and only the two fold steps show. Names that sort as a sequence but whose consecutive
   photos differ as much as random pairs do (Blender's r_0, r_1, ... drawn at random on a
   sphere) are not a path: the check is skipped and says so.
 - `upright`: the spread of the cameras' up vectors around their mean. A hand-held capture is
@@ -43,6 +46,7 @@ MIN_JUMP_DEG = 30.0
 MAX_JUMP_DEG = 120.0
 MIN_DETOUR_DEG = 60.0
 MAX_DETOUR_FRACTION = 0.25  # a run longer than this part of the sequence is no detour
+REVERSAL_DEG = 120.0  # consecutive photos looking in nearly opposite directions: a fold
 PATH_RATIO = 0.5  # a path: median consecutive step below half the median step between any two
 UPSIDE_DOWN_DEG = 135.0  # cup's cameras reach 116 deg from the mean up (a tilted, rolled phone)
 FAR_FRACTION_OF_SEQUENCE = 0.25
@@ -102,6 +106,7 @@ class SequenceReport:
     threshold_deg: float | None = None
     closed_loop: bool = False
     jumps: list[Jump] = field(default_factory=list)  # steps over the threshold (gaps too)
+    reversals: list[Jump] = field(default_factory=list)  # steps over REVERSAL_DEG: failures
     detours: list[Detour] = field(default_factory=list)  # the failures
 
 
@@ -138,7 +143,7 @@ class PoseQuality:
 
     @property
     def sequence_ok(self) -> bool:
-        return not self.sequence.detours
+        return not self.sequence.detours and not self.sequence.reversals
 
     @property
     def upright_ok(self) -> bool:
@@ -184,6 +189,9 @@ def sequence_report(names: list[str], directions: np.ndarray) -> SequenceReport:
         Jump(sorted_names[k], sorted_names[k + 1], round(float(steps[k]), 2))
         for k in np.nonzero(steps > threshold)[0]
     ]
+    report.reversals = [
+        jump for jump in report.jumps if jump.degrees > max(threshold, REVERSAL_DEG)
+    ]
     report.detours = [
         Detour(sorted_names[first : last + 1], round(float(turn), 2), round(float(back), 2))
         for first, last, turn, back in _detours(pairs, threshold, median_step)
@@ -192,7 +200,8 @@ def sequence_report(names: list[str], directions: np.ndarray) -> SequenceReport:
         f"{len(order)} photos in name order, consecutive views {median_step:.1f} deg apart "
         f"(median), at most {steps.max():.1f}; fails on a run of photos turned by over "
         f"{max(threshold, MIN_DETOUR_DEG):.0f} deg against the photos around it (threshold "
-        f"{threshold:.1f} deg = {JUMP_FACTOR:g} x median, within {MIN_JUMP_DEG:g}-{MAX_JUMP_DEG:g})"
+        f"{threshold:.1f} deg = {JUMP_FACTOR:g} x median, within {MIN_JUMP_DEG:g}-{MAX_JUMP_DEG:g}), "
+        f"or on consecutive photos over {max(threshold, REVERSAL_DEG):.0f} deg apart"
     )
     return report
 
@@ -318,8 +327,12 @@ def check_rows(names: list[str] | None, c2w: np.ndarray) -> list[tuple[str, bool
         names = [f"view {k}" for k in range(len(c2w))]  # no capture order to check
     quality = assess_poses(names, c2w)
     sequence, upright = quality.sequence, quality.upright
-    if sequence.detours:
+    if sequence.reversals or sequence.detours:
         message = "; ".join(
+            f"{j.first} -> {j.second} turn by {j.degrees:.0f} deg" for j in sequence.reversals
+        )
+        message += "; " if sequence.reversals and sequence.detours else ""
+        message += "; ".join(
             f"{'/'.join(d.photos)} turned by {d.turned_deg:.0f} deg against the photos before "
             f"and after (which agree within {d.neighbours_deg:.0f} deg)"
             for d in sequence.detours
@@ -331,7 +344,7 @@ def check_rows(names: list[str] | None, c2w: np.ndarray) -> list[tuple[str, bool
         )
     else:
         message = "not checked: " + sequence.reason
-    rows = [("sequence", not sequence.detours, message)]
+    rows = [("sequence", quality.sequence_ok, message)]
     spread = (
         f"up vectors {upright.median_deg:.1f} deg from their mean (median), at most "
         f"{upright.max_deg:.1f}"

@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,10 @@ from nerfcli.data.sfm_inputs import (
     write_frames_record,
 )
 from nerfcli.data.sfm_quality import assess_colmap_model, refuse_suspect
+from nerfcli.data.sfm_sequence import default_matcher, match_sequence
 from nerfcli.errors import DataError, NerfError
 
-MATCHERS = ("exhaustive", "sequential")
-EXHAUSTIVE_MAX_IMAGES = 150  # more photos than this: sequential matching by default
+MATCHERS = ("exhaustive", "sequential", "sequence")
 MIN_REGISTERED = 3
 MIN_REGISTERED_FRACTION = 0.5
 
@@ -51,7 +51,7 @@ class SfmOptions:
     video: Path | None = None  # extract frames into SCENE/images first
     fps: float = 2.0
     sharpest: bool = False
-    matcher: str | None = None  # None: exhaustive up to EXHAUSTIVE_MAX_IMAGES, else sequential
+    matcher: str | None = None  # None: sfm_sequence.default_matcher
     camera_model: str = "SIMPLE_PINHOLE"
     max_image_size: int | None = None  # None: COLMAP's default (3200)
     threads: int | None = None  # None: every core
@@ -93,6 +93,7 @@ class SfmResult:
     warnings: list[str] = field(default_factory=list)
     pycolmap: str | None = None
     quality: dict | None = None  # pose_checks.PoseQuality.to_json() of the written model
+    sequence_matching: dict | None = None  # sfm_sequence.SequenceMatching with that matcher
 
 
 @contextmanager
@@ -201,11 +202,7 @@ def _run(
             work_images, shared, lambda d, t: report("check", d, t), options.video is not None
         )
     warnings += photos.warnings
-    matcher = options.matcher or (
-        "sequential"
-        if options.video is not None or len(photos.names) > EXHAUSTIVE_MAX_IMAGES
-        else "exhaustive"
-    )
+    matcher = options.matcher or default_matcher(photos.names, options.video is not None)
     (build / "colmap").mkdir()
     settings = ColmapSettings(
         database=build / "colmap" / "database.db",
@@ -216,7 +213,8 @@ def _run(
         max_image_size=options.max_image_size,
         threads=options.threads,
     )
-    reconstructions = _reconstruct(settings, build, seconds, report)
+    matched: dict = {}  # the sequence matcher's summary
+    reconstructions = _reconstruct(settings, build, seconds, report, matched)
     chosen = _choose_model(reconstructions, settings, image_dir, warnings)
     with _timed(seconds, "write"):
         report("write", 0, 1)
@@ -224,11 +222,16 @@ def _run(
         report("write", 1, 1)
     seconds["total"] = round(time.perf_counter() - started, 3)
     result.update(seconds=seconds, matcher=matcher, video=video_doc, num_images=len(photos.names))
+    result.update(matched)
     return _summary(result, reconstructions, targets, image_dir, options, warnings)
 
 
 def _reconstruct(
-    settings: ColmapSettings, build: Path, seconds: dict[str, float], report: ProgressFn
+    settings: ColmapSettings,
+    build: Path,
+    seconds: dict[str, float],
+    report: ProgressFn,
+    matched: dict,
 ) -> list[Any]:
     log_prefix = build / "colmap" / "sfm.log."
     total = len(settings.image_names)
@@ -238,7 +241,10 @@ def _reconstruct(
             sfm_colmap.extract_features(settings, report)
         with _timed(seconds, "match"):
             report("match", 0, None)
-            sfm_colmap.match_features(settings)
+            if settings.matcher == "sequence":
+                matched["sequence_matching"] = asdict(match_sequence(settings))
+            else:
+                sfm_colmap.match_features(settings)
             report("match", 1, 1)
         with _timed(seconds, "map"):
             report("map", 0, total)
@@ -422,4 +428,5 @@ def _summary(
         warnings=warnings,
         pycolmap=sfm_colmap.pycolmap_version(),
         quality=result["quality"],
+        sequence_matching=result.get("sequence_matching"),
     )

@@ -46,6 +46,11 @@ def suspect_message(quality: PoseQuality) -> str | None:
             f"{run} turned by {detour.turned_deg:.0f} deg against the photos before and after "
             f"(which agree within {detour.neighbours_deg:.0f} deg)"
         )
+    for jump in quality.sequence.reversals:
+        problems.append(
+            f"consecutive photos {jump.first} -> {jump.second} look {jump.degrees:.0f} deg apart "
+            "(nearly opposite)"
+        )
     if quality.upright.turned_over:
         names = quality.upright.turned_over
         shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")

@@ -167,3 +167,13 @@ def test_a_colmap_model_is_checked_and_a_suspect_one_refused(tmp_path):
     assert "--accept-suspect" in text and "--matcher sequence" in text
     warning = refuse_suspect(bad, tmp_path, "exhaustive", accept=True)
     assert warning.startswith("pose checks failed, kept with --accept-suspect")
+
+
+def test_a_folded_walk_fails_on_its_two_fold_steps():
+    """Half the walk flipped onto the other half (what the mapper made of the symmetric
+    capture): the run is too long for a detour, but its two ends turn by ~180 deg."""
+    names = frame_names(40)
+    quality = assess_poses(names, flipped(walk_around(40), list(range(20, 40))))
+    assert not quality.sequence_ok and quality.sequence.detours == []
+    assert [(j.first, j.second) for j in quality.sequence.reversals] == [(names[19], names[20])]
+    assert "nearly opposite" in suspect_message(quality)

@@ -1,7 +1,8 @@
 """`nerf sfm`: a folder of photos (or a video) -> camera poses, in-process with pycolmap.
 
-Stages: (frames from the video) -> check the photos -> SIFT extraction -> matching (exhaustive or
-sequential) -> incremental mapping -> write. The results are
+Stages: (frames from the video) -> check the photos -> SIFT extraction -> matching (exhaustive,
+sequential, or sequence: sfm_sequence) -> incremental mapping -> the pose checks (sfm_quality:
+a suspect model is refused before anything is written) -> write. The results are
     SCENE/sparse/0/          the largest reconstruction, COLMAP binary (COLMAP 4 also writes
                              rigs.bin and frames.bin beside cameras, images and points3D)
     SCENE/poses_bounds.npy   through nerfcli.data.formats.colmap, the code of `colmap2poses`

@@ -72,7 +72,7 @@ def test_the_sequence_matcher_recovers_the_true_poses(symmetric, tmp_path):
     scene = photos_of(symmetric, tmp_path)
     result = runner.invoke(app, ["sfm", str(scene)])
     assert result.exit_code == 0, result.output
-    text = " ".join(result.stderr.split())
+    text = " ".join(result.stderr.replace("│", " ").split())  # the table, cells joined
     assert f"registered {VIEWS} / {VIEWS} (100%)" in text and "matcher sequence" in text
     assert "sequence ok: consecutive views" in text and "upright ok" in text
     dropped = re.search(

@@ -1,5 +1,5 @@
 """`nerf sfm` on doppelgangers, end to end: a small symmetric capture (make-scene's symmetric
-preset at 24 views of 160 x 120: a can on a tiled floor that looks the same from opposite
+preset at 32 views of 200 x 150: a can on a tiled floor that looks the same from opposite
 sides). The unguarded matcher (exhaustive, the default before the sequence matcher) flips
 cameras; the pose checks catch it (exit 1, nothing written; --accept-suspect keeps it); the
 default for these capture-ordered names, the sequence matcher, recovers the true poses.
@@ -24,7 +24,7 @@ from nerfcli.cli.app import app
 from tests.cli.test_sfm import needs_pycolmap, one_line_error, tree
 
 runner = CliRunner()
-VIEWS = 24
+VIEWS = 32
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def symmetric(tmp_path_factory) -> Path:
     from nerfcli.data.synthetic import make_scene
 
     out = tmp_path_factory.mktemp("sfm_symmetric") / "capture"
-    make_scene(out, preset="symmetric", seed=0, views=VIEWS, height=120, width=160)
+    make_scene(out, preset="symmetric", seed=0, views=VIEWS, height=150, width=200)
     return out
 
 

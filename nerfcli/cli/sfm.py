@@ -14,7 +14,8 @@ from nerfcli.data.sfm_colmap import CAMERA_MODEL_CHOICES  # no pycolmap import: 
 EPILOG = (
     "Example: with 20 to 150 overlapping photos in mycup/images/,\n\n"
     "  nerf sfm mycup --prune-images\n\n"
-    "runs SIFT, exhaustive matching and COLMAP's incremental mapper in-process (pycolmap, no "
+    "runs SIFT, matching (every pair; for photos named in capture order, loop closures that "
+    "disagree with the order are dropped) and COLMAP's incremental mapper in-process (pycolmap, no "
     "COLMAP install: pip install 'nerfcli\\[sfm]'), writes mycup/sparse/0/ and "
     "mycup/poses_bounds.npy, and moves photos that could not be registered into "
     "mycup/images_unregistered/. Then: nerf inspect-poses mycup, and nerf train mycup. "
@@ -123,8 +124,8 @@ def sfm(
         False,
         "--accept-suspect",
         help="Write the result even when the pose checks fail (photos named in capture order "
-        "whose poses turn away and back, cameras upside down); by default such a run exits 1 "
-        "and writes nothing.",
+        "whose poses turn away and back or look nearly opposite, cameras upside down); by "
+        "default such a run exits 1 and writes nothing.",
     ),
     json_output: bool = typer.Option(
         False, "--json", help="Print one JSON summary on stdout instead of the table."

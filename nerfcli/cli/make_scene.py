@@ -63,7 +63,8 @@ def make_scene(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Render a small forward-facing capture (textured planes, spheres, a box) with known poses
-    and ground-truth depth, written like an LLFF capture."""
+    and ground-truth depth, written like an LLFF capture (--preset symmetric: a walk around a can
+    on a tiled floor that looks the same from opposite sides)."""
     from nerfcli.data.synthetic import make_scene as build_scene
 
     with make_progress(quiet) as progress:

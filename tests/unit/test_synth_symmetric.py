@@ -76,3 +76,17 @@ def test_the_walk_goes_once_around_the_can_in_name_order():
     towards_axis = -c2w[:, :, 3] * np.array([1, 0, 1])
     cosines = np.sum(looking * towards_axis, 1) / np.linalg.norm(towards_axis, axis=1)
     assert (cosines > 0.8).all()  # every camera looks at the can
+
+
+def test_make_scene_writes_the_walk_and_load_spec_rebuilds_the_symmetric_scene(tmp_path):
+    from nerfcli.data.synthetic import load_spec, make_scene
+
+    info = make_scene(tmp_path / "sym", preset="symmetric", views=6, height=12, width=16)
+    assert info.num_views == 6 and (info.height, info.width) == (12, 16)
+    assert sorted(p.name for p in (tmp_path / "sym" / "images").iterdir())[0] == "image000.png"
+    spec = load_spec(tmp_path / "sym")
+    assert [shape.name for shape in spec.shapes] == ["can", "floor", "room"]
+    poses = np.load(tmp_path / "sym" / "poses_bounds.npy")[:, :15].reshape(-1, 3, 5)
+    expected = walk_cameras(6, np.random.default_rng([0, 2]))  # [right, up, back] columns
+    np.testing.assert_allclose(poses[:, :, 3], expected[:, :, 3])  # the centres, as written
+    np.testing.assert_allclose(poses[:, :, 0], -expected[:, :, 1])  # stored "down" = -up

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from bench.sfm_symmetric import truth_errors
 from nerfcli.cli.app import app
-from tests.cli.test_sfm import needs_pycolmap, one_line_error, tree
+from tests.cli.test_sfm import needs_pycolmap, one_line_error
 
 runner = CliRunner()
 VIEWS = 32
@@ -44,16 +44,10 @@ def photos_of(capture: Path, root: Path) -> Path:
 
 @needs_pycolmap
 def test_the_unguarded_matcher_flips_cameras_and_the_check_refuses_it(symmetric, tmp_path):
+    """Kept with --accept-suspect first, so the refusal is seen over an existing model."""
     scene = photos_of(symmetric, tmp_path)
-    before = tree(scene)
-    message = one_line_error(runner.invoke(app, ["sfm", str(scene), "--matcher", "exhaustive"]))
-    assert "the poses look wrong (nothing written)" in message
-    assert "--matcher sequence" in message and "--accept-suspect" in message
-    assert tree(scene) == before  # no model, no database, no build folder
-
-    kept = runner.invoke(
-        app, ["sfm", str(scene), "--matcher", "exhaustive", "--accept-suspect", "--json"]
-    )
+    args = ["sfm", str(scene), "--matcher", "exhaustive"]
+    kept = runner.invoke(app, [*args, "--accept-suspect", "--json"])
     assert kept.exit_code == 0, kept.output
     doc = json.loads(kept.stdout)
     assert doc["quality"]["ok"] is False
@@ -64,6 +58,13 @@ def test_the_unguarded_matcher_flips_cameras_and_the_check_refuses_it(symmetric,
     assert inspect.exit_code == 1
     checks = {check["name"]: check for check in json.loads(inspect.stdout)["checks"]}
     assert not checks["sequence"]["ok"]
+
+    before = {path: path.read_bytes() for path in scene.rglob("*") if path.is_file()}
+    message = one_line_error(runner.invoke(app, [*args, "--force"]))
+    assert "the poses look wrong (nothing written)" in message
+    assert "--matcher sequence" in message and "--accept-suspect" in message
+    after = {path: path.read_bytes() for path in scene.rglob("*") if path.is_file()}
+    assert after == before  # the model, database and poses as they were; no build folder
 
 
 @needs_pycolmap

@@ -23,6 +23,7 @@ class ScenePreset(str, Enum):
     small = "small"
     demo = "demo"
     sfm = "sfm"
+    symmetric = "symmetric"
 
 
 def make_scene(
@@ -35,7 +36,9 @@ def make_scene(
         ScenePreset.small,
         "--preset",
         help="small: 16 views of 64 x 48 for tests; demo: 25 views of 160 x 120; sfm: 12 "
-        "views of 256 x 192 with non-repeating texture, enough for SIFT (`nerf sfm`).",
+        "views of 256 x 192 with non-repeating texture, enough for SIFT (`nerf sfm`); "
+        "symmetric: 36 views of 256 x 192 walking around a can on a tiled floor that look "
+        "the same from opposite sides (`nerf sfm` on doppelgangers).",
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed: camera jitter, object placement."),
     views: int = typer.Option(
@@ -60,7 +63,8 @@ def make_scene(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Render a small forward-facing capture (textured planes, spheres, a box) with known poses
-    and ground-truth depth, written like an LLFF capture."""
+    and ground-truth depth, written like an LLFF capture (--preset symmetric: a walk around a can
+    on a tiled floor that looks the same from opposite sides)."""
     from nerfcli.data.synthetic import make_scene as build_scene
 
     with make_progress(quiet) as progress:

@@ -14,7 +14,8 @@ from nerfcli.data.sfm.colmap import CAMERA_MODEL_CHOICES  # no pycolmap import: 
 EPILOG = (
     "Example: with 20 to 150 overlapping photos in mycup/images/,\n\n"
     "  nerf sfm mycup --prune-images\n\n"
-    "runs SIFT, exhaustive matching and COLMAP's incremental mapper in-process (pycolmap, no "
+    "runs SIFT, matching (every pair; for photos named in capture order, loop closures that "
+    "disagree with the order are dropped) and COLMAP's incremental mapper in-process (pycolmap, no "
     "COLMAP install: pip install 'nerfcli\\[sfm]'), writes mycup/sparse/0/ and "
     "mycup/poses_bounds.npy, and moves photos that could not be registered into "
     "mycup/images_unregistered/. Then: nerf inspect-poses mycup, and nerf train mycup. "
@@ -35,6 +36,7 @@ STAGE_LABELS = {
 class Matcher(str, Enum):
     exhaustive = "exhaustive"
     sequential = "sequential"
+    sequence = "sequence"
 
 
 CameraModel = Enum("CameraModel", {name: name for name in CAMERA_MODEL_CHOICES}, type=str)
@@ -82,8 +84,11 @@ def sfm(
     matcher: Optional[Matcher] = typer.Option(
         None,
         "--matcher",
-        help="exhaustive (every pair) or sequential (neighbours in name order). Default: "
-        "exhaustive up to 150 photos, sequential for more and for --video.",
+        help="exhaustive (every pair), sequential (neighbours in name order), or sequence (every "
+        "pair, then loop closures that disagree with the rotations chained along the capture "
+        "order are dropped: symmetric scenes). Default: sequence up to 150 photos named in "
+        "capture order (1.jpg, 2.jpg, ...), exhaustive for other names, sequential for more "
+        "photos and for --video.",
         show_default=False,
     ),
     camera_model: CameraModel = typer.Option(
@@ -115,6 +120,13 @@ def sfm(
     force: bool = typer.Option(
         False, "--force", help="Replace an existing sparse/0, poses_bounds.npy, database."
     ),
+    accept_suspect: bool = typer.Option(
+        False,
+        "--accept-suspect",
+        help="Write the result even when the pose checks fail (photos named in capture order "
+        "whose poses turn away and back or look nearly opposite, cameras upside down); by "
+        "default such a run exits 1 and writes nothing.",
+    ),
     json_output: bool = typer.Option(
         False, "--json", help="Print one JSON summary on stdout instead of the table."
     ),
@@ -137,6 +149,7 @@ def sfm(
         transforms=transforms,
         prune_images=prune_images,
         force=force,
+        accept_suspect=accept_suspect,
     )
     with make_progress(quiet) as progress:  # stderr: the JSON on stdout stays clean
         result = run_sfm(scene, options, _StageProgress(progress))
@@ -145,6 +158,52 @@ def sfm(
         return
     if not quiet:
         _print_summary(result)
+
+
+def quality_rows(quality: dict) -> list[tuple[str, str]]:
+    """The summary rows of a pose_checks report (its to_json form)."""
+    sequence, upright, tracks = quality["sequence"], quality["upright"], quality["tracks"]
+    if sequence["ordered"]:
+        failed = sequence["detours"] or sequence["reversals"]
+        text = (
+            f"{'FAILED' if failed else 'ok'}: consecutive views {sequence['median_step_deg']:.1f} "
+            f"deg apart (median), {len(sequence['jumps'])} step(s) over "
+            f"{sequence['threshold_deg']:.1f} deg"
+        )
+        if sequence["detours"]:
+            text += "; turned away and back: " + ", ".join(
+                f"{'/'.join(d['photos'])} ({d['turned_deg']:.0f} deg)" for d in sequence["detours"]
+            )
+        if sequence["reversals"]:
+            text += "; nearly opposite: " + ", ".join(
+                f"{j['first']} -> {j['second']} ({j['degrees']:.0f} deg)"
+                for j in sequence["reversals"]
+            )
+    else:
+        text = "not checked: " + sequence["reason"]
+    rows = [("sequence", text)]
+    turned = upright["turned_over"]
+    rows.append(
+        (
+            "upright",
+            f"{'FAILED' if turned else 'ok'}: up vectors {upright['median_deg']:.1f} deg from "
+            f"their mean (median), at most {upright['max_deg']:.1f}"
+            + (f"; upside down: {', '.join(turned)}" if turned else ""),
+        )
+    )
+    if tracks is not None:
+        text = (
+            f"{tracks['mean_length']:.2f} photos per point (mean), at most {tracks['max_length']}"
+        )
+        if tracks["max_far_fraction"] is not None:
+            most = tracks["most_far"][0]
+            text += (
+                f"; matches from photos over {tracks['far_apart']} apart: "
+                f"{100 * tracks['median_far_fraction']:.0f}% (median), at most "
+                f"{100 * most['fraction']:.0f}% ({most['name']})"
+            )
+        rows.append(("tracks", text))
+    return rows
 
 
 def _print_summary(result) -> None:
@@ -172,6 +231,17 @@ def _print_summary(result) -> None:
     table.add_row("3D points", str(result.num_points))
     table.add_row("reprojection", f"{result.mean_reprojection_error:.3f} px (mean)")
     table.add_row("matcher", result.matcher)
+    if result.sequence_matching is not None:
+        chain = result.sequence_matching
+        table.add_row(
+            "loop pairs",
+            f"{chain['kept_loop_pairs']} kept (agree within {chain['worst_kept_deg']:.1f} deg), "
+            f"{chain['dropped_pairs']} dropped (disagree with the chain), "
+            f"{chain['unchecked_pairs']} unchecked; {chain['stretches']} stretch(es)",
+        )
+    if result.quality is not None:
+        for what, value in quality_rows(result.quality):
+            table.add_row(what, escape(value))
     stages = ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items() if k != "total")
     table.add_row("seconds", f"{result.seconds['total']:.1f} ({stages})")
     for key, path in result.written.items():

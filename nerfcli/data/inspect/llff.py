@@ -18,6 +18,7 @@ printing the full report, so one run lists every problem, not just the first:
 | `training_frame` | recentring/spherify is undefined (e.g. the viewing directions cancel out) |
 | `images`, `images_K` | (for each image folder present) count != number of poses, an unreadable image, sizes differ, or the size does not match the poses (images_K: the size at factor K within 1 px; images/: the aspect ratio within 2 %) |
 | `images_for_factor` | (when any image folder is present) the loader finds no usable images at `factor` |
+| `sequence`, `upright` | (valid poses) photos named in capture order turn away and back, or a camera is upside down (nerfcli.data.pose_checks) |
 
 The first four are the loader's own validation (`poses_bounds.find_pose_problems`); when any of them
 fails, the training-frame numbers (rescale, extent, baseline, focus) are null because the
@@ -47,6 +48,7 @@ from nerfcli.data.formats.llff_plan import plan_kind
 from nerfcli.data.formats.poses_bounds import PosesBounds, find_pose_problems, read_poses_array
 from nerfcli.data.inspect.report import Check, ImageFolder, Report
 from nerfcli.data.plan import auto_factor
+from nerfcli.data.pose_checks import check_rows
 from nerfcli.errors import DataError
 
 ASPECT_TOL = 0.02  # the loader's tolerance between image and pose aspect ratios
@@ -165,8 +167,20 @@ def inspect_poses(
             report.checks.append(Check("training_frame", False, str(exc)))
         if report.image_folders:
             image_checks.append(_factor_images_check(pb, report.factor))
+        if report.scene is not None:
+            report.checks += [
+                Check(*row) for row in check_rows(_names(pb, report), report.scene.c2w)
+            ]
     report.checks.extend(image_checks)
     return report
+
+
+def _names(pb: PosesBounds, report: PoseReport) -> list[str] | None:
+    """The photo names of the poses, in order, for the pose checks (None without photos)."""
+    try:
+        return [f.name for f in find_image_files(pb.path.parent, pb, report.factor)[1]]
+    except DataError:
+        return None
 
 
 def _camera_fields(path: Path, arr: np.ndarray, factor: int, valid: bool) -> dict:

@@ -13,6 +13,7 @@ nerfcli/data/formats/). Everything else is a check:
 | `intrinsics` | a focal length is not positive, or a principal point lies outside its image |
 | `positions` | every camera sits at one point |
 | `images` | an image file is missing, unreadable, or not the size the file says |
+| `sequence`, `upright` | photos named in capture order turn away and back, or a camera is upside down (nerfcli.data.pose_checks) |
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from nerfcli.data.cameras import capture_kind, view_spread_deg
 from nerfcli.data.formats import detect_format, every_view_data, format_module
 from nerfcli.data.images import image_size
 from nerfcli.data.inspect.report import Check, Report
+from nerfcli.data.pose_checks import check_rows
 from nerfcli.data.scene import Scene
 from nerfcli.errors import DataError
 
@@ -124,6 +126,8 @@ def inspect_scene(path: str | Path, cfg: DataConfig) -> SceneReport:
         scene=scene,
     )
     report.checks = _checks(scene, (stored_h, stored_w))
+    names = [Path(name).name for name in scene.image_files]
+    report.checks += [Check(*row) for row in check_rows(names, scene.c2w)]
     return report
 
 

@@ -1,7 +1,8 @@
 """`nerf sfm`: a folder of photos (or a video) -> camera poses, in-process with pycolmap.
 
-Stages: (frames from the video) -> check the photos -> SIFT extraction -> matching (exhaustive or
-sequential) -> incremental mapping -> write. The results are
+Stages: (frames from the video) -> check the photos -> SIFT extraction -> matching (exhaustive,
+sequential, or sequence: sfm.sequence) -> incremental mapping -> the pose checks (sfm.quality:
+a suspect model is refused before anything is written) -> write. The results are
     SCENE/sparse/0/          the largest reconstruction, COLMAP binary (COLMAP 4 also writes
                              rigs.bin and frames.bin beside cameras, images and points3D)
     SCENE/poses_bounds.npy   through nerfcli.data.formats.colmap, the code of `colmap2poses`
@@ -19,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,11 @@ from nerfcli.data.sfm.inputs import (
     make_targets,
     write_frames_record,
 )
+from nerfcli.data.sfm.quality import assess_colmap_model, refuse_suspect
+from nerfcli.data.sfm.sequence import default_matcher, match_sequence
 from nerfcli.errors import DataError, NerfError
 
-MATCHERS = ("exhaustive", "sequential")
-EXHAUSTIVE_MAX_IMAGES = 150  # more photos than this: sequential matching by default
+MATCHERS = ("exhaustive", "sequential", "sequence")
 MIN_REGISTERED = 3
 MIN_REGISTERED_FRACTION = 0.5
 
@@ -50,13 +52,14 @@ class SfmOptions:
     video: Path | None = None  # extract frames into SCENE/images first
     fps: float = 2.0
     sharpest: bool = False
-    matcher: str | None = None  # None: exhaustive up to EXHAUSTIVE_MAX_IMAGES, else sequential
+    matcher: str | None = None  # None: sfm.sequence.default_matcher
     camera_model: str = "SIMPLE_PINHOLE"
     max_image_size: int | None = None  # None: COLMAP's default (3200)
     threads: int | None = None  # None: every core
     transforms: bool = False
     prune_images: bool = False
     force: bool = False
+    accept_suspect: bool = False  # keep a result whose pose checks fail (sfm.quality)
 
 
 @dataclass
@@ -90,6 +93,8 @@ class SfmResult:
     moved_to: str | None
     warnings: list[str] = field(default_factory=list)
     pycolmap: str | None = None
+    quality: dict | None = None  # pose_checks.PoseQuality.to_json() of the written model
+    sequence_matching: dict | None = None  # sfm.sequence.SequenceMatching with that matcher
 
 
 @contextmanager
@@ -198,11 +203,7 @@ def _run(
             work_images, shared, lambda d, t: report("check", d, t), options.video is not None
         )
     warnings += photos.warnings
-    matcher = options.matcher or (
-        "sequential"
-        if options.video is not None or len(photos.names) > EXHAUSTIVE_MAX_IMAGES
-        else "exhaustive"
-    )
+    matcher = options.matcher or default_matcher(photos.names, options.video is not None)
     (build / "colmap").mkdir()
     settings = ColmapSettings(
         database=build / "colmap" / "database.db",
@@ -213,19 +214,25 @@ def _run(
         max_image_size=options.max_image_size,
         threads=options.threads,
     )
-    reconstructions = _reconstruct(settings, build, seconds, report)
+    matched: dict = {}  # the sequence matcher's summary
+    reconstructions = _reconstruct(settings, build, seconds, report, matched)
     chosen = _choose_model(reconstructions, settings, image_dir, warnings)
     with _timed(seconds, "write"):
         report("write", 0, 1)
-        result = _write(chosen, build, targets, image_dir, work_images, options, warnings)
+        result = _write(chosen, build, targets, image_dir, work_images, options, warnings, matcher)
         report("write", 1, 1)
     seconds["total"] = round(time.perf_counter() - started, 3)
     result.update(seconds=seconds, matcher=matcher, video=video_doc, num_images=len(photos.names))
+    result.update(matched)
     return _summary(result, reconstructions, targets, image_dir, options, warnings)
 
 
 def _reconstruct(
-    settings: ColmapSettings, build: Path, seconds: dict[str, float], report: ProgressFn
+    settings: ColmapSettings,
+    build: Path,
+    seconds: dict[str, float],
+    report: ProgressFn,
+    matched: dict,
 ) -> list[Any]:
     log_prefix = build / "colmap" / "sfm.log."
     total = len(settings.image_names)
@@ -235,7 +242,10 @@ def _reconstruct(
             sfm_colmap.extract_features(settings, report)
         with _timed(seconds, "match"):
             report("match", 0, None)
-            sfm_colmap.match_features(settings)
+            if settings.matcher == "sequence":
+                matched["sequence_matching"] = asdict(match_sequence(settings))
+            else:
+                sfm_colmap.match_features(settings)
             report("match", 1, 1)
         with _timed(seconds, "map"):
             report("map", 0, total)
@@ -296,6 +306,7 @@ def _write(
     work_images: Path,
     options: SfmOptions,
     warnings: list[str],
+    matcher: str,
 ) -> dict:
     """Convert and write everything in `build`, then rename it into place (see commit)."""
     from nerfcli.data.sfm.transforms import image_prefix, write_transforms
@@ -305,6 +316,9 @@ def _write(
     chosen.write_binary(str(sparse))
     model = colmap_io.read_model(sparse, "bin")
     poses = colmap.colmap_to_poses_bounds(model)  # the conversion `colmap2poses` uses
+    quality = assess_colmap_model(model)  # a failed check stops here, before the commit
+    suspect = refuse_suspect(quality, image_dir, matcher, options.accept_suspect)
+    warnings += [suspect] if suspect else []
     warnings += _pose_warnings(model, poses, options)
     colmap.save_poses_bounds(build / "poses_bounds.npy", poses.poses_bounds)
     moves = [(build / "colmap" / "database.db", targets.database)]
@@ -350,6 +364,7 @@ def _write(
         "registered": sorted(registered),
         "unregistered": [p.name for p in unregistered],
         "moved_to": moved_to,
+        "quality": quality.to_json(),
     }
 
 
@@ -413,4 +428,6 @@ def _summary(
         moved_to=result["moved_to"],
         warnings=warnings,
         pycolmap=sfm_colmap.pycolmap_version(),
+        quality=result["quality"],
+        sequence_matching=result.get("sequence_matching"),
     )

@@ -21,6 +21,7 @@ from nerfcli.data.synthetic.capture import (
 )
 from nerfcli.data.synthetic.raycast import SceneSpec
 from nerfcli.data.synthetic.still_life import scene_spec
+from nerfcli.data.synthetic.symmetric import symmetric_spec, walk_cameras
 from nerfcli.errors import ConfigError, NerfError
 from nerfcli.fsutil import current_umask
 
@@ -37,6 +38,7 @@ class Preset:
     width: int
     supersample: int  # s x s rays per pixel, averaged (antialiasing)
     textured: bool = False  # "noise" textures everywhere (scene_spec), for SIFT
+    layout: str = "forward"  # "forward": the still life; "walk": the symmetric walk-around
 
 
 PRESETS: dict[str, Preset] = {
@@ -46,7 +48,19 @@ PRESETS: dict[str, Preset] = {
     "demo": Preset(views=25, height=120, width=160, supersample=2),
     # `nerf sfm` tests: 12 views at 256 x 192 with non-repeating texture; ~4 s of CPU
     "sfm": Preset(views=12, height=192, width=256, supersample=2, textured=True),
+    # `nerf sfm` on doppelgangers: a symmetric can on a tiled floor, 36 views walking around it
+    # (nerfcli.data.synthetic.symmetric); ~15 s of CPU
+    "symmetric": Preset(views=36, height=192, width=256, supersample=2, layout="walk"),
 }
+
+
+def _layout(chosen: Preset, seed: int, num_views: int) -> tuple[SceneSpec, np.ndarray, list]:
+    """(scene, camera-to-world [N, 3, 4], grid cell of each view) of a preset."""
+    if chosen.layout == "walk":
+        c2w = walk_cameras(num_views, np.random.default_rng([seed, 2]))
+        return symmetric_spec(seed), c2w, [(0, k) for k in range(num_views)]
+    c2w, cells = make_cameras(num_views, np.random.default_rng([seed, 2]))
+    return scene_spec(seed, textured=chosen.textured), c2w, cells
 
 
 # ----------------------------------------------------------------------------- the scene folder
@@ -208,8 +222,7 @@ def make_scene(
     out_dir = Path(out_dir)
     _check_target(out_dir, force)
     build = _build_folder(out_dir)
-    spec = scene_spec(seed, textured=chosen.textured)
-    c2w, cells = make_cameras(num_views, np.random.default_rng([seed, 2]))
+    spec, c2w, cells = _layout(chosen, seed, num_views)
     try:
         size = (height, width, focal, supersample)
         names, bounds, depth_range = _render_views(build, spec, c2w, size, on_view)
@@ -270,8 +283,9 @@ def load_spec(scene_dir: str | Path) -> SceneSpec:
         meta = json.loads(path.read_text())
         seed = int(meta["seed"])
         textured = bool(meta.get("textured", False))
+        walk = PRESETS.get(str(meta.get("preset")), PRESETS["small"]).layout == "walk"
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise NerfError(
             f"{path}: not a generated scene description; regenerate with `nerf make-scene`"
         ) from None
-    return scene_spec(seed, textured=textured)
+    return symmetric_spec(seed) if walk else scene_spec(seed, textured=textured)

@@ -103,8 +103,17 @@ class LPIPS(nn.Module):
     def forward(self, image0: torch.Tensor, image1: torch.Tensor) -> torch.Tensor:
         if image0.dim() == 3:  # [H, W, 3]
             image0, image1 = image0.permute(2, 0, 1)[None], image1.permute(2, 0, 1)[None]
-        features0 = self.backbone(((2.0 * image0 - 1.0) - self.shift) / self.scale)
-        features1 = self.backbone(((2.0 * image1 - 1.0) - self.shift) / self.scale)
+        try:
+            features0 = self.backbone(((2.0 * image0 - 1.0) - self.shift) / self.scale)
+            features1 = self.backbone(((2.0 * image1 - 1.0) - self.shift) / self.scale)
+        except RuntimeError as exc:
+            if "too small" not in str(exc):
+                raise
+            height, width = image0.shape[-2:]
+            raise NerfError(
+                f"LPIPS ({self.backbone.net}) cannot score {width} x {height} images: too small "
+                "for its backbone; score at a larger size (a smaller --downscale)"
+            ) from None
         total = torch.zeros(image0.shape[0], device=image0.device)
         for layer, (f0, f1) in enumerate(zip(features0, features1)):
             f0 = f0 / (f0.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)  # [B, C, h, w]

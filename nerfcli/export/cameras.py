@@ -104,16 +104,20 @@ def transforms_document(
     scene: Scene,
     transform: np.ndarray,
     image_paths: list[str],
+    image_scales: list[float],
     out_dir: Path,
     frame: str,
     description: str,
 ) -> dict:
-    """The nerfstudio-layout transforms.json of every view, in the output frame."""
+    """The nerfstudio-layout transforms.json of every view, in the output frame; the
+    intrinsics at the size of each view's photo (image_scales: photo size / trained size)."""
     poses = transform_poses(transform, scene.c2w)  # [N, 4, 4]
     splits = view_splits(scene)
     frames = []
     for view in range(scene.num_views):
-        K = scene.K[view]
+        scale = image_scales[view] if view < len(image_scales) else 1.0
+        K = scene.K[view].astype(np.float64) * scale
+        shift = (0.5 - float(scene.pixel_center)) * scale
         item = {
             "file_path": _relative(image_paths[view], out_dir) if view < len(image_paths) else "",
             "transform_matrix": poses[view].tolist(),
@@ -121,10 +125,10 @@ def transforms_document(
             "fl_y": float(K[1, 1]),
             # nerfstudio's rays pass through pixel centres (i + 0.5); nerfcli's through
             # i + pixel_center: the principal point shifts by the difference
-            "cx": float(K[0, 2]) + 0.5 - float(scene.pixel_center),
-            "cy": float(K[1, 2]) + 0.5 - float(scene.pixel_center),
-            "w": int(scene.width),
-            "h": int(scene.height),
+            "cx": float(K[0, 2]) + shift,
+            "cy": float(K[1, 2]) + shift,
+            "w": int(round(scene.width * scale)),
+            "h": int(round(scene.height * scale)),
             "nerfcli_split": splits[view],
         }
         if scene.distortion is not None:

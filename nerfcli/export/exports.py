@@ -120,24 +120,33 @@ def export_mesh(
     )
 
 
-def _image_paths(ckpt: Checkpoint) -> list[str]:
-    """Full paths of the views' images (the scene folder re-read without images when it is
-    still there), else the names the checkpoint stores."""
-    from dataclasses import replace
-
-    from nerfcli.data.formats import load_scene
-    from nerfcli.errors import NerfError
+def _image_paths(ckpt: Checkpoint) -> tuple[list[str], list[float]]:
+    """Paths of the views' photos: the checkpoint stores their names; they are looked for in
+    the scene folder where the format keeps them (LLFF: images_<factor>/ or images/; Blender:
+    the view's split folder; otherwise anywhere below), else given as scene folder / name;
+    with each, the photo's size over the size trained on (LLFF photos in images/ resized by
+    the factor on loading: the factor; else 1)."""
+    from nerfcli.export.cameras import view_splits
 
     scene = ckpt.scene
-    if Path(scene.root).is_dir():
-        try:
-            data = replace(ckpt.config.data, format=scene.format)
-            loaded = load_scene(scene.root, data, load_images=False)
-            if loaded.num_views == scene.num_views:
-                return list(loaded.image_files)
-        except NerfError:
-            pass
-    return [str(Path(scene.root) / name) for name in scene.image_files]
+    root = Path(scene.root)
+    splits = view_splits(scene)
+    out, sizes = [], []
+    for view, name in enumerate(scene.image_files):
+        if scene.format == "llff":
+            folders = [root / f"images_{scene.factor}", root / "images"]
+        elif scene.format == "blender":
+            folders = [root / splits[view]]
+        else:
+            folders = [root]
+        found = [folder / name for folder in folders if (folder / name).is_file()]
+        if not found and root.is_dir() and scene.format not in ("llff", "blender"):
+            found = sorted(root.rglob(name))[:1]
+        path = found[0] if found else root / name
+        out.append(str(path))
+        resized = scene.format == "llff" and path.parent.name == "images" and scene.factor > 1
+        sizes.append(float(scene.factor) if resized else 1.0)
+    return out, sizes
 
 
 def export_cameras(ckpt: Checkpoint, out_dir: Path, frame: str = "capture") -> ExportReport:
@@ -151,8 +160,9 @@ def export_cameras(ckpt: Checkpoint, out_dir: Path, frame: str = "capture") -> E
     description = frame_description(scene, frame)
     comments = [f"nerfcli frame: {frame}", description]
     out_dir.mkdir(parents=True, exist_ok=True)
+    paths, sizes = _image_paths(ckpt)
     document = camera_ops.transforms_document(
-        scene, transform, _image_paths(ckpt), out_dir, frame, description
+        scene, transform, paths, sizes, out_dir, frame, description
     )
     counts = {"cameras": scene.num_views}
     sparse = camera_ops.sparse_points(scene, transform)

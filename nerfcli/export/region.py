@@ -2,8 +2,8 @@
 model's ray space and on to the training frame.
 
 - box scenes: the scene box (the model's grid box) in the training frame;
-- forward-facing (NDC) scenes: the model's NDC box, its far side cut at the farthest depth
-  bound of the views (NDC z -> 1 is infinity);
+- forward-facing (NDC) scenes: the model's NDC box cut to what the images see (x, y in
+  [-1, 1]) and at the farthest depth bound of the views (NDC z -> 1 is infinity);
 - unbounded scenes whose model contracts space: a crop box in the contracted grid cube
   ([-1, 1]^3 holds all of space), by default around the region the cameras look at.
 `--bbox` is given in the model's ray space (NDC for forward-facing scenes, else the training
@@ -91,9 +91,10 @@ def march_region(model: RadianceModel, scene: Scene, bbox: list[float] | None) -
         if box is None:  # a classic NeRF without a scene box: the cameras' region
             focus, half = cameras_focus(scene)
             box = np.stack([focus - half, focus + half])
-        if scene.ndc:
+        if scene.ndc:  # what the images see: NDC x, y in [-1, 1], z up to the far bound
             far = float(np.max(scene.bounds[:, 1])) * 1.1  # beyond it NDC z runs to infinity
             box = box.copy()
+            box[0, :2], box[1, :2] = np.maximum(box[0, :2], -1.0), np.minimum(box[1, :2], 1.0)
             box[1, 2] = min(box[1, 2], 1.0 - 2.0 / max(far, 1.0 + 1e-3))
     elif model_box is not None:
         inter_lo, inter_hi = np.maximum(box[0], model_box[0]), np.minimum(box[1], model_box[1])

@@ -189,3 +189,20 @@ def test_memory_estimate_refuses_up_front() -> None:
     ):
         mesh.check_memory(2048, available=8 * 10**9)
     assert mesh.check_memory(64, available=8 * 10**9) == mesh.memory_estimate(64)
+
+
+def test_ndc_region_is_what_the_images_see() -> None:
+    from types import SimpleNamespace
+
+    from nerfcli.export.region import march_region
+
+    scene = _scene(ndc=True)  # far bound 5: NDC z at most 1 - 2 / 5.5
+    model = SimpleNamespace(aabb=torch.tensor([[-1.5, -1.67, -1.0], [1.5, 1.67, 1.0]]))
+    region = march_region(model, scene, None)
+    np.testing.assert_allclose(region.lo, [-1.0, -1.0, -1.0])
+    np.testing.assert_allclose(region.hi, [1.0, 1.0, 1.0 - 2.0 / 5.5])
+    assert region.space == "ndc"
+    cropped = march_region(model, scene, [-0.5, -0.5, -0.5, 0.5, 3.0, 0.5])
+    np.testing.assert_allclose(cropped.hi, [0.5, 1.67, 0.5], rtol=1e-6)
+    with pytest.raises(NerfError, match="empty crop box"):
+        march_region(model, scene, [0, 0, 0, 0, 1, 1])

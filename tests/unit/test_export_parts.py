@@ -206,3 +206,35 @@ def test_ndc_region_is_what_the_images_see() -> None:
     np.testing.assert_allclose(cropped.hi, [0.5, 1.67, 0.5], rtol=1e-6)
     with pytest.raises(NerfError, match="empty crop box"):
         march_region(model, scene, [0, 0, 0, 0, 1, 1])
+
+
+def test_contracted_region_maps_back_to_the_grid() -> None:
+    """Unbounded scenes: the crop around where the cameras look, in the contracted grid cube;
+    its points map to the training frame and back through the model's own contraction."""
+    from dataclasses import replace
+
+    from nerfcli.config import Config, with_values
+    from nerfcli.export.region import march_region
+    from nerfcli.models.registry import build_model
+
+    cfg = Config()
+    tensorf = replace(
+        cfg.model.tensorf,
+        contraction="linf",
+        grid_init=(8, 8, 8),
+        grid_final=(8, 8, 8),
+        upsample_steps=(),
+        alpha_mask_steps=(),
+    )
+    cfg = with_values(replace(cfg, model=replace(cfg.model, tensorf=tensorf)), "data", ndc=False)
+    model = build_model(cfg, scene_box=np.array([[-2.0] * 3, [2.0] * 3], np.float32))
+    scene = _scene()
+    region = march_region(model, scene, None)
+    assert region.space == "contracted"
+    assert (region.lo > -1).all() and (region.hi < 1).all() and (region.hi > region.lo).all()
+    grid = np.random.default_rng(0).uniform(region.lo, region.hi, (50, 3))
+    world = region.to_ray(grid)
+    back = model.normalize(torch.as_tensor(world, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(back, grid, atol=1e-5)
+    wide = march_region(model, scene, [-50, -50, -50, 50, 50, 50])  # far out: the shell
+    assert (wide.hi > 0.9).all() and (wide.lo < -0.9).all()

@@ -57,7 +57,7 @@ def picture(
     title: str,
 ) -> None:
     rng = np.random.default_rng(0)
-    figure = plt.figure(figsize=(10, 5), dpi=80)
+    figure = plt.figure(figsize=(10, 5), dpi=72)
     plies = [read_ply(path) for path in files]
     for column, angle in enumerate((azim, azim + 90)):
         axes = figure.add_subplot(1, 2, column + 1, projection="3d")

@@ -119,7 +119,7 @@ def marching_cubes(
         raise NerfError(
             f"no surface: the density stays below the level {level:.3g} in the box "
             f"{np.round(region.lo, 3).tolist()}..{np.round(region.hi, 3).tolist()} (largest "
-            f"{top:.3g}); lower --level or move --bbox"
+            f"{top:.3g}); lower --level (e.g. --level {top / 2:.3g}) or move --bbox"
         )
     vertices, faces = mcubes.marching_cubes(grid.astype(np.float64), float(level))
     if len(faces) == 0:

@@ -191,6 +191,13 @@ def points(
     downscale: int = typer.Option(
         1, "--downscale", min=1, help="Render the training views at 1/K resolution (faster)."
     ),
+    edge_tolerance: float = typer.Option(
+        0.05,
+        "--edge-tolerance",
+        min=0.0,
+        help="Drop pixels whose 3 x 3 neighbourhood spans more than this fraction of their "
+        "depth (outlines, where the depth is a mix of two surfaces); 0 keeps them.",
+    ),
     frame: Frame = typer.Option(Frame.capture, "--frame", help=FRAME_HELP),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
@@ -217,5 +224,6 @@ def points(
             frame.value,
             select_device(device),
             _progress_callback(progress),
+            edge_tolerance,
         )
     _finish(report, json_out, quiet)

@@ -200,6 +200,7 @@ def export_points(
     frame: str = "capture",
     device: str = "cpu",
     progress: Progress = _no_progress,
+    edge_tolerance: float = 0.0,
 ) -> ExportReport:
     """A coloured point cloud with normals from the training views' rendered depth, in
     `frame`."""
@@ -217,6 +218,7 @@ def export_points(
         device,
         downscale,
         min_opacity,
+        edge_tolerance,
         on_view=lambda done, total: progress("views", done, total),
     )
     points = transform_points(transform, points)
@@ -246,6 +248,7 @@ def export_points(
         counts={"points": len(points)},
         details={
             "min_opacity": min_opacity,
+            "edge_tolerance": edge_tolerance,
             "downscale": downscale,
             "bounds": [points.min(0).tolist(), points.max(0).tolist()],
         },

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 from nerfcli.data.rays import camera_rays
 from nerfcli.data.scene import Scene
@@ -21,25 +22,48 @@ from nerfcli.export.region import training_to_ray_torch
 from nerfcli.render.image import render_view
 
 
+def depth_edges(depth: np.ndarray, tolerance: float) -> np.ndarray:
+    """[H, W] bool: pixels whose 3 x 3 neighbourhood spans more than `tolerance` times their
+    own camera depth (an object's outline, where the expected depth lies between the object
+    and what is behind it); all False when tolerance <= 0."""
+    if tolerance <= 0:
+        return np.zeros(depth.shape, bool)
+    image = torch.from_numpy(np.nan_to_num(depth, nan=0.0, posinf=1e30))[None, None]
+    high = torch.nn.functional.max_pool2d(image, 3, 1, 1)[0, 0].numpy()
+    low = -torch.nn.functional.max_pool2d(-image, 3, 1, 1)[0, 0].numpy()
+    return (high - low) > tolerance * np.abs(depth)
+
+
 def view_points(
-    model, scene: Scene, view: int, chunk: int, device, downscale: int, min_opacity: float
+    model,
+    scene: Scene,
+    view: int,
+    chunk: int,
+    device,
+    downscale: int,
+    min_opacity: float,
+    edge_tolerance: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Training-frame points [P, 3] and colours [P, 3] in [0, 1] of one view's opaque pixels."""
+    """Training-frame points [P, 3] and colours [P, 3] in [0, 1] of one view's opaque pixels
+    (off depth edges, see depth_edges)."""
 
     def render_fn(rays, near, far):
         return model.render_rays(rays, near, far, train=False)
 
     camera = scene.camera(view).downscaled(downscale)
     out = render_view(render_fn, camera, chunk, device)  # [H, W, ...]
-    keep = (out.opacity >= min_opacity).reshape(-1)  # [H*W]
-    rays = camera_rays(camera, device=device).reshape(-1)
-    t = (out.depth / out.opacity.clamp(min=1e-6)).reshape(-1, 1)[keep]  # [P, 1]
-    points = (rays.origins[keep] + t * rays.directions[keep]).cpu().numpy()  # ray space
+    rays = camera_rays(camera, device=device)  # [H, W]
+    t = (out.depth / out.opacity.clamp(min=1e-6))[..., None]  # [H, W, 1]
+    points = (rays.origins + t * rays.directions).reshape(-1, 3).cpu().numpy()  # ray space
+    keep = (out.opacity >= min_opacity).reshape(-1).cpu().numpy()  # [H*W]
     if scene.ndc:
-        inside = points[:, 2] < 1.0 - 1e-4  # NDC z = 1 is infinitely far
-        points, keep_rgb = points[inside], out.rgb.reshape(-1, 3)[keep].cpu().numpy()[inside]
-        return ndc_to_training(scene, points), keep_rgb
-    return points.astype(np.float64), out.rgb.reshape(-1, 3)[keep].cpu().numpy()
+        keep &= points[:, 2] < 1.0 - 1e-4  # NDC z = 1 is infinitely far
+        points = ndc_to_training(scene, points)
+    points = points.astype(np.float64)
+    c2w = np.asarray(camera.c2w, np.float64)
+    depth = -((points - c2w[:, 3]) @ c2w[:, 2]).reshape(camera.height, camera.width)
+    keep &= ~depth_edges(depth, edge_tolerance).reshape(-1) & np.isfinite(points).all(-1)
+    return points[keep], out.rgb.reshape(-1, 3).cpu().numpy()[keep]
 
 
 def point_cloud(
@@ -50,6 +74,7 @@ def point_cloud(
     device,
     downscale: int = 1,
     min_opacity: float = 0.5,
+    edge_tolerance: float = 0.0,
     seed: int = 0,
     on_view: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -60,7 +85,9 @@ def point_cloud(
     generator = np.random.default_rng(seed)
     all_points, all_colours = [], []
     for done, view in enumerate(views, 1):
-        points, colours = view_points(model, scene, view, chunk, device, downscale, min_opacity)
+        points, colours = view_points(
+            model, scene, view, chunk, device, downscale, min_opacity, edge_tolerance
+        )
         if len(points) > share:
             pick = generator.choice(len(points), share, replace=False)
             points, colours = points[pick], colours[pick]

@@ -238,3 +238,14 @@ def test_contracted_region_maps_back_to_the_grid() -> None:
     np.testing.assert_allclose(back, grid, atol=1e-5)
     wide = march_region(model, scene, [-50, -50, -50, 50, 50, 50])  # far out: the shell
     assert (wide.hi > 0.9).all() and (wide.lo < -0.9).all()
+
+
+def test_depth_edges_mark_the_outline_only() -> None:
+    from nerfcli.export.points import depth_edges
+
+    depth = np.full((8, 10), 2.0)
+    depth[:, 5:] = 6.0  # a step: columns 4 and 5 border it
+    depth[0, 0] = 2.05  # noise below 5 %
+    edges = depth_edges(depth, 0.05)
+    assert edges[:, 4:6].all() and not edges[:, :4].any() and not edges[:, 6:].any()
+    assert not depth_edges(depth, 0.0).any()

@@ -11,17 +11,18 @@ import typer
 from nerfcli.cli.common import check_writable_target, info, make_progress, stdout_json
 from nerfcli.errors import NerfError
 
-app = typer.Typer(
-    name="export",
-    help="Geometry and cameras out of a checkpoint: a mesh, a point cloud, the cameras.",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-)
-
 EPILOG = (
     "Example: [bold]nerf export mesh runs/lego/ckpt.pt -o lego.ply[/], "
     "[bold]nerf export points runs/cup/ckpt.pt -o cup_points.ply[/], "
     "[bold]nerf export cameras runs/cup/ckpt.pt -o cup_cameras[/]"
+)
+
+app = typer.Typer(
+    epilog=EPILOG,
+    name="export",
+    help="Geometry and cameras out of a checkpoint: a mesh, a point cloud, the cameras.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
 )
 
 
@@ -154,8 +155,7 @@ def cameras(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
-    """The cameras as a nerfstudio transforms.json and PLY frustums (plus COLMAP's sparse
-    points where the capture has them)."""
+    """The cameras as a nerfstudio transforms.json and PLY frustums (+ COLMAP's points)."""
     from nerfcli.export.exports import export_cameras
     from nerfcli.training.checkpoint import load_checkpoint
 

@@ -18,7 +18,12 @@ import numpy as np
 
 from nerfcli.data.scene import Scene
 from nerfcli.errors import NerfError
-from nerfcli.export.frames import frame_scale, transform_points, transform_poses
+from nerfcli.export.frames import (
+    file_from_training,
+    frame_scale,
+    transform_points,
+    transform_poses,
+)
 from nerfcli.export.ply import PlyData
 from nerfcli.fsutil import atomic_write
 
@@ -88,8 +93,7 @@ def sparse_points(scene: Scene, transform: np.ndarray) -> tuple[np.ndarray, np.n
     model = read_model(model_dir)
     if model.points.num_points == 0:
         return None
-    world_from_file = np.asarray(scene.world_from_file, np.float64)
-    training = transform_points(world_from_file, model.points.xyz)
+    training = transform_points(np.linalg.inv(file_from_training(scene)), model.points.xyz)
     return transform_points(transform, training), model.points.rgb.astype(np.uint8)
 
 

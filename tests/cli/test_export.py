@@ -247,3 +247,34 @@ def test_bad_requests_are_one_line_errors(slab: Path, tmp_path: Path, args, mess
     assert result.exit_code in (1, 2), result.output
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_cup_cameras_and_sparse_points_are_colmaps(cup_dir: Path, tmp_path: Path) -> None:
+    """On the real cup capture (walk-around frame, scaled and rotated): the exported camera
+    centres and sparse points are COLMAP's own world coordinates."""
+    from nerfcli.data.formats import load_scene
+    from nerfcli.data.formats.colmap import qvec_to_rotmat
+    from nerfcli.data.formats.colmap_io import read_model
+
+    cfg = with_values(Config(), "data", ndc=False, scene_type="unbounded", factor=8)
+    scene = load_scene(cup_dir, cfg.data).without_images()
+    assert not np.allclose(scene.world_from_file, np.eye(4))  # a real change of frame
+    ckpt = save_checkpoint(
+        Checkpoint(config=cfg, model_state={}, scene=scene, step=0), tmp_path / "ckpt.pt"
+    )
+    out = tmp_path / "cams"
+    result = runner.invoke(app, ["export", "cameras", str(ckpt), "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    model = read_model(cup_dir / "sparse" / "0")
+    centres = {im.name: -qvec_to_rotmat(im.qvec).T @ im.tvec for im in model.images}
+    document = json.loads((out / "transforms.json").read_text())
+    assert document["ply_file_path"] == "sparse_points.ply"
+    for frame in document["frames"]:
+        name = Path(frame["file_path"]).name
+        assert (out / frame["file_path"]).resolve().is_file()
+        np.testing.assert_allclose(
+            np.array(frame["transform_matrix"])[:3, 3], centres[name], atol=1e-4
+        )
+    points = read_ply(out / "sparse_points.ply")
+    np.testing.assert_allclose(points.vertices, model.points.xyz, atol=1e-4)
+    np.testing.assert_array_equal(points.colours, model.points.rgb)

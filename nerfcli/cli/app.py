@@ -65,6 +65,8 @@ def _register() -> None:
 
     for name, func, epilog in commands.COMMANDS:
         app.command(name, epilog=epilog, no_args_is_help=False)(func)
+    for name, group in commands.GROUPS:
+        app.add_typer(group, name=name)
 
 
 _register()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from nerfcli.cli import colmap2poses as _colmap2poses
 from nerfcli.cli import demo as _demo
 from nerfcli.cli import eval as _eval
+from nerfcli.cli import export as _export
 from nerfcli.cli import inspect_poses as _inspect_poses
 from nerfcli.cli import make_scene as _make_scene
 from nerfcli.cli import rays as _rays
@@ -25,4 +26,9 @@ COMMANDS: list = [
     ("sfm", _sfm.sfm, _sfm.EPILOG),
     ("make-scene", _make_scene.make_scene, _make_scene.EPILOG),
     ("demo", _demo.demo, _demo.EPILOG),
+]
+
+# Command groups: (name, Typer sub-application), e.g. `nerf export mesh`.
+GROUPS: list = [
+    ("export", _export.app),
 ]

@@ -3,11 +3,18 @@ torchrun the views are split across the processes and rank 0 writes metrics.json
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
 
 from nerfcli.cli.common import console, info, make_progress, stdout_json
+
+
+class LpipsNet(str, Enum):
+    alex = "alex"
+    vgg = "vgg"
+
 
 EPILOG = (
     "Example: [bold]nerf eval runs/fern/ckpt.pt --json[/]  "
@@ -36,6 +43,18 @@ def eval_command(
         min=0,
         help="Blender: score every K-th test view (default: all of them, the papers' protocol).",
     ),
+    lpips: LpipsNet = typer.Option(
+        None,
+        "--lpips",
+        help="Also score LPIPS with this backbone (its torchvision weights must be on the "
+        "machine: torchvision's cache or --lpips-weights; nothing is downloaded).",
+    ),
+    lpips_weights: Path = typer.Option(
+        None,
+        "--lpips-weights",
+        help="torchvision's alexnet-owt-*.pth or vgg16-*.pth (default: from "
+        "$TORCH_HOME/hub/checkpoints).",
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
@@ -49,6 +68,12 @@ def eval_command(
 
     dev, ranks = distributed.join(device)
     quiet = quiet or not ranks.is_main
+    lpips_model = None
+    if lpips is not None or lpips_weights is not None:
+        from nerfcli.evaluation.lpips import load_lpips
+
+        net = (lpips or LpipsNet.alex).value
+        lpips_model = load_lpips(net, lpips_weights, dev)
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
     loaded = load_matching_scene(ckpt, scene, testskip)
     if out is None:
@@ -71,6 +96,7 @@ def eval_command(
             downscale,
             on_view=lambda s: progress.advance(task, ranks.world),  # the others' views too
             ranks=ranks,
+            lpips_model=lpips_model,
         )
     if not ranks.is_main:
         return
@@ -81,14 +107,20 @@ def eval_command(
         for column in ("view", "PSNR", "SSIM"):
             table.add_column(column, justify="right")
         has_depth = report.depth_abs_rel is not None
+        if lpips_model is not None:
+            table.add_column(f"LPIPS ({report.lpips_net})", justify="right")
         if has_depth:
             table.add_column("depth abs rel", justify="right")
         for s in report.views:
             row = [str(s.view), f"{s.psnr:.2f}", f"{s.ssim:.4f}"]
+            if lpips_model is not None:
+                row.append(f"{s.lpips:.4f}")
             if has_depth:
                 row.append(f"{s.depth_abs_rel:.4f}")
             table.add_row(*row)
         mean = ["mean", f"{report.psnr:.2f}", f"{report.ssim:.4f}"]
+        if lpips_model is not None:
+            mean.append(f"{report.lpips:.4f}")
         if has_depth:
             mean.append(f"{report.depth_abs_rel:.4f}")
         table.add_row(*mean, style="bold")

@@ -31,6 +31,7 @@ class ViewScore:
     depth_abs_rel: float | None = None
     depth_rmse: float | None = None
     files: dict[str, str] = field(default_factory=dict)
+    lpips: float | None = None
 
 
 @dataclass
@@ -49,6 +50,8 @@ class EvalReport:
     depth_rmse: float | None
     seconds: float
     out_dir: str
+    lpips: float | None = None
+    lpips_net: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,7 +94,13 @@ def load_matching_scene(
 
 
 def _score_view(
-    render_fn, scene: Scene, view: int, chunk: int, device: torch.device, downscale: int
+    render_fn,
+    scene: Scene,
+    view: int,
+    chunk: int,
+    device: torch.device,
+    downscale: int,
+    lpips_model=None,
 ) -> tuple[ViewScore, np.ndarray, np.ndarray]:
     """Render one held-out view and score it: (score, render [H, W, 3], ground truth)."""
     camera = scene.camera(view)
@@ -100,6 +109,8 @@ def _score_view(
     height, width = out.rgb.shape[:2]
     gt = gt[:height, :width]
     score = ViewScore(view=view, psnr=psnr(out.rgb, gt), ssim=ssim(out.rgb, gt))
+    if lpips_model is not None:
+        score.lpips = float(lpips_model(out.rgb.to(device), gt)[0])
     if scene.depths is not None:
         gt_depth = torch.from_numpy(scene.depths[view])[None, None]
         if downscale > 1:
@@ -120,6 +131,7 @@ def evaluate(
     downscale: int = 1,
     on_view: Callable[[ViewScore], None] | None = None,
     ranks: Ranks = SINGLE,
+    lpips_model=None,
 ) -> EvalReport:
     """Score every held-out view of `scene` (the views the trainer reports too) and write
     render / ground truth / error PNGs and metrics.json into out_dir. Across processes each
@@ -137,7 +149,7 @@ def evaluate(
     mine: list[tuple[int, ViewScore, tuple[int, int]]] = []
     for position, view in ranks.shard(list(enumerate(scene.held_out))):
         score, rgb, gt = _score_view(
-            render_fn, scene, view, ckpt.config.render.chunk, device, downscale
+            render_fn, scene, view, ckpt.config.render.chunk, device, downscale, lpips_model
         )
         for kind, image in (("render", to8b(rgb)), ("gt", to8b(gt)), ("error", error_map(rgb, gt))):
             path = out_dir / f"view{view:03d}_{kind}.png"
@@ -165,6 +177,8 @@ def evaluate(
         depth_rmse=float(np.mean([s.depth_rmse for s in scores])) if depth_scores else None,
         seconds=time.perf_counter() - start,
         out_dir=str(out_dir),
+        lpips=None if lpips_model is None else float(np.mean([s.lpips for s in scores])),
+        lpips_net=None if lpips_model is None else lpips_model.backbone.net,
     )
     if ranks.is_main:
         with atomic_write(out_dir / "metrics.json") as tmp:

@@ -1,0 +1,255 @@
+"""The three exports end to end: checkpoint in, files out (atomically), a report back.
+Progress is reported through callbacks, so the CLI draws the bars."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from nerfcli.export import mesh as mesh_ops
+from nerfcli.export.frames import (
+    frame_description,
+    frame_scale,
+    output_transform,
+    transform_normals,
+    transform_points,
+)
+from nerfcli.export.ply import PlyData, write_ply
+from nerfcli.export.region import march_region
+from nerfcli.training.checkpoint import Checkpoint, restore_model
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
+
+
+@dataclass
+class ExportReport:
+    kind: str
+    checkpoint: str
+    out: str
+    frame: str
+    frame_description: str
+    seconds: float
+    counts: dict[str, int] = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def export_mesh(
+    ckpt: Checkpoint,
+    out: Path,
+    resolution: int,
+    bbox: list[float] | None = None,
+    level: float | None = None,
+    decimate_voxels: float = 0.0,
+    frame: str = "capture",
+    device: str = "cpu",
+    progress: Progress = _no_progress,
+) -> ExportReport:
+    """Marching cubes at `resolution` over the scene's box (or `bbox`), coloured, in `frame`."""
+    start = time.perf_counter()
+    scene = ckpt.scene
+    transform = output_transform(scene, frame)
+    need = mesh_ops.check_memory(resolution)
+    model = restore_model(ckpt, device)
+    region = march_region(model, scene, bbox)
+    axes = mesh_ops.grid_axes(region, resolution)
+    done = [0]
+
+    def on_slab() -> None:
+        done[0] += 1
+        progress("density", done[0], len(axes[0]))
+
+    grid = mesh_ops.density_grid(model, region, axes, on_slab)
+    level = mesh_ops.default_level(model, scene) if level is None else float(level)
+    progress("marching cubes", 0, 1)
+    vertices, faces = mesh_ops.marching_cubes(grid, level, region, axes)
+    del grid
+    step = float(axes[0][1] - axes[0][0])
+    if decimate_voxels > 0:
+        vertices, faces = mesh_ops.decimate(vertices, faces, decimate_voxels * step)
+    training = region.to_training(region.to_ray(vertices))  # [V, 3]
+    progress("marching cubes", 1, 1)
+    progress("colours", 0, 1)
+    normals, colours = mesh_ops.shade_vertices(model, scene, training)
+    progress("colours", 1, 1)
+    points = transform_points(transform, training)
+    normals = transform_normals(transform, normals)
+    faces = mesh_ops.orient_faces(points, faces, normals)
+    description = frame_description(scene, frame)
+    write_ply(
+        out,
+        PlyData(
+            vertices=points,
+            normals=normals,
+            colours=colours,
+            faces=faces,
+            comments=[
+                f"nerfcli frame: {frame}",
+                description,
+                f"nerfcli mesh: checkpoint {ckpt.path} step {ckpt.step}, resolution {resolution}, "
+                f"level {level:.6g}, march space {region.space}",
+            ],
+        ),
+    )
+    return ExportReport(
+        kind="mesh",
+        checkpoint=str(ckpt.path),
+        out=str(out),
+        frame=frame,
+        frame_description=description,
+        seconds=time.perf_counter() - start,
+        counts={"vertices": len(points), "faces": len(faces)},
+        details={
+            "resolution": resolution,
+            "grid": [len(a) for a in axes],
+            "level": level,
+            "march_space": region.space,
+            "box": [region.lo.tolist(), region.hi.tolist()],
+            "memory_estimate_bytes": need,
+            "decimate_voxels": decimate_voxels,
+            "bounds": [points.min(0).tolist(), points.max(0).tolist()] if len(points) else None,
+        },
+    )
+
+
+def _image_paths(ckpt: Checkpoint) -> tuple[list[str], list[float]]:
+    """Paths of the views' photos: the checkpoint stores their names; they are looked for in
+    the scene folder where the format keeps them (LLFF: images_<factor>/ or images/; Blender:
+    the view's split folder; otherwise anywhere below), else given as scene folder / name;
+    with each, the photo's size over the size trained on (LLFF photos in images/ resized by
+    the factor on loading: the factor; else 1)."""
+    from nerfcli.export.cameras import view_splits
+
+    scene = ckpt.scene
+    root = Path(scene.root)
+    splits = view_splits(scene)
+    out, sizes = [], []
+    for view, name in enumerate(scene.image_files):
+        if scene.format == "llff":
+            folders = [root / f"images_{scene.factor}", root / "images"]
+        elif scene.format == "blender":
+            folders = [root / splits[view]]
+        else:
+            folders = [root]
+        found = [folder / name for folder in folders if (folder / name).is_file()]
+        if not found and root.is_dir() and scene.format not in ("llff", "blender"):
+            found = sorted(root.rglob(name))[:1]
+        path = found[0] if found else root / name
+        out.append(str(path))
+        resized = scene.format == "llff" and path.parent.name == "images" and scene.factor > 1
+        sizes.append(float(scene.factor) if resized else 1.0)
+    return out, sizes
+
+
+def export_cameras(ckpt: Checkpoint, out_dir: Path, frame: str = "capture") -> ExportReport:
+    """transforms.json, cameras.ply (frustums) and, where the capture has COLMAP's sparse
+    points, sparse_points.ply, into out_dir."""
+    from nerfcli.export import cameras as camera_ops
+
+    start = time.perf_counter()
+    scene = ckpt.scene
+    transform = output_transform(scene, frame)
+    description = frame_description(scene, frame)
+    comments = [f"nerfcli frame: {frame}", description]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths, sizes = _image_paths(ckpt)
+    document = camera_ops.transforms_document(
+        scene, transform, paths, sizes, out_dir, frame, description
+    )
+    counts = {"cameras": scene.num_views}
+    sparse = camera_ops.sparse_points(scene, transform)
+    if sparse is not None:
+        points, colours = sparse
+        write_ply(
+            out_dir / "sparse_points.ply",
+            PlyData(vertices=points, colours=colours, comments=[*comments, "COLMAP sparse/0"]),
+        )
+        document["ply_file_path"] = "sparse_points.ply"
+        counts["sparse points"] = len(points)
+    write_ply(out_dir / "cameras.ply", camera_ops.frustums_ply(scene, transform, comments))
+    camera_ops.write_json(out_dir / "transforms.json", document)
+    return ExportReport(
+        kind="cameras",
+        checkpoint=str(ckpt.path),
+        out=str(out_dir),
+        frame=frame,
+        frame_description=description,
+        seconds=time.perf_counter() - start,
+        counts=counts,
+        details={
+            "files": sorted(p.name for p in out_dir.iterdir() if p.suffix in (".json", ".ply")),
+            "units_per_training_unit": frame_scale(transform),
+        },
+    )
+
+
+def export_points(
+    ckpt: Checkpoint,
+    out: Path,
+    num_points: int,
+    downscale: int = 1,
+    min_opacity: float = 0.5,
+    frame: str = "capture",
+    device: str = "cpu",
+    progress: Progress = _no_progress,
+    edge_tolerance: float = 0.0,
+) -> ExportReport:
+    """A coloured point cloud with normals from the training views' rendered depth, in
+    `frame`."""
+    from nerfcli.export.points import point_cloud
+
+    start = time.perf_counter()
+    scene = ckpt.scene
+    transform = output_transform(scene, frame)
+    model = restore_model(ckpt, device)
+    points, normals, colours = point_cloud(
+        model,
+        scene,
+        num_points,
+        ckpt.config.render.chunk,
+        device,
+        downscale,
+        min_opacity,
+        edge_tolerance,
+        on_view=lambda done, total: progress("views", done, total),
+    )
+    points = transform_points(transform, points)
+    normals = transform_normals(transform, normals)
+    description = frame_description(scene, frame)
+    write_ply(
+        out,
+        PlyData(
+            vertices=points,
+            normals=normals,
+            colours=colours,
+            comments=[
+                f"nerfcli frame: {frame}",
+                description,
+                f"nerfcli points: checkpoint {ckpt.path} step {ckpt.step}, min opacity "
+                f"{min_opacity}, downscale {downscale}",
+            ],
+        ),
+    )
+    return ExportReport(
+        kind="points",
+        checkpoint=str(ckpt.path),
+        out=str(out),
+        frame=frame,
+        frame_description=description,
+        seconds=time.perf_counter() - start,
+        counts={"points": len(points)},
+        details={
+            "min_opacity": min_opacity,
+            "edge_tolerance": edge_tolerance,
+            "downscale": downscale,
+            "bounds": [points.min(0).tolist(), points.max(0).tolist()],
+        },
+    )

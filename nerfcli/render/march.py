@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nerfcli.render.composite import Composite
+from nerfcli.render.composite import LAST_DELTA, Composite
 from nerfcli.render.occupancy import FrozenOccupancy
 
 
@@ -84,7 +84,6 @@ def march(
     origins: torch.Tensor,  # [R, 3]
     directions: torch.Tensor,  # [R, 3]
     t_vals: torch.Tensor,  # [R, S]
-    deltas: torch.Tensor,  # [R, S] interval lengths in ray units (sample_deltas)
     settings: MarchSettings,
 ) -> Packed:
     """The samples of t_vals in occupied cells, up to each ray's termination (module doc)."""
@@ -111,7 +110,7 @@ def march(
         t = t_vals[rays, samples]  # [P]
         coords = to_grid(origins[rays] + t[:, None] * directions[rays])  # [P, 3]
         keep = torch.nonzero(occupancy.lookup(coords)).squeeze(1)  # [P']
-        tau = sigma_fn(coords[keep]) * deltas[rays[keep], samples[keep]]  # [P']
+        tau = sigma_fn(coords[keep]) * _deltas(t_vals, directions, rays[keep], samples[keep])
         table = tau.new_zeros(len(live) * window * block)  # [A * W * B], ray-major
         table[slot[keep]] = tau
         table = table.view(len(live), window * block)
@@ -129,6 +128,18 @@ def march(
     ray, sample, tau = (torch.cat(column) for column in zip(*parts, strict=True))
     order = torch.argsort(ray * num_samples + sample)
     return Packed(ray[order], sample[order], tau[order])
+
+
+def _deltas(
+    t_vals: torch.Tensor, directions: torch.Tensor, ray: torch.Tensor, sample: torch.Tensor
+) -> torch.Tensor:
+    """sample_deltas [P] of the samples (ray, sample) only: the gap to the next sample times
+    |d|, LAST_DELTA after the last one."""
+    num_samples = t_vals.shape[1]
+    following = (sample + 1).clamp(max=num_samples - 1)
+    gap = t_vals[ray, following] - t_vals[ray, sample]  # [P]
+    gap = torch.where(sample == num_samples - 1, torch.full_like(gap, LAST_DELTA), gap)
+    return gap * torch.linalg.norm(directions[ray], dim=-1)
 
 
 def pack_table(packed: Packed, num_rays: int) -> tuple[torch.Tensor, int]:

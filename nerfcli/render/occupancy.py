@@ -36,6 +36,21 @@ from nerfcli.render.contraction import contract
 DensityFn = Callable[[torch.Tensor], torch.Tensor]  # grid coords [P, 3] -> sigma [P]
 
 
+def occupied_cells(
+    vertex_sigma: torch.Tensor, steps: torch.Tensor | float, threshold: float, dilation: int = 0
+) -> torch.Tensor:
+    """Cells [Cz, Cy, Cx] (bool) whose largest corner alpha 1 - exp(-sigma * step) exceeds
+    `threshold`, from the density at the vertices [Cz+1, Cy+1, Cx+1], dilated by `dilation`
+    cells."""
+    alpha = 1.0 - torch.exp(-vertex_sigma * steps)  # [Vz, Vy, Vx]
+    active = (alpha > threshold).float()[None, None]
+    cells = F.max_pool3d(active, kernel_size=2, stride=1)  # [1, 1, Cz, Cy, Cx]
+    if dilation > 0:
+        size = 2 * dilation + 1
+        cells = F.max_pool3d(cells, kernel_size=size, stride=1, padding=dilation)
+    return cells[0, 0] > 0
+
+
 class OccupancyGrid(nn.Module):
     """A binary occupancy grid of `cells` (x, y, z) over the box `aabb` [2, 3] (or the
     contracted cube around it when `contraction` is linf or l2)."""
@@ -122,13 +137,9 @@ class OccupancyGrid(nn.Module):
         if tuple(sigma.shape) != expected:
             raise ValueError(f"vertex density shape {tuple(sigma.shape)}, expected {expected}")
         self.vertex_density = sigma.detach().float().clone()
-        alpha = 1.0 - torch.exp(-self.vertex_density * steps)  # [Vz, Vy, Vx]
-        active = (alpha > self.alpha_threshold).float()[None, None]
-        cells = F.max_pool3d(active, kernel_size=2, stride=1)  # [1, 1, Cz, Cy, Cx]
-        if self.dilation > 0:
-            size = 2 * self.dilation + 1
-            cells = F.max_pool3d(cells, kernel_size=size, stride=1, padding=self.dilation)
-        self.occupied = cells[0, 0] > 0
+        self.occupied = occupied_cells(
+            self.vertex_density, steps, self.alpha_threshold, self.dilation
+        )
 
     def resize(self, cells: tuple[int, int, int]) -> None:
         """A new resolution: the grid is empty (every cell occupied) until the next update."""

@@ -192,9 +192,8 @@ def test_march_is_the_plain_composite_without_termination(density, white, count)
         p = origins[ray] + t[:, None] * directions[ray]
         return torch.sigmoid(3.0 * p + directions[ray])
 
-    deltas = sample_deltas(t_vals, directions)
     settings = MarchSettings(stop_transmittance=0.0)
-    packed = march(frozen, grid.normalize, density, origins, directions, t_vals, deltas, settings)
+    packed = march(frozen, grid.normalize, density, origins, directions, t_vals, settings)
     fast, coloured = composite_packed(packed, t_vals, count, colour, white)
     plain = plain_composite(sigma, t_vals, directions, colour, count, white)
     assert float((fast.rgb - plain.rgb).abs().max()) < 1e-4
@@ -209,7 +208,6 @@ def test_early_termination_drops_at_most_the_threshold(density):
     grid = built_grid(density, 32, 1)
     origins, directions = random_rays(500, seed=7)
     t_vals = box_samples(origins, directions)
-    deltas = sample_deltas(t_vals, directions)
 
     def colour(ray, t):  # constant along each ray
         return torch.sigmoid(2.0 * directions[ray])
@@ -223,7 +221,6 @@ def test_early_termination_drops_at_most_the_threshold(density):
             origins,
             directions,
             t_vals,
-            deltas,
             MarchSettings(stop_transmittance=stop),
         )
         runs[stop] = (composite_packed(packed, t_vals, 8, colour, True)[0], len(packed.ray))

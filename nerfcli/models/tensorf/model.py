@@ -14,6 +14,7 @@ from nerfcli.models.base import RadianceModel
 from nerfcli.models.tensorf.checkpoint_shapes import adapt_to_state_dict
 from nerfcli.models.tensorf.factors import grid_schedule
 from nerfcli.models.tensorf.field import TensorfField
+from nerfcli.models.tensorf.frozen import FrozenField
 from nerfcli.models.tensorf.losses import tensorf_loss
 from nerfcli.models.tensorf.render import RenderPolicy
 from nerfcli.render.composite import RenderResult
@@ -96,6 +97,31 @@ class TensorfModel(TensorfField, RadianceModel):
         self.schedule = grid_schedule(m.grid_init, m.grid_final, len(m.upsample_steps))
         # (all samples, samples given density, samples given colour) of the last render
         self.last_sample_counts = (0, 0, 0)
+        # the baked read-only render field (frozen.py): built by the first no-grad render in
+        # world coordinates, dropped whenever the parameters may change (train(), a grad
+        # render, loading, upsampling). Render threads that find none both build one (the
+        # same values): a benign race, so no lock.
+        self._frozen: FrozenField | None = None
+
+    def frozen_field(self) -> FrozenField:
+        """The baked render field of the current parameters (built once, then reused)."""
+        frozen = self._frozen
+        if frozen is None:
+            frozen = FrozenField(self)
+            self._frozen = frozen
+        return frozen
+
+    def train(self, mode: bool = True):
+        self._frozen = None
+        return super().train(mode)
+
+    def clear_caches(self) -> None:
+        self._frozen = None
+        super().clear_caches()
+
+    def update_alpha_mask(self) -> None:
+        self._frozen = None
+        super().update_alpha_mask()
 
     def render_rays(
         self,
@@ -105,6 +131,8 @@ class TensorfModel(TensorfField, RadianceModel):
         train: bool,
         generator: torch.Generator | None = None,
     ) -> RenderResult:
+        if torch.is_grad_enabled():
+            self._frozen = None  # training: the parameters are about to change
         out, self.last_sample_counts = self.policy.render(self, rays, near, far, train, generator)
         return RenderResult(out.rgb, out.depth, out.disparity, out.opacity)
 

@@ -55,6 +55,17 @@ ToGrid = Callable[[torch.Tensor], torch.Tensor]  # points [..., 3] -> grid coord
 SigmaFn = Callable[[torch.Tensor], torch.Tensor]  # grid coords [P, 3] -> sigma [P]
 
 
+def block_rows(t_vals: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """t_vals [R, S] and the depth of each sample's successor (inf after the last), padded with
+    inf to NB * block samples and viewed as blocks: [R, NB, B] each."""
+    num_rays, num_samples = t_vals.shape
+    num_blocks = -(-num_samples // block)
+    padded = t_vals.new_full((num_rays, num_blocks * block + 1), float("inf"))
+    padded[:, :num_samples] = t_vals
+    shape = (num_rays, num_blocks, block)
+    return padded[:, :-1].view(shape), padded[:, 1:].reshape(shape)
+
+
 def candidate_blocks(
     occupancy: FrozenOccupancy,
     to_grid: ToGrid,
@@ -73,7 +84,7 @@ def candidate_blocks(
     grid = to_grid(points)  # [R, NB, 2, 3]
     chord = (grid[..., 1, :] - grid[..., 0, :]).abs().amax(-1)  # [R, NB]
     limit = occupancy.coarse_size * (0.5 if settings.curved else 1.0)
-    near = occupancy.lookup_coarse(grid[..., 0, :].reshape(-1, 3)).view(chord.shape)
+    near = occupancy.lookup_coarse(grid[..., 0, :])  # [R, NB]
     return near | (chord > limit)
 
 
@@ -90,6 +101,8 @@ def march(
     num_rays, num_samples = t_vals.shape
     block = settings.block
     blocks = candidate_blocks(occupancy, to_grid, origins, directions, t_vals, settings)
+    t_blocks, t_next = block_rows(t_vals, block)  # [R, NB, B]
+    norms = torch.linalg.norm(directions, dim=-1)  # [R]
     rank = torch.cumsum(blocks, 1) - 1  # [R, NB] rank of each candidate block in its ray
     total = rank[:, -1] + 1  # [R] candidate blocks per ray
     optical = torch.zeros(num_rays, device=t_vals.device)  # [R] optical depth so far
@@ -101,23 +114,26 @@ def march(
     while len(live):
         live_rank = rank[live] - first  # [A, NB]
         chosen = blocks[live] & (live_rank >= 0) & (live_rank < window)  # [A, NB]
-        pair_ray, pair_block = torch.nonzero(chosen, as_tuple=True)  # [C], row-major
-        samples = (pair_block * block)[:, None] + offsets  # [C, B]
-        slot = (pair_ray * window + live_rank[pair_ray, pair_block])[:, None] * block + offsets
-        inside = samples < num_samples  # [C, B]
-        rays = live[pair_ray][:, None].expand_as(samples)[inside]  # [P]
-        slot, samples = slot[inside], samples[inside]  # [P]
-        t = t_vals[rays, samples]  # [P]
-        coords = to_grid(origins[rays] + t[:, None] * directions[rays])  # [P, 3]
-        keep = torch.nonzero(occupancy.lookup(coords)).squeeze(1)  # [P']
-        tau = sigma_fn(coords[keep]) * _deltas(t_vals, directions, rays[keep], samples[keep])
-        table = tau.new_zeros(len(live) * window * block)  # [A * W * B], ray-major
-        table[slot[keep]] = tau
-        table = table.view(len(live), window * block)
+        pair_live, pair_block = torch.nonzero(chosen, as_tuple=True)  # [C], row-major
+        rays = live[pair_live]  # [C]
+        t = t_blocks[rays, pair_block]  # [C, B]
+        points = torch.addcmul(origins[rays][:, None], t[..., None], directions[rays][:, None])
+        coords = to_grid(points)  # [C, B, 3]
+        keep = occupancy.lookup(coords) & torch.isfinite(t)  # [C, B]
+        keep_index = torch.nonzero(keep.view(-1)).squeeze(1)  # [P]
+        gap = t_next[rays, pair_block] - t  # [C, B]
+        gap = torch.where(torch.isfinite(gap), gap, torch.full_like(gap, LAST_DELTA))
+        tau_rows = torch.zeros_like(t)  # [C, B]
+        tau_rows.view(-1)[keep_index] = sigma_fn(coords.view(-1, 3)[keep_index])
+        tau_rows *= gap * norms[rays][:, None]
+        table = t.new_zeros(len(live) * window, block)  # [A * W, B], ray-major
+        table[pair_live * window + live_rank[pair_live, pair_block]] = tau_rows
+        table = table.view(len(live), window * block)  # [A, W * B]
         before = optical[live][:, None] + torch.cumsum(table, 1) - table  # [A, W * B]
-        lit = before.view(-1)[slot[keep]] < stop_depth  # [P'] transmittance still above
-        keep = keep[lit]
-        parts.append((rays[keep], samples[keep], tau[lit]))
+        row = (pair_live * window + live_rank[pair_live, pair_block])[:, None] * block + offsets
+        lit = keep & (before.view(-1)[row] < stop_depth)  # [C, B] transmittance still above
+        samples = pair_block[:, None] * block + offsets  # [C, B]
+        parts.append((rays[:, None].expand_as(samples)[lit], samples[lit], tau_rows[lit]))
         optical[live] += table.sum(1)
         first += window
         window *= 2
@@ -128,18 +144,6 @@ def march(
     ray, sample, tau = (torch.cat(column) for column in zip(*parts, strict=True))
     order = torch.argsort(ray * num_samples + sample)
     return Packed(ray[order], sample[order], tau[order])
-
-
-def _deltas(
-    t_vals: torch.Tensor, directions: torch.Tensor, ray: torch.Tensor, sample: torch.Tensor
-) -> torch.Tensor:
-    """sample_deltas [P] of the samples (ray, sample) only: the gap to the next sample times
-    |d|, LAST_DELTA after the last one."""
-    num_samples = t_vals.shape[1]
-    following = (sample + 1).clamp(max=num_samples - 1)
-    gap = t_vals[ray, following] - t_vals[ray, sample]  # [P]
-    gap = torch.where(sample == num_samples - 1, torch.full_like(gap, LAST_DELTA), gap)
-    return gap * torch.linalg.norm(directions[ray], dim=-1)
 
 
 def pack_table(packed: Packed, num_rays: int) -> tuple[torch.Tensor, int]:

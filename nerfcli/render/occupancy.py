@@ -178,26 +178,30 @@ class OccupancyGrid(nn.Module):
 
 
 class FrozenOccupancy:
-    """Read-only occupancy for renders: `fine` [Cz, Cy, Cx] flattened, and `coarse`, the
-    fine grid max-pooled by `factor` cells and dilated by one coarse cell, so a coarse cell is
-    occupied when any fine cell within one coarse cell of it (on every axis) is. Built once
-    per bake; never written after."""
+    """Read-only occupancy for renders: the fine cells [Cz, Cy, Cx] and the coarse ones, the
+    fine grid max-pooled by `factor` cells (padded to a multiple of it) and dilated by one
+    coarse cell, so a coarse cell is occupied when any fine cell within one coarse cell of it
+    (on every axis) is. Both are float volumes read by grid_sample's nearest mode (one kernel
+    for a whole batch of points; align_corners=False puts the cell edges at -1 and 1).
+    Built once per bake; never written after."""
 
     def __init__(self, fine: torch.Tensor, coarse: torch.Tensor, factor: int):
         self.fine_shape = tuple(fine.shape)  # (Cz, Cy, Cx)
-        self.fine = fine.reshape(-1).contiguous()
+        self.fine_volume = fine.float()[None, None].contiguous()  # [1, 1, Cz, Cy, Cx]
         self.coarse_shape = tuple(coarse.shape)
-        self.coarse = coarse.reshape(-1).contiguous()
+        self.coarse_volume = coarse.float()[None, None].contiguous()
         self.factor = factor
-        # the coarse cell's size in grid coords (the largest over the axes)
         cells = torch.tensor(self.fine_shape[::-1], dtype=torch.float32)  # (Cx, Cy, Cz)
+        padded = torch.tensor(self.coarse_shape[::-1], dtype=torch.float32) * factor
+        # grid coords -> the coarse volume's coords (the padding lies past +1)
+        self.coarse_scale = cells / padded  # [3]
+        # the coarse cell's size in grid coords (the smallest over the axes)
         self.coarse_size = float((2.0 * factor / cells).min())
 
     @classmethod
     def build(cls, occupied: torch.Tensor, factor: int = 4) -> FrozenOccupancy:
         if occupied.numel() == 0:  # not built: every cell occupied
             occupied = torch.ones(1, 1, 1, dtype=torch.bool)
-            factor = 1
         factor = max(1, min(factor, *occupied.shape))
         pooled = F.max_pool3d(
             occupied.float()[None, None], kernel_size=factor, stride=factor, ceil_mode=True
@@ -206,21 +210,17 @@ class FrozenOccupancy:
         return cls(occupied.bool(), coarse, factor)
 
     def lookup(self, coords: torch.Tensor) -> torch.Tensor:
-        """Fine occupancy [P] at grid coords [P, 3] (clamped into the grid)."""
-        return self.fine[_flat_index(coords, self.fine_shape, self.fine_shape, 1)]
+        """Fine occupancy [...] (bool) at grid coords [..., 3] (clamped into the grid)."""
+        return _nearest(self.fine_volume, coords)
 
     def lookup_coarse(self, coords: torch.Tensor) -> torch.Tensor:
-        """Coarse (pooled, dilated) occupancy [P] at grid coords [P, 3]."""
-        return self.coarse[_flat_index(coords, self.fine_shape, self.coarse_shape, self.factor)]
+        """Coarse (pooled, dilated) occupancy [...] (bool) at grid coords [..., 3]."""
+        scale = self.coarse_scale.to(coords.device)
+        return _nearest(self.coarse_volume, (coords + 1.0) * scale - 1.0)
 
 
-def _flat_index(coords: torch.Tensor, fine: tuple, shape: tuple, factor: int) -> torch.Tensor:
-    """Flat index [P] into a grid of `shape` (z, y, x) cells, each `factor` cells of the
-    `fine` grid wide, of grid coords [P, 3] (clamped into the grid)."""
-    cz, cy, cx = fine
-    index = ((coords.clamp(-1.0, 1.0) + 1.0) * (0.5 * coords.new_tensor([cx, cy, cz]))).long()
-    if factor > 1:
-        index = torch.div(index, factor, rounding_mode="floor")  # [P, 3]
-    qz, qy, qx = shape
-    index = torch.minimum(index, index.new_tensor([qx - 1, qy - 1, qz - 1]))
-    return (index[:, 2] * qy + index[:, 1]) * qx + index[:, 0]
+def _nearest(volume: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """The cell value of volume [1, 1, D, H, W] holding each coord [..., 3] -> bool [...]."""
+    grid = coords.reshape(1, 1, 1, -1, 3)
+    out = F.grid_sample(volume, grid, mode="nearest", padding_mode="border", align_corners=False)
+    return out.view(coords.shape[:-1]) > 0.5

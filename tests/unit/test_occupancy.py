@@ -184,9 +184,12 @@ def test_march_is_the_plain_composite_without_termination(density, white, count)
     frozen = grid.frozen(4)
     origins, directions = random_rays(500, seed=count)
     t_vals = box_samples(origins, directions)
-    points = origins[:, None] + t_vals[..., None] * directions[:, None]
-    mask = grid.lookup(grid.normalize(points.reshape(-1, 3))).view(t_vals.shape)
-    sigma = density(points.reshape(-1, 3)).view(t_vals.shape) * mask
+    # the march's own arithmetic (the densities are discontinuous: a rounding moves a sample
+    # across the edge of the box or the ball)
+    points = torch.addcmul(origins[:, None], t_vals[..., None], directions[:, None])
+    coords = grid.normalize(points).reshape(-1, 3)
+    mask = grid.lookup(coords).view(t_vals.shape)
+    sigma = density(coords).view(t_vals.shape) * mask
 
     def colour(ray, t):  # varies along the ray: quantile choices matter
         p = origins[ray] + t[:, None] * directions[ray]

@@ -144,3 +144,53 @@ def test_ndc_scenes_keep_their_own_fast_path():
     with torch.no_grad():
         model.render_rays(rays, 0.0, 1.0, train=False)
     assert model._frozen is None
+
+
+def test_estimator_is_updated_in_training_and_keeps_every_significant_cell():
+    model = box_blob_model(3)
+    assert not model.estimator.built
+    model.before_step(model.cfg.estimator_every)  # an update step
+    assert model.estimator.built
+    assert 0.0 < model.estimator.occupied_fraction() < 1.0
+    with torch.no_grad():  # the exact cells: what update_alpha_mask marks at these weights
+        model.update_alpha_mask()
+    assert torch.equal(model.estimator.occupied, model.alpha_mask)
+    # training reads density only in the estimator's cells
+    model.alpha_mask = torch.zeros(0, dtype=torch.bool)
+    rays = outside_rays(256, 3)
+    model.render_rays(rays, 0.5, 6.0, train=True)
+    all_samples, with_density, _ = model.last_sample_counts
+    model.estimator.resize(model.estimator.cells)  # empty: every cell
+    model.render_rays(rays, 0.5, 6.0, train=True)
+    assert with_density < model.last_sample_counts[1]
+
+
+def test_estimator_round_trips_and_older_checkpoints_load():
+    model = box_blob_model(5)
+    model.before_step(model.cfg.estimator_every)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert "estimator.occupied" in state
+    restored = make_model(ndc=False, seed=9)
+    restored.adapt_to_state_dict(dict(state))
+    restored.load_state_dict(state)
+    assert torch.equal(restored.estimator.occupied, model.estimator.occupied)
+    assert restored.estimator.cells == model.estimator.cells
+    # a checkpoint from before the estimator: it loads, the estimator is not built, and the
+    # fast render derives the occupancy from the field
+    old = {k: v for k, v in state.items() if not k.startswith("estimator.")}
+    older = make_model(ndc=False, seed=9)
+    older.adapt_to_state_dict(old)
+    older.load_state_dict(old)
+    assert not older.estimator.built
+    older.eval()
+    rays = outside_rays(128, 5)
+    with torch.no_grad():
+        out = older.render_rays(rays, 0.5, 6.0, train=False)
+    assert bool(torch.isfinite(out.rgb).all())
+    assert older.frozen_field().occupied_fraction < 1.0
+
+
+def test_ndc_models_never_update_the_estimator():
+    model = make_model()
+    model.before_step(model.cfg.estimator_every)
+    assert not model.estimator.built

@@ -37,7 +37,7 @@ from nerfcli.render.occupancy import FrozenOccupancy, occupied_cells
 STOP_TRANSMITTANCE = 1e-4
 # Fine cells per coarse cell on each axis (the block test's grid) and samples per block.
 COARSE_FACTOR = 4
-BLOCK_SAMPLES = 8
+MAX_BLOCK_SAMPLES = 16
 
 
 class FrozenField:
@@ -54,6 +54,9 @@ class FrozenField:
         cells = occupied_cells(sigma, field.vertex_steps(), field.cfg.alpha_mask_threshold)
         if field.alpha_mask.numel() and field.alpha_mask.shape == cells.shape:
             cells = cells & field.alpha_mask
+        estimator = getattr(field, "estimator", None)
+        if estimator is not None and estimator.built and estimator.occupied.shape == cells.shape:
+            cells = cells & estimator.occupied  # the plain path reads only there too
         self.occupancy = FrozenOccupancy.build(cells, COARSE_FACTOR)
         self.occupied_fraction = float(cells.float().mean())
         self.app_planes = stack_factors([p.detach() for p in field.app_planes])
@@ -94,6 +97,20 @@ class FrozenField:
         return _mlp(self.layers, inputs).float().sigmoid_()
 
 
+def block_samples(frozen: FrozenField, rays: Rays, t_vals: torch.Tensor, curved: bool) -> int:
+    """Samples per coarse-tested block: as many as fit in a coarse cell (half of one with a
+    contraction) at the largest spacing of the first two samples of the rays (in grid
+    coordinates), between 2 and MAX_BLOCK_SAMPLES; a block whose samples spread further is
+    kept without the test, so this choice is about speed only."""
+    if t_vals.shape[1] < 2 or len(rays) == 0:
+        return 2
+    two = torch.addcmul(rays.origins[:, None], t_vals[:, :2, None], rays.directions[:, None])
+    grid = frozen.normalize(two)  # [R, 2, 3]
+    step = float((grid[:, 1] - grid[:, 0]).abs().amax(-1).quantile(0.9))
+    limit = frozen.occupancy.coarse_size * (0.5 if curved else 1.0)
+    return int(min(MAX_BLOCK_SAMPLES, max(2, limit // max(step, 1e-9) + 1)))
+
+
 def render_world_fast(
     frozen: FrozenField,
     rays: Rays,  # [R]
@@ -103,10 +120,11 @@ def render_world_fast(
 ) -> tuple[Composite, tuple[int, int, int]]:
     """The composite [R] of the plain path through the occupancy grid (module docstring), and
     (all samples, samples given density, colours evaluated)."""
+    curved = frozen.contraction != "none"
     settings = MarchSettings(
-        block=BLOCK_SAMPLES,
+        block=block_samples(frozen, rays, t_vals, curved),
         stop_transmittance=STOP_TRANSMITTANCE,
-        curved=frozen.contraction != "none",
+        curved=curved,
     )
     packed = march(
         frozen.occupancy,

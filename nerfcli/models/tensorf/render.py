@@ -223,6 +223,9 @@ def _density_in_box(
     valid_index = torch.nonzero(valid).squeeze(-1)  # [V]
     if field.alpha_mask.numel():
         valid_index = valid_index[field.alpha_mask_lookup(coords[valid_index])]
+    estimator = getattr(field, "estimator", None)
+    if estimator is not None and estimator.built:  # the occupancy grid (render/occupancy.py)
+        valid_index = valid_index[estimator.lookup(coords[valid_index])]
     sigma_valid = field.activate_density(field.density_feature(coords[valid_index]))  # [V]
     sigma = torch.zeros(num_rays * num_samples, device=coords.device, dtype=sigma_valid.dtype)
     sigma = sigma.index_put((valid_index,), sigma_valid).view(num_rays, num_samples)

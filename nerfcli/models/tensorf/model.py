@@ -119,7 +119,8 @@ class TensorfModel(TensorfField, RadianceModel):
         return frozen
 
     def train(self, mode: bool = True):
-        self._frozen = None
+        """train() / eval(): the render snapshots (the frozen field, the NDC caches) go."""
+        self.clear_caches()
         return super().train(mode)
 
     def clear_caches(self) -> None:

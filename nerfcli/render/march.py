@@ -80,7 +80,7 @@ def candidate_blocks(
     firsts = torch.arange(0, num_samples, block, device=t_vals.device)  # [NB]
     lasts = (firsts + block - 1).clamp(max=num_samples - 1)  # [NB]
     ends = torch.stack([t_vals[:, firsts], t_vals[:, lasts]], -1)  # [R, NB, 2]
-    points = origins[:, None, None] + ends[..., None] * directions[:, None, None]  # [R,NB,2,3]
+    points = origins[:, None, None] + directions[:, None, None] * ends[..., None]  # [R,NB,2,3]
     grid = to_grid(points)  # [R, NB, 2, 3]
     chord = (grid[..., 1, :] - grid[..., 0, :]).abs().amax(-1)  # [R, NB]
     limit = occupancy.coarse_size * (0.5 if settings.curved else 1.0)
@@ -117,7 +117,9 @@ def march(
         pair_live, pair_block = torch.nonzero(chosen, as_tuple=True)  # [C], row-major
         rays = live[pair_live]  # [C]
         t = t_blocks[rays, pair_block]  # [C, B]
-        points = torch.addcmul(origins[rays][:, None], t[..., None], directions[rays][:, None])
+        # o + d t as sample_points computes it (the same bits: a sample on the box's face
+        # stays inside it, as in the plain path)
+        points = origins[rays][:, None] + directions[rays][:, None] * t[..., None]  # [C, B, 3]
         coords = to_grid(points)  # [C, B, 3]
         keep = occupancy.lookup(coords) & torch.isfinite(t)  # [C, B]
         keep_index = torch.nonzero(keep.view(-1)).squeeze(1)  # [P]

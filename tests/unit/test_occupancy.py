@@ -186,7 +186,7 @@ def test_march_is_the_plain_composite_without_termination(density, white, count)
     t_vals = box_samples(origins, directions)
     # the march's own arithmetic (the densities are discontinuous: a rounding moves a sample
     # across the edge of the box or the ball)
-    points = torch.addcmul(origins[:, None], t_vals[..., None], directions[:, None])
+    points = origins[:, None] + directions[:, None] * t_vals[..., None]
     coords = grid.normalize(points).reshape(-1, 3)
     mask = grid.lookup(coords).view(t_vals.shape)
     sigma = density(coords).view(t_vals.shape) * mask

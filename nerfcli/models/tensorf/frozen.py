@@ -137,7 +137,7 @@ def render_world_fast(
     )
 
     def colour_fn(ray: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        points = rays.origins[ray] + t[:, None] * rays.directions[ray]  # [P, 3]
+        points = rays.origins[ray] + rays.directions[ray] * t[:, None]  # [P, 3]
         return frozen.colour(frozen.normalize(points), rays.viewdirs[ray])
 
     out, coloured = composite_packed(packed, t_vals, count, colour_fn, white_bkgd)

@@ -1,14 +1,16 @@
-"""Render speed of a trained TensoRF checkpoint: the plain render path against the fast one,
-side by side in one run (frame by frame, alternating which goes first), and the held-out
-PSNR of both.
+"""Render speed of a trained TensoRF checkpoint, any scene kind: the plain render path against
+the fast one, side by side in one run (frame by frame, alternating which goes first), and the
+held-out PSNR of both.
 
     .venv/bin/python -m bench.render_speed --ckpt runs/fern/ckpt.pt
-    .venv/bin/python -m bench.render_speed --ckpt runs/fern/ckpt.pt --frames 24 --reference
+    .venv/bin/python -m bench.render_speed --ckpt runs/lego/ckpt.pt --frames 10 --views 5
 
-plain: `RenderPolicy(fast=False)`, the path training takes (density on z-slices, colour at 8
-weight quantiles per ray, composited per sample). fast: the default no-grad NDC path
-(nerfcli/models/tensorf/fast.py; the baked appearance slices are built inside its timed
-frames, once enough rays were rendered). The held-out PSNR of the fast path is taken twice:
+plain: `RenderPolicy(fast=False)`, the path training takes (NDC: density on z-slices; box and
+unbounded: density at every sample in the box / the contracted grid and the alpha mask;
+colour at 8 weight quantiles per ray, composited per sample). fast: the default no-grad path:
+NDC, nerfcli/models/tensorf/fast.py (the baked appearance slices are built inside its timed
+frames, once enough rays were rendered); box and unbounded, models/tensorf/frozen.py (the
+frozen field is baked inside the first timed frame of the held-out pass). The held-out PSNR of the fast path is taken twice:
 before the spiral (the views too few for the bake: colour from the factors) and after it
 (from the table the spiral baked). --reference adds the colour-at-every-sample render
 (models/reference.py) on the held-out views, for how far both are from it. The CPU is set up
@@ -36,10 +38,10 @@ from nerfcli.training.checkpoint import load_checkpoint, restore_model
 from nerfcli.training.device import select_device
 
 
-def held_out_psnr(render_fn, scene, chunk: int) -> list[float]:
-    """PSNR of each held-out view at full resolution."""
+def held_out_psnr(render_fn, scene, chunk: int, views: list[int]) -> list[float]:
+    """PSNR of each of the held-out `views` at full resolution."""
     values = []
-    for view in scene.held_out:
+    for view in views:
         out = render_view(render_fn, scene.camera(view), chunk, "cpu")
         gt = torch.from_numpy(scene.images[view])[: out.rgb.shape[0], : out.rgb.shape[1]]
         values.append(psnr_from_mse(float(torch.mean((out.rgb - gt) ** 2))))
@@ -74,8 +76,10 @@ def spiral(model, policies: dict, scene, frames: int, chunk: int) -> dict:
             wall[name].append(seconds)
             cpu[name].append(cpu_seconds)
         worst = max(worst, float((images[names[0]].rgb - images[names[-1]].rgb).abs().max()))
+    pixels = camera.height * camera.width
     return {
         name: {
+            "mpixel_per_second": round(len(wall[name]) * pixels / sum(wall[name]) / 1e6, 4),
             "seconds": round(sum(wall[name]), 2),
             "cpu_seconds": round(sum(cpu[name]), 2),
             "median_frame_seconds": round(statistics.median(wall[name]), 3),
@@ -91,6 +95,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=120, help="spiral frames (0: none)")
     parser.add_argument("--chunk", type=int, default=0, help="rays per chunk (0: the config's)")
     parser.add_argument("--reference", action="store_true", help="also the plain reference")
+    parser.add_argument("--views", type=int, default=0, help="held-out views scored (0: all)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -107,11 +112,17 @@ def main() -> None:
 
     doc: dict = {"machine": machine(), "checkpoint": str(args.ckpt), "step": ckpt.step}
     doc["resolution"] = list(model.resolution)
-    doc["held_out_views"] = list(scene.held_out)
+    held_out = list(scene.held_out)
+    if args.views > 0:  # every k-th, spread over the held-out views
+        held_out = held_out[:: max(1, len(held_out) // args.views)][: args.views]
+    doc["held_out_views"] = held_out
+    doc["kind"] = scene.kind
     with torch.no_grad():
         for name, policy in policies.items():
             model.policy = policy
-            views = held_out_psnr(render_fn, scene, chunk)
+            start = time.perf_counter()
+            views = held_out_psnr(render_fn, scene, chunk, held_out)
+            doc[f"held_out_seconds_{name}"] = round(time.perf_counter() - start, 2)
             doc[f"psnr_{name}"] = [round(v, 3) for v in views]
             print(f"held-out PSNR {name}: {sum(views) / len(views):.3f} dB {doc[f'psnr_{name}']}")
         if args.reference:
@@ -119,7 +130,7 @@ def main() -> None:
             def reference_fn(rays, near, far):
                 return render_rays_reference(model, rays, near, far, train=False)
 
-            views = held_out_psnr(reference_fn, scene, 1024)
+            views = held_out_psnr(reference_fn, scene, 1024, held_out)
             doc["psnr_reference"] = [round(v, 3) for v in views]
             print(f"held-out PSNR reference: {sum(views) / len(views):.3f} dB")
         if args.frames > 0:
@@ -128,12 +139,15 @@ def main() -> None:
             ratio = result["plain"]["seconds"] / max(result["fast"]["seconds"], 1e-9)
             doc["spiral"]["speedup"] = round(ratio, 2)
             print(
-                f"spiral {result['frames']} frames at {scene.width} x {scene.height}: plain "
-                f"{result['plain']['seconds']} s, fast {result['fast']['seconds']} s "
-                f"({ratio:.2f}x), max |rgb difference| {result['max_abs_rgb_difference']}"
+                f"{scene.kind}: path {result['frames']} frames at {scene.width} x "
+                f"{scene.height}: plain {result['plain']['seconds']} s "
+                f"({result['plain']['mpixel_per_second']} Mpixel/s), fast "
+                f"{result['fast']['seconds']} s ({result['fast']['mpixel_per_second']} "
+                f"Mpixel/s): {ratio:.2f}x, max |rgb difference| "
+                f"{result['max_abs_rgb_difference']}"
             )
             model.policy = policies["fast"]
-            views = held_out_psnr(render_fn, scene, chunk)
+            views = held_out_psnr(render_fn, scene, chunk, held_out)
             doc["psnr_fast_after_spiral"] = after = [round(v, 3) for v in views]
             mean = sum(views) / len(views)
             print(f"held-out PSNR fast after the spiral: {mean:.3f} dB {after}")

@@ -91,6 +91,13 @@ class TensorfModelConfig:
     # region, the rest of space contracted around it; nerfcli.render.contraction)
     contraction: str = "none"
     outer_samples: int = 0  # contraction: samples per ray past the box (0: from the grid)
+    # --- occupancy estimator (issue 23, nerfcli/render/occupancy.py): box and unbounded
+    # scenes only (NDC keeps its path). A grid of the field's cells, updated from the exact
+    # vertex density every estimator_every training steps (0: never), a moving maximum that
+    # decays by estimator_decay an update; training and renders read density only in its
+    # occupied cells (alpha > alpha_mask_threshold at the sample spacing there).
+    estimator_every: int = 16
+    estimator_decay: float = 0.95
 
 
 @dataclass(frozen=True)

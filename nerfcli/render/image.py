@@ -7,8 +7,9 @@ slowest of them, which on a machine shared with other jobs is most of the time (
 of the TensoRF CPU profile on a busy 2-core machine: 0.9-2.3 s each with two workers against
 1.9-40 s with the chunks in turn on two threads). The caller's own thread count drops to 1
 meanwhile: its idle OpenMP threads would spin on a core.
-The render function must then be safe to call from several threads (the models are: their
-render caches are built under a lock, see TensorfField).
+The render function must then be safe to call from several threads (the models are: they
+render from read-only snapshots of their weights, and a snapshot two threads build at once is
+built twice with the same values; see TensorfField._cached and models/tensorf/frozen.py).
 """
 
 from __future__ import annotations

@@ -23,7 +23,9 @@ def saved_resolution(state: dict) -> tuple[int, int, int]:
 
 def adapt_to_state_dict(field: TensorfField, state: dict) -> None:
     """Resize every factor and the alpha mask of `field` to the shapes stored in `state` (the
-    values are then loaded by load_state_dict)."""
+    values are then loaded by load_state_dict). A checkpoint saved before the occupancy
+    estimator gets its keys added, empty: the estimator is then not built (renders derive the
+    occupancy from the field) until training updates it."""
     resolution = saved_resolution(state)
     if resolution != field.resolution:
         m = field.cfg
@@ -33,6 +35,10 @@ def adapt_to_state_dict(field: TensorfField, state: dict) -> None:
         field.app_planes, field.app_lines = make_factors(m.appearance_components, resolution, 0.0)
         field.to(field.aabb.device)
         field.resolution = resolution
+    if "estimator.occupied" not in state:  # a checkpoint from before the estimator
+        for name, buffer in field.estimator.state_dict().items():
+            empty = torch.zeros(0, dtype=buffer.dtype) if name != "aabb" else buffer
+            state.setdefault(f"estimator.{name}", empty.clone())
     mask = state.get("alpha_mask")
     if mask is not None and tuple(mask.shape) != tuple(field.alpha_mask.shape):
         field.alpha_mask = torch.zeros(mask.shape, dtype=torch.bool, device=field.aabb.device)

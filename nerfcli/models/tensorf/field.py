@@ -16,9 +16,10 @@ that they agree in values and gradients):
 - `appearance`: the planes split into equal channel groups (a free view) and planes of one size
   batched together, so the xz and yz planes (and the 48-channel xy plane's groups) go through
   single grid_sample calls, which PyTorch's CPU kernel threads over the batch dimension.
-No-grad renders reuse the volume, slices and stacked planes across chunks (`_cached`), and
-bake the appearance on the render's z-slices once they have rendered enough rays to pay for
-it (`appearance_table`, read by fast.py's `gather_slices`).
+No-grad renders reuse the volume, slices and stacked planes across chunks (`_cached`: a
+snapshot of the weights, dropped by training steps, train()/eval(), loading and upsampling; no
+lock, no tensor-version keys), and bake the appearance on the render's z-slices once they have
+rendered enough rays to pay for it (`appearance_table`, read by fast.py's `gather_slices`).
 The alpha mask marks the grid cells that may hold visible density.
 Unbounded scenes (`contraction` linf or l2): the box is the inner region and the grid spans
 the contracted cube, contract(box coordinates) / 2 (nerfcli.render.contraction), so the box
@@ -28,7 +29,6 @@ fills the middle half of the grid on each axis and all of space the rest.
 from __future__ import annotations
 
 import math
-import threading
 
 import torch
 import torch.nn.functional as F
@@ -65,13 +65,6 @@ BAKE_DTYPE = torch.float16
 # 300 k take 213 against 295 ms; at 448 x 448 x 128, 300 k take 301 against 642 ms and 1 M
 # take 1736 against 1022 ms. 30 sits between the crossovers.
 DIRECT_POINTS_RATIO = 30
-# Guards the render caches: render_in_chunks may call a model from several threads.
-CACHE_LOCK = threading.RLock()
-
-
-def _weights_key(params: list[torch.Tensor]) -> tuple:
-    """Identifies the tensors' current values: storage, in-place version and shape of each."""
-    return tuple((p.data_ptr(), p._version, tuple(p.shape)) for p in params)
 
 
 class ColourDecoder(nn.Module):
@@ -160,19 +153,21 @@ class TensorfField(nn.Module):
         return max(2, int(round(shell_voxels / self.cfg.step_ratio)))
 
     def _cached(self, name: str, params: list[torch.Tensor], build, extra: tuple = ()):
-        """build() under grad; without grad, reused while `params` are unchanged in place
-        (and `extra` is equal). Safe from several render threads (one builds, the others
-        wait)."""
+        """build() under grad; without grad, reused while `extra` is equal, until
+        clear_caches(). The caches hold a snapshot of the weights: they are dropped by every
+        grad-enabled call (a training step), train() / eval(), loading and upsampling (see
+        TensorfModel), never by comparing tensor versions. Render threads share them without
+        a lock: two threads missing the same entry both build it (the same values) and the
+        last one stored stays, a benign race. `params` documents what the entry derives from.
+        """
         if torch.is_grad_enabled():
             if self._caches:  # training again: the render caches are stale
                 self.clear_caches()
             return build()
-        key = _weights_key(params) + extra
-        with CACHE_LOCK:
-            hit = self._caches.get(name)
-            if hit is None or hit[0] != key:
-                hit = (key, build())
-                self._caches[name] = hit
+        hit = self._caches.get(name)
+        if hit is None or hit[0] != extra:
+            hit = (extra, build())
+            self._caches[name] = hit
         return hit[1]
 
     def clear_caches(self) -> None:
@@ -294,40 +289,33 @@ class TensorfField(nn.Module):
 
     def appearance_table(self, z: torch.Tensor, num_rays: int) -> torch.Tensor | None:
         """The baked appearance slices [S, Ry, Rx, A] on z [S] (factors.appearance_at_depths),
-        once they pay: after the model has rendered, without grad, at these parameters and z,
-        as many rays as the table has vertices / BAKE_AFTER (about 7 views of 504 x 378 at the
-        CPU profile's grid), and only while the table stays under BAKE_MAX_BYTES. None
-        before, and to the other render threads while one bakes (the caller reads the
-        factors)."""
-        params = [*self.app_planes, *self.app_lines, self.basis.weight]
-        key = _weights_key(params)
-        key += (tuple(z.tolist()),)
+        once they pay: after the model has rendered, without grad, at these z, as many rays as
+        the table has vertices / BAKE_AFTER (about 7 views of 504 x 378 at the CPU profile's
+        grid), and only while the table stays under BAKE_MAX_BYTES. None before, and to the
+        other render threads while one bakes (the caller reads the factors). No lock: the
+        demand count and the baking flag are plain attributes; a lost count only delays the
+        bake, and two threads passing the flag at once both bake the same table."""
+        key = (tuple(z.tolist()),)
         ry, rx = self.app_planes[0].shape[2:]
         vertices = ry * rx * z.shape[0]
         if vertices * self.basis.weight.shape[0] * BAKE_DTYPE.itemsize > BAKE_MAX_BYTES:
             return None
-        with CACHE_LOCK:
-            hit = self._caches.get("app_table")
-            if hit is not None and hit[0] == key:
-                return hit[1]
-            seen_key, seen = self._table_demand
-            seen = (seen if seen_key == key else 0) + num_rays
-            self._table_demand = (key, seen)
-            if seen * BAKE_AFTER < vertices or torch.is_grad_enabled() or self._baking:
-                return None  # not yet worth it, or another render thread is baking it
-            self._caches.pop("app_table", None)
-            self._baking = True
-        # baked outside the lock: the other render workers go on from the factors meanwhile
+        hit = self._caches.get("app_table")
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        seen_key, seen = self._table_demand
+        seen = (seen if seen_key == key else 0) + num_rays
+        self._table_demand = (key, seen)
+        if seen * BAKE_AFTER < vertices or torch.is_grad_enabled() or self._baking:
+            return None  # not yet worth it, or another render thread is baking it
+        self._baking = True
         try:
             table = appearance_at_depths(
                 list(self.app_planes), list(self.app_lines), self.basis.weight, z, BAKE_DTYPE
             )
         finally:
-            with CACHE_LOCK:
-                self._baking = False
-        with CACHE_LOCK:
-            if _weights_key(params) + key[-1:] == key:  # the weights did not change during the bake
-                self._caches["app_table"] = (key, table)
+            self._baking = False
+        self._caches["app_table"] = (key, table)
         return table
 
     # ------------------------------------------------------------------ grid changes

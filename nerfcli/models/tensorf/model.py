@@ -14,10 +14,12 @@ from nerfcli.models.base import RadianceModel
 from nerfcli.models.tensorf.checkpoint_shapes import adapt_to_state_dict
 from nerfcli.models.tensorf.factors import grid_schedule
 from nerfcli.models.tensorf.field import TensorfField
+from nerfcli.models.tensorf.frozen import FrozenField
 from nerfcli.models.tensorf.losses import tensorf_loss
 from nerfcli.models.tensorf.render import RenderPolicy
 from nerfcli.render.composite import RenderResult
 from nerfcli.render.contraction import CONTRACTIONS
+from nerfcli.render.occupancy import OccupancyGrid
 
 # The LLFF box in NDC: NDC x, y of the training rays reach a little past [-1, 1].
 NDC_BOX = ((-1.5, -1.67, -1.0), (1.5, 1.67, 1.0))
@@ -96,6 +98,51 @@ class TensorfModel(TensorfField, RadianceModel):
         self.schedule = grid_schedule(m.grid_init, m.grid_final, len(m.upsample_steps))
         # (all samples, samples given density, samples given colour) of the last render
         self.last_sample_counts = (0, 0, 0)
+        # the occupancy estimator (render/occupancy.py) over the field's cells; built by the
+        # first update in training (box and unbounded scenes), stored in checkpoints
+        cells = tuple(r - 1 for r in self.resolution)
+        self.estimator = OccupancyGrid(
+            self.aabb, cells, m.contraction, m.alpha_mask_threshold, 0, m.estimator_decay
+        )
+        # the baked read-only render field (frozen.py): built by the first no-grad render in
+        # world coordinates, dropped whenever the parameters may change (train(), a grad
+        # render, loading, upsampling). Render threads that find none both build one (the
+        # same values): a benign race, so no lock.
+        self._frozen: FrozenField | None = None
+
+    def frozen_field(self) -> FrozenField:
+        """The baked render field of the current parameters (built once, then reused)."""
+        frozen = self._frozen
+        if frozen is None:
+            frozen = FrozenField(self)
+            self._frozen = frozen
+        return frozen
+
+    def train(self, mode: bool = True):
+        """train() / eval(): the render snapshots (the frozen field, the NDC caches) go."""
+        self.clear_caches()
+        return super().train(mode)
+
+    def clear_caches(self) -> None:
+        self._frozen = None
+        super().clear_caches()
+
+    def update_alpha_mask(self) -> None:
+        self._frozen = None
+        super().update_alpha_mask()
+
+    @torch.no_grad()
+    def update_estimator(self) -> None:
+        """Fold the field's exact vertex density into the occupancy estimator (a moving
+        maximum; resized to the field's cells after an upsampling)."""
+        self._frozen = None
+        cells = tuple(r - 1 for r in self.resolution)
+        if self.estimator.cells != cells:
+            self.estimator.resize(cells)
+        sigma = self.activate_density(self.density_volume())  # [Rz, Ry, Rx]
+        if self.estimator.built:
+            sigma = torch.maximum(sigma, self.estimator.vertex_density * self.cfg.estimator_decay)
+        self.estimator.set_vertex_density(sigma, self.vertex_steps())
 
     def render_rays(
         self,
@@ -105,6 +152,8 @@ class TensorfModel(TensorfField, RadianceModel):
         train: bool,
         generator: torch.Generator | None = None,
     ) -> RenderResult:
+        if torch.is_grad_enabled():
+            self._frozen = None  # training: the parameters are about to change
         out, self.last_sample_counts = self.policy.render(self, rays, near, far, train, generator)
         return RenderResult(out.rgb, out.depth, out.disparity, out.opacity)
 
@@ -151,6 +200,9 @@ class TensorfModel(TensorfField, RadianceModel):
             if target != self.resolution:
                 self.upsample(target)
                 changed = True
+        every = self.cfg.estimator_every
+        if not self.policy.ndc and every > 0 and (step % every == 0 or changed):
+            self.update_estimator()
         return changed
 
     def adapt_to_state_dict(self, state: dict) -> None:

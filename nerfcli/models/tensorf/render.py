@@ -14,8 +14,10 @@ takes, which samples get a colour, and how they are composited.
   a ray). With colour_samples = 0: only where the ray weight exceeds weight_threshold
   (TensoRF's rule; the skipped samples contribute at most that weight each).
 The plain path, colour at every sample, is nerfcli.models.reference.render_rays_reference.
-No-grad NDC renders (eval, previews, videos) take fast.py's path, the same image in fewer
-passes (`fast=False`: this module's, as in training).
+No-grad renders (eval, previews, videos) take a fast path, the same image in fewer passes
+(`fast=False`: this module's, as in training): fast.py's in NDC, frozen.py's in world
+coordinates (boxes and unbounded scenes: the occupancy grid, early termination, the baked
+frozen field).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from nerfcli.config import Config
 from nerfcli.data.rays import Rays
 from nerfcli.models.tensorf.fast import composite_quantiles, optical_depth
 from nerfcli.models.tensorf.field import TensorfField
+from nerfcli.models.tensorf.frozen import render_world_fast
 from nerfcli.render.composite import (
     Composite,
     alpha_from_density,
@@ -172,6 +175,9 @@ class RenderPolicy:
         """Composite [R] of the rays, and how many samples got density and colour."""
         t_vals = self.sample_depths(field, rays, near, far, train, generator)  # [R, S]
         if self.fast and self.colour_samples > 0 and not torch.is_grad_enabled():
+            if not self.ndc and hasattr(field, "frozen_field"):
+                frozen = field.frozen_field()
+                return render_world_fast(frozen, rays, t_vals, self.colour_samples, self.white_bkgd)
             if field.alpha_mask.numel() == 0 and self.shares_depth(rays):
                 return self._render_fast(field, rays, t_vals[0])
         if self.shares_depth(rays):
@@ -217,6 +223,9 @@ def _density_in_box(
     valid_index = torch.nonzero(valid).squeeze(-1)  # [V]
     if field.alpha_mask.numel():
         valid_index = valid_index[field.alpha_mask_lookup(coords[valid_index])]
+    estimator = getattr(field, "estimator", None)
+    if estimator is not None and estimator.built:  # the occupancy grid (render/occupancy.py)
+        valid_index = valid_index[estimator.lookup(coords[valid_index])]
     sigma_valid = field.activate_density(field.density_feature(coords[valid_index]))  # [V]
     sigma = torch.zeros(num_rays * num_samples, device=coords.device, dtype=sigma_valid.dtype)
     sigma = sigma.index_put((valid_index,), sigma_valid).view(num_rays, num_samples)

@@ -1,0 +1,196 @@
+"""TensoRF's fast no-grad render in world coordinates (models/tensorf/frozen.py: the baked
+frozen field, the occupancy grid, early termination) against the plain path it replaces
+(`RenderPolicy(fast=False)`, the path training takes), per scene kind: a box and an unbounded
+(contracted) scene. Speed is measured in bench/render_speed.py, never here.
+
+Tolerances: the plain path reads density only inside the alpha mask, and the fast one only in
+occupied cells, which `update_alpha_mask` makes the same cells; the colour is decoded in
+float32 here (`float32_decoder`). Without early termination the two composites differ only by
+float rounding (the plain path's cumulative product of S factors against the fast path's exp
+of a sum: ~S float32 roundings, S <= 60 here, asserted 1e-4). With termination below T, each
+ray loses at most T of weight after the point where it stops: opacity within T, and the colour
+within T where the colour quantiles land on the same samples (they do unless a quantile
+boundary falls within T of the cdf, which the mean over rays bounds: asserted 1e-3)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+import nerfcli.models.tensorf.frozen as frozen_module
+from nerfcli.data.rays import make_rays
+from tests.unit.test_tensorf import make_model
+from tests.unit.test_tensorf_unbounded import blob_model as unbounded_blob_model
+from tests.unit.test_tensorf_unbounded import inside_rays
+
+
+@pytest.fixture(autouse=True)
+def float32_decoder(monkeypatch):
+    monkeypatch.setattr(frozen_module, "decoder_dtype", lambda device: torch.float32)
+
+
+def box_blob_model(seed: int, white: bool = False):
+    """A box scene (world coordinates) with density in a few blobs, empty elsewhere."""
+    overrides = ["model.tensorf.density_activation=relu"]
+    if white:
+        overrides.append("data.background=white")
+    model = make_model(*overrides, ndc=False, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for plane, line in zip(model.density_planes, model.density_lines, strict=True):
+            plane.copy_(torch.randn(plane.shape, generator=generator) - 1.0)
+            line.copy_(torch.rand(line.shape, generator=generator))
+            plane[0, 0, 2, 3] = 6.0
+            line[0, 0, 3, 0] = 1.0
+    return model
+
+
+def outside_rays(count: int, seed: int):
+    """Rays of a camera 3 units out on +z, looking at the box (the cube [-1, 1]^3)."""
+    c2w = torch.eye(4)[:3].clone()
+    c2w[:, 3] = torch.tensor([0.1, -0.2, 3.0])
+    rays = make_rays(20, 24, 18.0, c2w, ndc=False).reshape(-1)
+    generator = torch.Generator().manual_seed(seed)
+    return rays[torch.randint(0, len(rays), (count,), generator=generator)]
+
+
+def render_both(model, rays, near, far):
+    fast_policy = model.policy
+    with torch.no_grad():
+        fast = model.render_rays(rays, near, far, train=False)
+        counts = model.last_sample_counts
+        model.policy = dataclasses.replace(fast_policy, fast=False)
+        plain = model.render_rays(rays, near, far, train=False)
+    model.policy = fast_policy
+    return fast, plain, counts
+
+
+def unbounded_column_model(seed: int):
+    """An unbounded scene with blobs, and a column of density along z in front of the camera
+    of `inside_rays` (grid x, y about 0.08, 0.05) from z 0 down, so its rays meet density."""
+    model = unbounded_blob_model(seed)
+    with torch.no_grad():
+        model.density_planes[0][0, 0, 4:6, 4:7] = 3.0
+        model.density_lines[0][0, 0, :3, 0] = 1.0
+    return model
+
+
+SCENES = {
+    "box": (lambda seed, white: box_blob_model(seed, white), outside_rays, 0.5, 6.0),
+    "unbounded": (lambda seed, white: unbounded_column_model(seed), inside_rays, 0.05, 10.0),
+}
+
+
+@pytest.mark.parametrize("kind", list(SCENES))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("white", [False, True])
+def test_fast_world_render_is_the_plain_path_without_termination(monkeypatch, kind, seed, white):
+    monkeypatch.setattr(frozen_module, "STOP_TRANSMITTANCE", 0.0)
+    build, make_rays_fn, near, far = SCENES[kind]
+    model = build(seed, white)
+    model.update_alpha_mask()
+    model.eval()
+    rays = make_rays_fn(300, seed)
+    fast, plain, counts = render_both(model, rays, near, far)
+    assert float((fast.rgb - plain.rgb).abs().max()) < 1e-4
+    assert float((fast.opacity - plain.opacity).abs().max()) < 1e-4
+    assert float((fast.depth - plain.depth).abs().max()) < 1e-3 * max(1.0, far)
+    assert counts[1] < counts[0]  # empty cells were skipped
+    assert bool(plain.opacity.max() > 0.5)  # the rays do meet density
+
+
+@pytest.mark.parametrize("kind", list(SCENES))
+def test_fast_world_render_with_termination_is_within_its_bound(kind):
+    build, make_rays_fn, near, far = SCENES[kind]
+    model = build(4, False)
+    model.update_alpha_mask()
+    model.eval()
+    rays = make_rays_fn(400, 4)
+    fast, plain, _ = render_both(model, rays, near, far)
+    stop = frozen_module.STOP_TRANSMITTANCE
+    assert float((fast.opacity - plain.opacity).abs().max()) <= stop + 1e-5
+    assert float((fast.rgb - plain.rgb).abs().mean()) < 1e-3
+
+
+def test_frozen_field_follows_training_and_loading():
+    """The snapshot is dropped by train(), a grad render and load_state_dict, and rebuilt."""
+    model = box_blob_model(0)
+    model.eval()
+    rays = outside_rays(64, 0)
+    with torch.no_grad():
+        model.render_rays(rays, 0.5, 6.0, train=False)
+    first = model._frozen
+    assert first is not None
+    model.train()
+    assert model._frozen is None
+    model.eval()
+    with torch.no_grad():
+        model.render_rays(rays, 0.5, 6.0, train=False)
+    assert model._frozen is not None and model._frozen is not first
+    model.render_rays(rays, 0.5, 6.0, train=True)  # under grad: the plain path, snapshot gone
+    assert model._frozen is None
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.render_rays(rays, 0.5, 6.0, train=False)
+        model.load_state_dict(state)
+    assert model._frozen is None
+
+
+def test_ndc_scenes_keep_their_own_fast_path():
+    model = make_model()
+    rays = make_rays(6, 8, 7.0, torch.eye(4)[:3], ndc=True).reshape(-1)
+    with torch.no_grad():
+        model.render_rays(rays, 0.0, 1.0, train=False)
+    assert model._frozen is None
+
+
+def test_estimator_is_updated_in_training_and_keeps_every_significant_cell():
+    model = box_blob_model(3)
+    assert not model.estimator.built
+    model.before_step(model.cfg.estimator_every)  # an update step
+    assert model.estimator.built
+    assert 0.0 < model.estimator.occupied_fraction() < 1.0
+    with torch.no_grad():  # the exact cells: what update_alpha_mask marks at these weights
+        model.update_alpha_mask()
+    assert torch.equal(model.estimator.occupied, model.alpha_mask)
+    # training reads density only in the estimator's cells
+    model.alpha_mask = torch.zeros(0, dtype=torch.bool)
+    rays = outside_rays(256, 3)
+    model.render_rays(rays, 0.5, 6.0, train=True)
+    all_samples, with_density, _ = model.last_sample_counts
+    model.estimator.resize(model.estimator.cells)  # empty: every cell
+    model.render_rays(rays, 0.5, 6.0, train=True)
+    assert with_density < model.last_sample_counts[1]
+
+
+def test_estimator_round_trips_and_older_checkpoints_load():
+    model = box_blob_model(5)
+    model.before_step(model.cfg.estimator_every)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert "estimator.occupied" in state
+    restored = make_model(ndc=False, seed=9)
+    restored.adapt_to_state_dict(dict(state))
+    restored.load_state_dict(state)
+    assert torch.equal(restored.estimator.occupied, model.estimator.occupied)
+    assert restored.estimator.cells == model.estimator.cells
+    # a checkpoint from before the estimator: it loads, the estimator is not built, and the
+    # fast render derives the occupancy from the field
+    old = {k: v for k, v in state.items() if not k.startswith("estimator.")}
+    older = make_model(ndc=False, seed=9)
+    older.adapt_to_state_dict(old)
+    older.load_state_dict(old)
+    assert not older.estimator.built
+    older.eval()
+    rays = outside_rays(128, 5)
+    with torch.no_grad():
+        out = older.render_rays(rays, 0.5, 6.0, train=False)
+    assert bool(torch.isfinite(out.rgb).all())
+    assert older.frozen_field().occupied_fraction < 1.0
+
+
+def test_ndc_models_never_update_the_estimator():
+    model = make_model()
+    model.before_step(model.cfg.estimator_every)
+    assert not model.estimator.built

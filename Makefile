@@ -12,7 +12,7 @@ $(BIN)/nerf: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 	$(BIN)/python -m pip install -q "$(TORCH_PIN)"
-	$(BIN)/python -m pip install -q -e ".[test,sfm]"
+	$(BIN)/python -m pip install -q -e ".[test,sfm,viewer]"
 	touch $(BIN)/nerf
 
 env: $(BIN)/nerf

@@ -120,6 +120,8 @@ class Viewer:
             if fov is not None:
                 client.camera.fov = fov
             client.camera.wxyz, client.camera.position = wxyz, position
+        # the browser may not echo a camera it was given: render it now
+        self.engine.set_camera(client_id, self.browser_pose(client.camera))
 
     def _show(self, client_id: int, image: np.ndarray, info: dict) -> None:
         client = self.server.get_clients().get(client_id)

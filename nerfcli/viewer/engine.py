@@ -117,7 +117,9 @@ class Engine:
                     self._wake.wait(1.0)
             busy = time.perf_counter() - start
             if self.options.duty < 1.0:  # hold the thread to its share of the time
-                time.sleep(busy * (1.0 / self.options.duty - 1.0))
+                with self._wake:
+                    if not self._stop:
+                        self._wake.wait(busy * (1.0 / self.options.duty - 1.0))
 
     def _next_job(self) -> tuple[int, ClientView, int, bool] | None:
         """(client id, a copy of its view, height, still) of the next picture, waiting for one."""
@@ -126,7 +128,7 @@ class Engine:
                 now = time.monotonic()
                 wait = 1.0
                 for client_id, view in self.clients.items():
-                    if view.pose is None:
+                    if view.pose is None or not self.source.ready():
                         continue
                     still = now - view.moved_at >= self.options.still_after
                     height = (

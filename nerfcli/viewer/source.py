@@ -51,6 +51,10 @@ class ModelSource:
     def wants_weights(self) -> bool:
         return False
 
+    def ready(self) -> bool:
+        """True once there are weights to render."""
+        return True
+
 
 class LiveSource(ModelSource):
     """The weights of a run in training, copied between steps (see the module docstring)."""
@@ -87,7 +91,7 @@ class LiveSource(ModelSource):
             self.model.eval()
         return self.model
 
-    def has_weights(self) -> bool:
+    def ready(self) -> bool:
         return self._last_copy > -float("inf")
 
 

@@ -173,3 +173,40 @@ def test_command_prints_the_url_binds_localhost_and_stops_on_ctrl_c(run: Path):
             process.kill()
     assert process.returncode == 130, err
     assert "Traceback" not in err and out == ""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    chromium_path() is None, reason="chromium is not installed (apt-get install chromium)"
+)
+def test_train_view_shows_the_latest_weights(tmp_path: Path, monkeypatch):
+    """`nerf train --view`: the page shows pictures of the weights in training, and the run
+    ends as without --view."""
+    import nerfcli.cli.train as train_command
+
+    scene = write_llff(tmp_path / "tiny", n=9, height=48, width=64, focal=60.0)
+    started = []
+    frames = Frames()
+    original = train_command._start_viewer
+
+    def start_and_open(*args):
+        viewer = original(*args)
+        viewer.viewer.frame_hooks.append(frames)
+        browser = Browser(chromium_path())
+        browser.open(viewer.url)
+        started.append((viewer, browser))
+        wait_until(lambda: viewer.viewer.server.get_clients(), 120, "the page")  # open first
+        return viewer
+
+    monkeypatch.setattr(train_command, "_start_viewer", start_and_open)
+    out = tmp_path / "run"
+    args = ["train", str(scene), *TINY, "--iters", "100", "--out", str(out), "--view"]
+    try:
+        result = runner.invoke(app, [*args, "--view-port", "7450", "--json", "-q"])
+    finally:
+        for _, browser in started:
+            browser.close()
+    assert result.exit_code == 0, result.output
+    assert started and frames.items  # pictures of the weights in training
+    viewer = started[0][0]
+    assert viewer.source.status.step > 0 and viewer.viewer.engine.errors == []

@@ -12,7 +12,7 @@ from nerfcli.cli.common import info
 EPILOG = (
     "Example: [bold]nerf view runs/fern[/] then open the printed URL; save a path in the page's "
     "'camera path' panel and render it with [bold]nerf render-video runs/fern --path "
-    "camera_path.json[/]. Needs the viewer extra: [bold]pip install 'nerfcli[viewer]'[/]."
+    "camera_path.json[/]. Needs the viewer extra: [bold]pip install 'nerfcli\\[viewer]'[/]."
 )
 
 
@@ -21,7 +21,9 @@ def view(
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Address to serve on (0.0.0.0 to share on the network)."
     ),
-    port: int = typer.Option(7007, "--port", min=1, max=65535, help="Port (the next free one)."),
+    port: int = typer.Option(
+        7007, "--port", min=1, max=65535, help="Port (taken: the next free one)."
+    ),
     max_height: int = typer.Option(
         None, "--max-height", min=8, help="Height of the still picture (default the capture's)."
     ),

@@ -122,7 +122,7 @@ def train_cost(scene: Path, minutes: float, extra: list[str]) -> dict:
         stop = threading.Event()
         drivers = []
 
-        def start_and_drive(*args):
+        def start_and_drive(*args, stop=stop, drivers=drivers):
             viewer = original(*args)
             thread = threading.Thread(target=_drive, args=(viewer, stop), daemon=True)
             thread.start()

@@ -106,7 +106,7 @@ def look(ckpt_path: Path, orbit_seconds: float, max_height: int | None) -> dict:
     }
 
 
-def train_cost(scene: Path, minutes: float, extra: list[str]) -> dict:
+def train_cost(scene: Path, minutes: float, extra: list[str], order=("plain", "view")) -> dict:
     import json
 
     from typer.testing import CliRunner
@@ -118,7 +118,7 @@ def train_cost(scene: Path, minutes: float, extra: list[str]) -> dict:
     out_root = Path(os.environ.get("BENCH_OUT", "/tmp")) / f"viewer-bench-{os.getpid()}"
     results = {}
     original = train_command._start_viewer
-    for mode in ("plain", "view"):
+    for mode in order:
         stop = threading.Event()
         drivers = []
 
@@ -182,6 +182,14 @@ def main() -> None:
     train_parser = sub.add_parser("train")
     train_parser.add_argument("--scene", type=Path, required=True)
     train_parser.add_argument("--minutes", type=float, default=2.0)
+    train_parser.add_argument("--view-first", action="store_true", help="run --view first")
+    train_parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads of training in both runs (the viewer's render thread sets 1, and "
+        "that reaches the whole process: compare --view against a 1-thread plain run)",
+    )
     train_parser.add_argument(
         "--set", action="append", default=[], help="a train setting KEY=VALUE (repeatable)"
     )
@@ -193,7 +201,12 @@ def main() -> None:
         doc["load_after"] = os.getloadavg()
     else:
         extra = [arg for setting in args.set for arg in ("--set", setting)]
-        doc = {"machine": machine(), **train_cost(args.scene, args.minutes, extra)}
+        order = ("view", "plain") if args.view_first else ("plain", "view")
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        doc = {"machine": machine(), **train_cost(args.scene, args.minutes, extra, order)}
     import json
 
     text = json.dumps(

@@ -106,6 +106,8 @@ def train(
 
     if out is None:
         out = Path("runs") / (scene.name if scene.is_dir() else scene.parent.name or "scene")
+    if view and nproc > 1:
+        raise ConfigError("--view watches one process: drop --nproc, or --view")
     if nproc > 1:
         if distributed.under_torchrun():
             raise ConfigError("--nproc inside torchrun: drop --nproc (torchrun starts the ranks)")

@@ -152,7 +152,7 @@ class Engine:
         camera = view_camera(scene, view.pose, height)
         chunk = self.source.config.render.chunk
         start = time.perf_counter()
-        if not still:
+        if not still or view.output == "depth":  # depth: one normalisation per picture
             result = render_camera(model, camera, chunk, self.source.device)
             bands = [picture(result, view.output, scene.ndc)]
         else:
@@ -185,9 +185,6 @@ class Engine:
                 current = self.clients.get(client_id)
                 if current is None or current.pose != view.pose or self._stop:
                     return None
-        if view.output == "depth" and len(bands) > 1:  # one normalisation for the picture
-            result = render_camera(model, camera, chunk, self.source.device)
-            return [picture(result, view.output, self.source.scene.ndc)]
         return bands
 
 

@@ -63,6 +63,10 @@ class KeyframeBook:
         with self.lock:
             self.keyframes[index] = replace(self._get(index), fov=float(fov_degrees))
 
+    def get(self, index: int) -> Keyframe:
+        with self.lock:
+            return self._get(index)
+
     def _get(self, index: int) -> Keyframe:
         if not 0 <= index < len(self.keyframes):
             raise NerfError(f"no keyframe {index} (there are {len(self.keyframes)})")

@@ -197,7 +197,7 @@ def add_keyframe_panel(viewer, path_file: Path | None):
     @go.on_click
     @guarded
     def _(event) -> None:
-        key = book._get(int(index.value))
+        key = book.get(int(index.value))
         viewer.set_camera(event.client_id, key.c2w, math.radians(key.fov))
 
     @delete.on_click

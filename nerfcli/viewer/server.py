@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -147,7 +146,3 @@ class Viewer:
         self.engine.stop()
         with contextlib.redirect_stdout(io.StringIO()):
             self.server.stop()
-
-
-def fov_degrees(fov_radians: float) -> float:
-    return math.degrees(fov_radians)

@@ -205,3 +205,34 @@ def test_view_without_viser_says_how_to_get_it(run: Path, monkeypatch):
     result = runner.invoke(app, ["view", str(run)])
     assert result.exit_code == 1
     assert "pip install 'nerfcli[viewer]'" in result.output
+
+
+def test_train_view_refuses_nproc(tmp_path: Path):
+    scene = write_llff(tmp_path / "tiny", n=9)
+    result = runner.invoke(app, ["train", str(scene), "--view", "--nproc", "2"])
+    assert result.exit_code == 1
+    assert "--view watches one process" in result.output
+
+
+def test_engine_depth_and_accumulation_pictures(run: Path):
+    ckpt = load_checkpoint(run)
+    source = ModelSource.from_checkpoint(ckpt, "cpu")
+    frames: list = []
+    engine = Engine(source, lambda c, image, info: frames.append((image, info)), Sizer(24))
+    engine.options.still_after = 0.0
+    engine.start()
+    try:
+        view = browser_view(ckpt.scene, aspect=1.5)
+        for output in ("accumulation", "depth"):
+            engine.set_output(3, output)
+            engine.set_camera(3, view)
+            deadline = time.monotonic() + 60
+            while len(frames) < (1 if output == "accumulation" else 2):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        engine.stop()
+    accumulation, depth = frames[0][0], frames[1][0]
+    assert (accumulation[..., 0] == accumulation[..., 1]).all()  # grey
+    assert depth.shape == accumulation.shape == (24, 36, 3)
+    assert not np.array_equal(depth, accumulation)

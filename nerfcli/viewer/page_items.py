@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -101,33 +102,44 @@ def box_edges(box: np.ndarray) -> np.ndarray:
     return np.stack([[corners[a], corners[b]] for a, b in edges])
 
 
+def _panel_fields(gui, scene: Scene, path_file: Path | None) -> SimpleNamespace:
+    """The keyframe panel's buttons and fields."""
+    with gui.add_folder("camera path"):
+        fields = SimpleNamespace(
+            add=gui.add_button("add keyframe (this view)"),
+            index=gui.add_number("keyframe", 0, min=0, step=1),
+            time=gui.add_number("its time (s)", 0.0, min=0.0, step=0.1),
+            fov=gui.add_number(
+                "its fov (deg)",
+                round(math.degrees(scene_vertical_fov(scene)), 1),
+                min=1.0,
+                max=170.0,
+                step=0.5,
+            ),
+            apply=gui.add_button("set time and fov"),
+            move=gui.add_button("move keyframe here"),
+            go=gui.add_button("go to keyframe"),
+            delete=gui.add_button("delete keyframe"),
+            transition=gui.add_number("seconds between new keyframes", 1.0, min=0.05, step=0.1),
+            fps=gui.add_number("fps", 30, min=1, max=120, step=1),
+            height=gui.add_number("render height", scene.height, min=8, max=4096, step=1),
+            cycle=gui.add_checkbox("loop", False),
+            out=gui.add_text("file", str(path_file or "camera_path.json")),
+            save=gui.add_button("save camera path"),
+            message=gui.add_markdown("no keyframes yet"),
+        )
+    return fields
+
+
 def add_keyframe_panel(viewer, path_file: Path | None):
     """Buttons and fields of the keyframe panel; keyframes are drawn as green frustums."""
-    gui, book, scene = viewer.server.gui, viewer.book, viewer.source.scene
+    book, scene = viewer.book, viewer.source.scene
     scale = 0.08 * scene_scale(scene)
     handles: list = []
-    with gui.add_folder("camera path"):
-        add = gui.add_button("add keyframe (this view)")
-        index = gui.add_number("keyframe", 0, min=0, step=1)
-        time_field = gui.add_number("its time (s)", 0.0, min=0.0, step=0.1)
-        fov_field = gui.add_number(
-            "its fov (deg)",
-            round(math.degrees(scene_vertical_fov(scene)), 1),
-            min=1.0,
-            max=170.0,
-            step=0.5,
-        )
-        apply = gui.add_button("set time and fov")
-        move = gui.add_button("move keyframe here")
-        go = gui.add_button("go to keyframe")
-        delete = gui.add_button("delete keyframe")
-        transition = gui.add_number("seconds between new keyframes", 1.0, min=0.05, step=0.1)
-        fps = gui.add_number("fps", 30, min=1, max=120, step=1)
-        height = gui.add_number("render height", scene.height, min=8, max=4096, step=1)
-        cycle = gui.add_checkbox("loop", False)
-        out = gui.add_text("file", str(path_file or "camera_path.json"))
-        save = gui.add_button("save camera path")
-        message = gui.add_markdown("no keyframes yet")
+    f = _panel_fields(viewer.server.gui, scene, path_file)
+    add, index, time_field, fov_field = f.add, f.index, f.time, f.fov
+    apply, move, go, delete, transition = f.apply, f.move, f.go, f.delete, f.transition
+    fps, height, cycle, out, save, message = f.fps, f.height, f.cycle, f.out, f.save, f.message
 
     def redraw(note: str = "") -> None:
         for handle in handles:

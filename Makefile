@@ -12,7 +12,7 @@ $(BIN)/nerf: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 	$(BIN)/python -m pip install -q "$(TORCH_PIN)"
-	$(BIN)/python -m pip install -q -e ".[test,sfm,export]"
+	$(BIN)/python -m pip install -q -e ".[test,sfm,export,viewer]"
 	touch $(BIN)/nerf
 
 env: $(BIN)/nerf

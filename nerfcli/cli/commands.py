@@ -15,6 +15,7 @@ from nerfcli.cli import rays as _rays
 from nerfcli.cli import render_video as _render_video
 from nerfcli.cli import sfm as _sfm
 from nerfcli.cli import train as _train
+from nerfcli.cli import view as _view
 
 COMMANDS: list = [
     ("inspect-poses", _inspect_poses.inspect_poses, _inspect_poses.EPILOG),
@@ -22,6 +23,7 @@ COMMANDS: list = [
     ("train", _train.train, _train.EPILOG),
     ("render-video", _render_video.render_video, _render_video.EPILOG),
     ("eval", _eval.eval_command, _eval.EPILOG),
+    ("view", _view.view, _view.EPILOG),
     ("colmap2poses", _colmap2poses.colmap2poses, _colmap2poses.EPILOG),
     ("sfm", _sfm.sfm, _sfm.EPILOG),
     ("make-scene", _make_scene.make_scene, _make_scene.EPILOG),

@@ -22,10 +22,10 @@ EPILOG = (
 )
 
 
-def _require_suffix(suffix: str):
+def _require_suffix(*suffixes: str):
     def callback(value: Path | None) -> Path | None:
-        if value is not None and value.suffix.lower() != suffix:
-            raise typer.BadParameter(f"{value}: the file name must end in {suffix}")
+        if value is not None and value.suffix.lower() not in suffixes:
+            raise typer.BadParameter(f"{value}: the file name must end in {' or '.join(suffixes)}")
         return value
 
     return callback
@@ -77,9 +77,10 @@ def inspect_poses(
     path_out: Path | None = typer.Option(
         None,
         "--path-out",
-        help="Write the default render path as float32 [F, 3, 4] camera-to-world matrices "
-        "(.npy, training frame).",
-        callback=_require_suffix(".npy"),
+        help="Write the default render path (the one render-video renders by default): "
+        "float32 [F, 3, 4] camera-to-world matrices (.npy, training frame), or a camera path "
+        "file (.json, as `nerf view` writes; `render-video --path` reads both).",
+        callback=_require_suffix(".npy", ".json"),
     ),
     force: bool = typer.Option(
         False, "--force", help="Overwrite existing --plot/--path-out files."
@@ -139,7 +140,13 @@ def inspect_poses(
 def _write_outputs(report, plot: Path | None, path_out: Path | None) -> None:
     """--path-out (the default render path, .npy) and --plot (the camera picture, .png)."""
     scene = report.scene
-    if path_out is not None:
+    if path_out is not None and path_out.suffix.lower() == ".json":
+        from nerfcli.evaluation.camera_path import write_default_path
+
+        with atomic_path(path_out) as tmp:
+            write_default_path(tmp, scene)
+        console.print(f"wrote {path_out} ({scene.render_poses.shape[0]} cameras, camera path file)")
+    elif path_out is not None:
         import numpy as np
 
         with atomic_path(path_out) as tmp:

@@ -25,11 +25,14 @@ def render_video(
     path: str = typer.Option(
         None,
         "--path",
-        help="'interpolate' (through the training cameras in order) or a camera path file "
-        "[F, 3, 4] (.npy).",
+        help="'interpolate' (through the training cameras in order) or a camera path file: "
+        "camera_path.json (from `nerf view` or nerfstudio), a transforms.json (its frames in "
+        "order) or .npy [F, 3, 4].",
     ),
     frames: int = typer.Option(120, "--frames", min=1, help="Frames of the spiral/circle."),
-    fps: int = typer.Option(30, "--fps", min=1, help="Frames per second."),
+    fps: int = typer.Option(
+        None, "--fps", min=1, help="Frames per second (default 30, or the path file's)."
+    ),
     downscale: int = typer.Option(1, "--downscale", min=1, help="Render at 1/K resolution."),
     out: Path = typer.Option(
         None, "--out", "-o", help="Output .mp4 or .gif (default <run>/video_<path>.mp4)."
@@ -67,7 +70,20 @@ def render_video(
     json_out = json_out and ranks.is_main
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
     meta = ckpt.scene
-    poses = camera_path(meta, kind, frames, path)
+    path_cameras = None
+    if kind == "file":
+        from nerfcli.evaluation.camera_path import read_path_file
+
+        loaded_path = read_path_file(path, meta)
+        for warning in loaded_path.warnings:
+            info(f"[yellow]warning[/] {warning}", quiet)
+        poses, fps = loaded_path.poses, fps or loaded_path.fps
+
+        def path_cameras(index: int):
+            return loaded_path.camera(meta, index)
+    else:
+        poses = camera_path(meta, kind, frames, path)
+    fps = fps or 30
     name = {"file": "path", "default": meta.render_path}.get(kind, kind)
     if out is None:
         out = ckpt.path.parent / f"video_{name}.mp4"
@@ -79,7 +95,10 @@ def render_video(
             check_writable_target(target, force)
     model = restore_model(ckpt, dev)
     start = time.perf_counter()
-    frames = render_frames(model, meta, poses, ckpt.config.render.chunk, dev, downscale, ranks)
+    frames = render_frames(
+        model, meta, poses, ckpt.config.render.chunk, dev, downscale, ranks, path_cameras
+    )
+    first_camera = (path_cameras or (lambda k: meta.path_camera(poses[k])))(0)
     if not ranks.is_main:
         for _ in frames:  # render this rank's frames; rank 0 writes them
             pass
@@ -113,8 +132,8 @@ def render_video(
         "path": name,
         "frames": int(len(poses)),
         "fps": fps,
-        "width": meta.width // downscale,
-        "height": meta.height // downscale,
+        "width": first_camera.width // downscale,
+        "height": first_camera.height // downscale,
         "seconds": round(seconds, 3),
         "seconds_per_frame": round(seconds / max(len(poses), 1), 4),
         "checkpoint": str(ckpt.path),

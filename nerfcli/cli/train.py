@@ -100,6 +100,10 @@ def train(
     ),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or messages."),
+    view: bool = typer.Option(
+        False, "--view", help="Watch it train in the browser (as `nerf view`; the URL is printed)."
+    ),
+    view_port: int = typer.Option(7007, "--view-port", min=1, max=65535, help="Port of --view."),
 ) -> None:
     """Train a NeRF on a scene folder; writes config.yaml, metrics.jsonl and checkpoints."""
     from nerfcli.training import distributed
@@ -107,6 +111,8 @@ def train(
 
     if out is None:
         out = Path("runs") / (scene.name if scene.is_dir() else scene.parent.name or "scene")
+    if view and nproc > 1:
+        raise ConfigError("--view watches one process: drop --nproc, or --view")
     if nproc > 1:
         if distributed.under_torchrun():
             raise ConfigError("--nproc inside torchrun: drop --nproc (torchrun starts the ranks)")
@@ -146,7 +152,12 @@ def train(
         f"{out} on {dev}" + (f" x {ranks.world} processes" if ranks.world > 1 else ""),
         quiet,
     )
-    summary = _run_with_progress(cfg, loaded, out, dev, resume, quiet)
+    viewer = _start_viewer(cfg, loaded, view_port, dev, out) if view and ranks.is_main else None
+    try:
+        summary = _run_with_progress(cfg, loaded, out, dev, resume, quiet, viewer)
+    finally:
+        if viewer is not None:
+            viewer.close()
     if json_out and ranks.is_main:
         doc = _summary(summary, cfg, dev)
         doc["choices"] = {name: choice.to_dict() for name, choice in choices.items()}
@@ -166,7 +177,18 @@ def train(
     )
 
 
-def _run_with_progress(cfg, scene, out: Path, dev, resume: bool, quiet: bool):
+def _start_viewer(cfg, scene, port: int, dev, out: Path):
+    """--view: the page of `nerf view` on the run's latest weights; prints its URL."""
+    from nerfcli.viewer.live import TrainingViewer
+    from nerfcli.viewer.server import import_viser
+
+    import_viser()
+    viewer = TrainingViewer(cfg, scene, "127.0.0.1", port, dev, out)
+    console.print(f"[bold]view[/] the run at {viewer.url}")
+    return viewer
+
+
+def _run_with_progress(cfg, scene, out: Path, dev, resume: bool, quiet: bool, viewer=None):
     """Start the run and train it under a progress bar; SIGINT/SIGTERM stop it at the next
     step with a checkpoint (every rank at the same step). Returns the TrainSummary."""
     from nerfcli.training.optim import Schedule
@@ -196,8 +218,12 @@ def _run_with_progress(cfg, scene, out: Path, dev, resume: bool, quiet: bool):
             )
         elif isinstance(event, EvalEvent):
             last_test[0] = f"{event.test_psnr:.2f}"
+        if viewer is not None:
+            viewer.on_event(event)
 
     trainer = start_run(cfg, scene, out, dev, resume=resume, on_event=on_event).trainer
+    if viewer is not None:
+        viewer.attach(trainer)
 
     def request_stop(signum, frame) -> None:
         trainer.stop_requested = True

@@ -25,10 +25,20 @@ class Camera:
     far: float
     pixel_center: float = 0.0
     distortion: np.ndarray | None = None  # k1 k2 p1 p2 k3 k4
+    # (height, width, focal) of the NDC frustum when it is not this camera's own: a view with
+    # another size or field of view than the training cameras (`nerf view`) keeps theirs
+    ndc_intrinsics: tuple[int, int, float] | None = None
 
     @property
     def focal(self) -> float:
         return float(self.K[0, 0])
+
+    @property
+    def ndc_frustum(self) -> tuple[int, int, float]:
+        """(height, width, focal) that map this camera's rays into NDC."""
+        if self.ndc_intrinsics is not None:
+            return self.ndc_intrinsics
+        return self.height, self.width, self.focal
 
     def downscaled(self, factor: int) -> Camera:
         """The same camera at 1/factor resolution (image size floored, K scaled)."""

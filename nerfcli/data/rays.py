@@ -184,7 +184,7 @@ def camera_rays(camera: Camera, device=None) -> Rays:
     dirs = _camera_frame_directions(camera, i, j)  # [H, W, 3]
     rays_d = _rotate(dirs, c2w)
     rays_o = c2w[:3, 3].expand(rays_d.shape)
-    return _finish_rays(camera.height, camera.width, camera.focal, rays_o, rays_d, camera.ndc)
+    return _finish_rays(*camera.ndc_frustum, rays_o, rays_d, camera.ndc)
 
 
 def camera_pixel_rays(camera: Camera, cols, rows) -> Rays:
@@ -195,4 +195,4 @@ def camera_pixel_rays(camera: Camera, cols, rows) -> Rays:
     )  # [P, 3]
     rays_d = _rotate(dirs, c2w)
     rays_o = c2w[:3, 3].expand(rays_d.shape)
-    return _finish_rays(camera.height, camera.width, camera.focal, rays_o, rays_d, camera.ndc)
+    return _finish_rays(*camera.ndc_frustum, rays_o, rays_d, camera.ndc)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nerfcli.data.cameras import circle_path, interpolate_path, spherical_path, spiral_path
+from nerfcli.data.cameras import Camera, circle_path, interpolate_path, spherical_path, spiral_path
 from nerfcli.data.orbit import orbit_path
 from nerfcli.data.scene import Scene
 from nerfcli.errors import ConfigError, DataError, NerfError
@@ -91,15 +91,21 @@ def render_frames(
     device: torch.device,
     downscale: int = 1,
     ranks: Ranks = SINGLE,
+    cameras: Callable[[int], Camera] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (rgb uint8 [H, W, 3], disparity float32 [H, W]) per camera pose [3, 4], in order.
+    cameras: the camera of frame k (a camera path file's size and fov); default the scene's
+    path camera at each pose.
 
     Across processes frame k is rendered by rank k % world; each round's frames are gathered
     (as uint8 and float32 tensors) and rank 0 alone yields them, in order; the other ranks
     yield nothing, so every rank must run the loop to its end."""
 
-    def render_one(c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = render_view(render_fn, scene.path_camera(c2w), chunk, device, downscale)
+    def camera_of(index: int) -> Camera:
+        return cameras(index) if cameras is not None else scene.path_camera(poses[index])
+
+    def render_one(index: int) -> tuple[np.ndarray, np.ndarray]:
+        out = render_view(render_fn, camera_of(index), chunk, device, downscale)
         disparity = _display_disparity(out.depth, out.opacity, scene.ndc)
         return to8b(out.rgb), disparity.cpu().numpy().astype(np.float32)
 
@@ -107,15 +113,15 @@ def render_frames(
         return model.render_rays(rays, near, far, train=False)
 
     if ranks.world == 1:
-        for c2w in poses:
-            yield render_one(c2w)
+        for index in range(len(poses)):
+            yield render_one(index)
         return
-    camera = scene.path_camera(poses[0]).downscaled(downscale)
+    camera = camera_of(0).downscaled(downscale)
     size = (camera.height, camera.width)
     blank = np.zeros((*size, 3), np.uint8), np.zeros(size, np.float32)  # past the last frame
     for first in range(0, len(poses), ranks.world):
         mine = first + ranks.rank
-        rgb, disparity = render_one(poses[mine]) if mine < len(poses) else blank
+        rgb, disparity = render_one(mine) if mine < len(poses) else blank
         rgbs = ranks.all_gather_tensor(torch.from_numpy(rgb))  # world x [H, W, 3]
         disparities = ranks.all_gather_tensor(torch.from_numpy(disparity))  # world x [H, W]
         if ranks.is_main:

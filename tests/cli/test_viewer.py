@@ -1,0 +1,238 @@
+"""`nerf view`'s server side without a browser: browser camera -> image through the same render
+as eval, small while moving and full size when still, bands equal to one render (NDC too),
+outputs, the keyframe book saved and rendered by render-video, the live source's weight copies,
+and the command's messages (no viser, Ctrl-C)."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from nerfcli.cli.app import app
+from nerfcli.data.rays import camera_rays
+from nerfcli.errors import NerfError
+from nerfcli.evaluation.camera_path import read_path_file
+from nerfcli.evaluation.views import picture, render_camera
+from nerfcli.render.image import render_view
+from nerfcli.training.checkpoint import load_checkpoint, restore_model
+from nerfcli.viewer.cameras import browser_from_pose, pose_from_browser, view_camera
+from nerfcli.viewer.engine import Engine, EngineOptions, band_camera
+from nerfcli.viewer.keyframes import KeyframeBook
+from nerfcli.viewer.sizing import Sizer
+from nerfcli.viewer.source import LiveSource, ModelSource
+from tests.conftest import tiny_nerf_args, write_llff
+
+runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("one_thread")
+TINY = tiny_nerf_args(16, 2, "[]", 8, batch_rays=64, eval_every=2)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("view")
+    scene = write_llff(root / "tiny", n=9)
+    out = root / "run"
+    result = runner.invoke(app, ["train", str(scene), *TINY, "--iters", "4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def browser_view(scene, fov=0.8, aspect=1.5, pose=None):
+    wxyz, position = browser_from_pose(scene.render_poses[3] if pose is None else pose)
+    return pose_from_browser(wxyz, position, fov, aspect)
+
+
+def test_browser_camera_round_trip(run: Path):
+    scene = load_checkpoint(run).scene
+    view = browser_view(scene)
+    np.testing.assert_allclose(view.matrix, scene.render_poses[3], atol=1e-6)
+    camera = view_camera(scene, view, 20)
+    assert (camera.height, camera.width) == (20, 30)
+    assert math.isclose(2 * math.atan(10 / camera.K[1, 1]), 0.8, rel_tol=1e-6)
+
+
+def test_view_at_the_capture_fov_renders_the_path_camera(run: Path):
+    """A browser view with the capture's size and fov gives the rays render-video uses (the
+    NDC frustum is the training cameras')."""
+    scene = load_checkpoint(run).scene
+    camera = scene.path_camera(scene.render_poses[2])
+    fov = 2 * math.atan(0.5 * camera.height / camera.K[1, 1])
+    view = browser_view(scene, fov, camera.width / camera.height, scene.render_poses[2])
+    ours = camera_rays(view_camera(scene, view, camera.height))
+    theirs = camera_rays(camera)
+    for a, b in zip((ours.origins, ours.directions), (theirs.origins, theirs.directions)):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_bands_equal_one_render_also_in_ndc(run: Path):
+    ckpt = load_checkpoint(run)
+    model = restore_model(ckpt)
+    scene = ckpt.scene
+    assert scene.ndc
+    camera = view_camera(scene, browser_view(scene, fov=1.1, aspect=1.2), 17)
+    whole = render_camera(model, camera, 4096, "cpu")
+    bands = [render_camera(model, band_camera(camera, top, 5), 4096, "cpu") for top in (0, 5, 10)]
+    last = render_camera(model, band_camera(camera, 15, 2), 4096, "cpu")
+    stacked = torch.cat([b.rgb for b in bands] + [last.rgb], 0)
+    torch.testing.assert_close(stacked, whole.rgb, atol=1e-5, rtol=1e-5)
+
+
+def test_render_camera_is_render_view(run: Path):
+    ckpt = load_checkpoint(run)
+    model = restore_model(ckpt)
+    camera = ckpt.scene.path_camera(ckpt.scene.render_poses[0])
+    ours = render_camera(model, camera, 4096, "cpu")
+
+    def render_fn(rays, near, far):
+        return model.render_rays(rays, near, far, train=False)
+
+    theirs = render_view(render_fn, camera, 4096, "cpu")
+    torch.testing.assert_close(ours.rgb, theirs.rgb)
+    for output in ("rgb", "depth", "accumulation"):
+        image = picture(ours, output, True)
+        assert image.shape == (*ours.rgb.shape[:2], 3) and image.dtype == np.uint8
+
+
+def test_engine_small_while_moving_then_full_size(run: Path):
+    ckpt = load_checkpoint(run)
+    source = ModelSource.from_checkpoint(ckpt, "cpu")
+    frames: list = []
+    got = threading.Event()
+
+    def show(client_id, image, info):
+        frames.append((client_id, image, info))
+        got.set()
+
+    sizer = Sizer(full_height=24, moving_fps=8.0, min_height=4)
+    sizer.rate = 24 * 36 * 8.0 / 4  # measured: a quarter of the full picture fits 1/8 s
+    engine = Engine(source, show, sizer, EngineOptions(still_after=0.3)).start()
+    try:
+        scene = ckpt.scene
+        for k in range(4):  # moving
+            engine.set_camera(7, browser_view(scene, aspect=1.5, pose=scene.render_poses[k]))
+            time.sleep(0.05)
+        deadline = time.monotonic() + 60
+        while not any(info["still"] for _, _, info in frames) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        engine.stop()
+    assert engine.errors == []
+    moving = [info for _, _, info in frames if not info["still"]]
+    still = [(image, info) for _, image, info in frames if info["still"]]
+    assert moving and moving[0]["height"] < 24  # small while moving
+    assert still[-1][1]["height"] == 24 and still[-1][0].shape == (24, 36, 3)
+    assert sizer.rate is not None and sizer.rate > 0
+
+
+def test_sizer_keeps_the_moving_frame_rate():
+    sizer = Sizer(full_height=400, moving_fps=8.0)
+    assert sizer.moving_height(1.0) == 100  # nothing measured: a quarter
+    sizer.record(200 * 200, 1.0)  # 40,000 pixels a second
+    assert sizer.moving_height(1.0) == int(math.sqrt(40000 / 8))
+    sizer.record(400 * 400, 0.1)  # 1.6 M a second, averaged with the first: 820,000
+    assert sizer.moving_height(1.0) == int(math.sqrt(820000 / 8))
+    for _ in range(20):
+        sizer.record(400 * 400, 0.05)
+    assert sizer.moving_height(1.0) == 400  # fast enough for the full size
+
+
+def test_keyframe_book_saves_a_path_render_video_renders(run: Path, tmp_path: Path):
+    ckpt = load_checkpoint(run)
+    book = KeyframeBook(ckpt.scene, ckpt.path)
+    for k in (0, 3, 6):
+        book.add(ckpt.scene.render_poses[k], 40.0 + k, 1.5)
+    book.move(1, ckpt.scene.render_poses[4])
+    book.set_time(2, 1.5)
+    book.set_fov(0, 35.0)
+    book.add(ckpt.scene.render_poses[8], 50.0, 1.5)
+    book.delete(3)
+    with pytest.raises(NerfError, match="no keyframe 5"):
+        book.delete(5)
+    target = tmp_path / "camera_path.json"
+    frames = book.save(target, height=12, fps=4)
+    assert frames == 7  # 1.5 s at 4 fps, both ends
+    loaded = read_path_file(target, ckpt.scene)
+    np.testing.assert_allclose(loaded.poses[4], ckpt.scene.render_poses[4], atol=1e-5)  # t = 1 s
+    np.testing.assert_allclose(loaded.poses[-1], ckpt.scene.render_poses[6], atol=1e-5)
+    assert math.isclose(loaded.fov[0], 35.0) and (loaded.height, loaded.width) == (12, 18)
+    video = tmp_path / "path.gif"
+    result = runner.invoke(app, ["render-video", str(run), "--path", str(target), "-o", str(video)])
+    assert result.exit_code == 0, result.output
+    import imageio.v3 as iio
+
+    assert iio.imread(video).shape == (7, 12, 18, 3)
+
+
+def test_live_source_copies_weights_between_steps(run: Path):
+    ckpt = load_checkpoint(run)
+    trained = restore_model(ckpt)
+    fresh = restore_model(ckpt)
+    for parameter in fresh.parameters():
+        torch.nn.init.zeros_(parameter)
+    source = LiveSource(fresh, ckpt.scene, ckpt.config, refresh_seconds=0.0)
+    assert not source.wants_weights()  # no page open
+    source.demand.set()
+    assert source.wants_weights()
+    source.offer(trained, step=4)
+    with torch.no_grad():  # the trainer moves on; the copy must not
+        for parameter in trained.parameters():
+            parameter.add_(1.0)
+    model = source.model_for_render()
+    reference = restore_model(ckpt)
+    for ours, theirs in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(ours, theirs)
+    assert source.status.step == 4
+
+
+def test_view_without_viser_says_how_to_get_it(run: Path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_viser(name, *args, **kwargs):
+        if name == "viser" or name.startswith("viser."):
+            raise ImportError("No module named 'viser'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_viser)
+    result = runner.invoke(app, ["view", str(run)])
+    assert result.exit_code == 1
+    assert "pip install 'nerfcli[viewer]'" in result.output
+
+
+def test_train_view_refuses_nproc(tmp_path: Path):
+    scene = write_llff(tmp_path / "tiny", n=9)
+    result = runner.invoke(app, ["train", str(scene), "--view", "--nproc", "2"])
+    assert result.exit_code == 1
+    assert "--view watches one process" in result.output
+
+
+def test_engine_depth_and_accumulation_pictures(run: Path):
+    ckpt = load_checkpoint(run)
+    source = ModelSource.from_checkpoint(ckpt, "cpu")
+    frames: list = []
+    engine = Engine(source, lambda c, image, info: frames.append((image, info)), Sizer(24))
+    engine.options.still_after = 0.0
+    engine.start()
+    try:
+        view = browser_view(ckpt.scene, aspect=1.5)
+        for output in ("accumulation", "depth"):
+            engine.set_output(3, output)
+            engine.set_camera(3, view)
+            deadline = time.monotonic() + 60
+            while len(frames) < (1 if output == "accumulation" else 2):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        engine.stop()
+    accumulation, depth = frames[0][0], frames[1][0]
+    assert (accumulation[..., 0] == accumulation[..., 1]).all()  # grey
+    assert depth.shape == accumulation.shape == (24, 36, 3)
+    assert not np.array_equal(depth, accumulation)

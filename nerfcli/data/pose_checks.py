@@ -302,10 +302,15 @@ def assess_poses(
     c2w: np.ndarray,
     track_lengths: np.ndarray | None = None,
     track_views: np.ndarray | None = None,
+    order_known: bool = True,
 ) -> PoseQuality:
-    """All checks on camera-to-world poses [N, 3, 4] with OpenGL columns [right, up, back, t]."""
+    """All checks on camera-to-world poses [N, 3, 4] with OpenGL columns [right, up, back, t].
+    order_known False: `names` are placeholders (no photos), so no capture order is checked."""
     c2w = np.asarray(c2w, dtype=np.float64)
-    sequence = sequence_report(names, -c2w[:, :3, 2])
+    if order_known:
+        sequence = sequence_report(names, -c2w[:, :3, 2])
+    else:
+        sequence = SequenceReport(False, "no photo names beside the poses: capture order unknown")
     quality = PoseQuality(len(names), sequence, upright_report(names, c2w[:, :3, 1]))
     if track_lengths is not None and track_views is not None:
         quality.tracks = track_report(names, track_lengths, track_views, sequence)
@@ -323,9 +328,10 @@ def check_rows(names: list[str] | None, c2w: np.ndarray) -> list[tuple[str, bool
     """(name, ok, message) rows for `nerf inspect-poses`: `sequence` and `upright` on
     camera-to-world poses [N, 3, 4] (OpenGL columns); names None: the photos are unknown."""
     c2w = np.asarray(c2w, dtype=np.float64)
-    if names is None or len(names) != len(c2w):
-        names = [f"view {k}" for k in range(len(c2w))]  # no capture order to check
-    quality = assess_poses(names, c2w)
+    known = names is not None and len(names) == len(c2w)
+    if not known:  # file order is not capture order (imgs2poses sorts names as text)
+        names = [f"view {k}" for k in range(len(c2w))]
+    quality = assess_poses(names, c2w, order_known=known)
     sequence, upright = quality.sequence, quality.upright
     if sequence.reversals or sequence.detours:
         message = "; ".join(

@@ -11,7 +11,7 @@ import pytest
 
 from nerfcli.data.formats.colmap import rotmat_to_qvec
 from nerfcli.data.formats.colmap_model import Camera, ColmapImage, ColmapModel, Points3D
-from nerfcli.data.pose_checks import assess_poses, sequence_order
+from nerfcli.data.pose_checks import assess_poses, check_rows, sequence_order
 from nerfcli.data.sfm.quality import assess_colmap_model, refuse_suspect, suspect_message
 from nerfcli.errors import DataError
 
@@ -177,3 +177,24 @@ def test_a_folded_walk_fails_on_its_two_fold_steps():
     assert not quality.sequence_ok and quality.sequence.detours == []
     assert [(j.first, j.second) for j in quality.sequence.reversals] == [(names[19], names[20])]
     assert "nearly opposite" in suspect_message(quality)
+
+
+def test_poses_without_photo_names_are_not_checked_as_a_sequence():
+    """A poses_bounds.npy alone (no images beside it) is in imgs2poses' text order of names
+    (1, 10, 11, ..., 2, 20, ...), not capture order: view numbers must not be read as one.
+    A walk whose file order jumps back and forth would otherwise be a false alarm."""
+    angles = np.radians(np.arange(0, 360, 10.0))
+    order = np.argsort([str(k + 1) for k in range(len(angles))])  # text order of 1..36
+    c2w = np.zeros((len(angles), 3, 4))
+    for row, k in enumerate(order):
+        a = angles[k]
+        back = np.array([np.cos(a), np.sin(a), 0.0])  # camera looks at the origin
+        up = np.array([0.0, 0.0, 1.0])
+        right = np.cross(up, back)
+        c2w[row, :, 0], c2w[row, :, 1], c2w[row, :, 2] = right, up, back
+        c2w[row, :, 3] = 3.0 * back
+    rows = dict((name, (ok, message)) for name, ok, message in check_rows(None, c2w))
+    assert rows["sequence"][0] and "capture order unknown" in rows["sequence"][1]
+    named = [f"{k + 1}.jpg" for k in order]  # with the names, the order is known and it passes
+    rows = dict((name, (ok, message)) for name, ok, message in check_rows(named, c2w))
+    assert rows["sequence"][0] and "not checked" not in rows["sequence"][1]

@@ -15,3 +15,7 @@ class ConfigError(NerfError):
 
 class CheckpointError(NerfError):
     """A checkpoint is missing, truncated, or from an incompatible version."""
+
+
+class UsageError(ConfigError):
+    """An option value the command cannot use (named by its flag): exit 2, as click's own."""

@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 
 from nerfcli import __version__
 from nerfcli.cli.common import console
-from nerfcli.errors import NerfError
+from nerfcli.errors import NerfError, UsageError
 
 
 class NerfGroup(TyperGroup):
@@ -26,7 +26,7 @@ class NerfGroup(TyperGroup):
         except NerfError as exc:
             message = escape(str(exc).replace("\n", " "))  # paths and hints may hold [ ]
             console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
-            ctx.exit(1)
+            ctx.exit(2 if isinstance(exc, UsageError) else 1)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
             ctx.exit(130)
@@ -35,8 +35,8 @@ class NerfGroup(TyperGroup):
 app = typer.Typer(
     name="nerf",
     cls=NerfGroup,
-    help="Neural Radiance Fields from the command line: inspect LLFF poses, build rays, "
-    "train, render and evaluate.",
+    help="Neural Radiance Fields from the command line: inspect the poses of LLFF, Blender "
+    "and transforms.json captures, build rays, train, render and evaluate.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -62,9 +62,10 @@ def _root(
 
 def _register() -> None:
     from nerfcli.cli import commands
+    from nerfcli.cli.help import NerfCommand
 
     for name, func, epilog in commands.COMMANDS:
-        app.command(name, epilog=epilog, no_args_is_help=False)(func)
+        app.command(name, cls=NerfCommand, epilog=epilog, no_args_is_help=False)(func)
 
 
 _register()

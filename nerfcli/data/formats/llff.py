@@ -28,7 +28,7 @@ from nerfcli.data.formats.llff_unbounded import classify, unbounded_frame
 from nerfcli.data.formats.poses_bounds import PosesBounds, read_poses_bounds
 from nerfcli.data.images import cache_resized, image_size, list_images, read_image, resize_area
 from nerfcli.data.scene import Scene
-from nerfcli.errors import DataError
+from nerfcli.errors import DataError, UsageError
 
 
 def expected_size(pb: PosesBounds, factor: int) -> tuple[int, int]:
@@ -200,9 +200,9 @@ def scene_from_poses_bounds(
     files: list[Path] = []
     height, width = expected_size(pb, factor)
     if height < 1 or width < 1:
-        raise DataError(
-            f"{pb.path}: factor {factor} shrinks the {pb.height} x {pb.width} images to nothing; "
-            "use a smaller --factor"
+        raise UsageError(
+            f"--factor {factor}: shrinks the {pb.width} x {pb.height} (W x H) images of "
+            f"{pb.path} to nothing; use a smaller --factor"
         )
     if load_imgs:
         images, files = load_images(root, pb, factor)

@@ -20,6 +20,13 @@ from nerfcli.errors import NerfError, UsageError
 class NerfGroup(TyperGroup):
     """Click group whose invoke() is the error boundary for every command."""
 
+    def format_help(self, ctx, formatter) -> None:
+        from typer.rich_utils import _get_rich_console
+
+        from nerfcli.cli.help import format_group_help
+
+        format_group_help(self, ctx, _get_rich_console())
+
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)

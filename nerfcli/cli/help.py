@@ -84,3 +84,31 @@ class NerfCommand(TyperCommand):
         from typer.rich_utils import _get_rich_console
 
         format_command_help(self, ctx, _get_rich_console())
+
+
+def summary_line(command: click.Command) -> str:
+    """A command's first help paragraph on one line."""
+    return " ".join((command.help or "").split("\n\n")[0].split())
+
+
+def format_group_help(group: click.Group, ctx: click.Context, console: Console) -> None:
+    """`nerf --help`: usage, what nerfcli is, one row per command, the options."""
+    console.print(
+        Padding(Text(f"Usage: {ctx.command_path} [OPTIONS] COMMAND [ARGS]..."), (1, 1, 0, 1))
+    )
+    if group.help:
+        console.print(Padding(" ".join(group.help.split()), (1, 1, 0, 1)))
+    commands = Table.grid(padding=(0, 2), pad_edge=False)
+    commands.add_column(no_wrap=True, style="bold")
+    commands.add_column(overflow="fold")
+    for name in group.list_commands(ctx):
+        commands.add_row(name, escape(summary_line(group.get_command(ctx, name))))
+    console.print(Padding("Commands:", (1, 1, 0, 1)))
+    console.print(Padding(commands, (0, 1, 0, 2)))
+    options = Table.grid(padding=(0, 2), pad_edge=False)
+    options.add_column(no_wrap=True, style="bold")
+    options.add_column(overflow="fold")
+    for param in group.get_params(ctx):
+        options.add_row(_label(param, ctx), _help(param))
+    console.print(Padding("Options:", (1, 1, 0, 1)))
+    console.print(Padding(options, (0, 1, 1, 2)))

@@ -201,7 +201,8 @@ def train(
         info(q(loaded.source["cameras"]), quiet)
     info(
         f"[bold]train[/] {cfg.model.name} on {q(scene)} ({loaded.format}, {loaded.num_views} views, "
-        f"{loaded.width} x {loaded.height} (W x H), {loaded.kind}, test views {_views(loaded.i_test)}) -> "
+        f"{loaded.width} x {loaded.height} (W x H), {loaded.kind}, test views "
+        f"{_views(capture_numbers(loaded))}) -> "
         f"{q(out)} on {dev}" + (f" x {ranks.world} processes" if ranks.world > 1 else ""),
         quiet,
     )
@@ -361,6 +362,26 @@ def worker_args(
         args.append("--half-res" if half_res else "--full-res")
     args += [f"--{name}" for name, on in flags.items() if on]
     return args
+
+
+def capture_numbers(loaded) -> list[int]:
+    """The test views as eval, rays and inspect-poses number them: Blender training thins
+    val and test by data.testskip, the others number every view of the capture."""
+    import json
+
+    skip = int(loaded.source.get("testskip", 1) or 1)
+    if loaded.format != "blender" or skip <= 1:
+        return list(loaded.i_test)
+    full = {}
+    for split in ("train", "val"):
+        try:
+            path = Path(loaded.root) / f"transforms_{split}.json"
+            full[split] = len(json.loads(path.read_text(encoding="utf-8"))["frames"])
+        except (OSError, ValueError, KeyError, TypeError):
+            full[split] = 0
+    sizes = loaded.source.get("split_sizes", {})
+    first, first_full = sizes.get("train", 0) + sizes.get("val", 0), full["train"] + full["val"]
+    return [first_full + (view - first) * skip for view in loaded.i_test]
 
 
 def _views(views: list[int], limit: int = 8) -> str:

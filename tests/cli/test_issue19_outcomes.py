@@ -358,3 +358,21 @@ def test_train_summary_says_where_test_psnr_was_scored(tmp_path):
     text = " ".join(loud.stderr.split())
     assert "held-out PSNR" in text and "at 1/2 resolution" in text
     assert "32 x 24 (W x H)" in text
+
+
+def test_blender_view_numbers_agree_between_train_and_eval(tmp_path):
+    """Training thins val/test by testskip 8 (views 3.. in its own order), eval scores every
+    test view (numbered 3 + 4 + k): train prints the test views in eval's numbering."""
+    from tests.unit.test_blender import write_blender
+
+    scene = write_blender(tmp_path / "lego", counts=(3, 4, 17), size=(8, 8))
+    out = tmp_path / "run"
+    args = ["train", str(scene), *tiny_nerf_args(batch_rays=32, eval_every=0), "--iters", "1"]
+    result = runner.invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stderr.split())
+    assert "test views [7, 15, 23] (3)" in text, text
+    report = runner.invoke(app, ["eval", str(out), "--json", "--quiet"])
+    assert report.exit_code == 0, report.output
+    numbers = [v["view"] for v in json.loads(report.stdout)["views"]]
+    assert numbers == list(range(7, 24)) and {7, 15, 23} <= set(numbers)

@@ -15,7 +15,6 @@ import tomllib
 from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
-from nerfcli.cli.common import MODEL_NAMES
 from nerfcli.config import DataConfig
 from nerfcli.errors import ConfigError
 from tests.conftest import write_llff
@@ -84,6 +83,7 @@ def test_summaries_name_every_format_and_path():
 
 
 def test_model_names_mirror_the_registry():
+    from nerfcli.cli.common import MODEL_NAMES
     from nerfcli.models import MODELS
 
     assert tuple(sorted(MODELS)) == MODEL_NAMES

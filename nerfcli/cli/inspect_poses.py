@@ -15,6 +15,7 @@ from nerfcli.cli.common import (
     check_writable_target,
     choice,
     console,
+    ignored_half_res,
     stdout_json,
 )
 from nerfcli.config import DataConfig
@@ -110,6 +111,9 @@ def inspect_poses(
     fmt = data_format or detect_format(path)
     if fmt == "llff":
         from nerfcli.data.inspect import inspect_poses as run_inspection
+
+        if half_res is not None:
+            console.print(ignored_half_res(fmt))
 
         report = run_inspection(
             path,

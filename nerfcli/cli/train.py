@@ -206,6 +206,12 @@ def train(
         f"{q(out)} on {dev}" + (f" x {ranks.world} processes" if ranks.world > 1 else ""),
         quiet,
     )
+    if ranks.world > 1:
+        from nerfcli.training.batches import rank_invariance_note
+
+        note = rank_invariance_note(cfg.train.batch_rays, cfg.train.grad_chunk_rays, ranks.world)
+        if note:
+            info(f"[yellow]{q(note)}[/]", quiet)
     summary = _run_with_progress(cfg, loaded, out, dev, resume, quiet)
     if json_out and ranks.is_main:
         doc = _summary(summary, cfg, dev)

@@ -34,7 +34,7 @@ from nerfcli.models.registry import build_model
 from nerfcli.render.composite import apply_background
 from nerfcli.render.image import render_view
 from nerfcli.training import distributed, precision
-from nerfcli.training.batches import RaySource, block_seed, chunk_rays, rays_home
+from nerfcli.training.batches import RaySource, block_seed, rays_home
 from nerfcli.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from nerfcli.training.events import EvalEvent, Event, EventCallback, StepEvent, TrainSummary
 from nerfcli.training.optim import Schedule, build_optimizer, check_adam_state, set_learning_rates
@@ -278,16 +278,16 @@ class Trainer:
         total: int | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss and gradients for rows start.. of a global batch of `total` rays (default:
-        this batch is all of it). The rays go in chunks of train.grad_chunk_rays (0: an
-        eighth of the global batch, batches.chunk_rays) whose losses are weighted by their
-        share of the global batch and whose gradients accumulate: the same gradient (losses are means over rays plus terms that do not depend
+        this batch is all of it). The rays go in chunks of train.grad_chunk_rays (0: all at
+        once) whose losses are weighted by their share of the global batch and whose gradients
+        accumulate: the same gradient (losses are means over rays plus terms that do not depend
         on the rays), with activations small enough to stay in cache; summed over the ranks,
         the global batch's. Each chunk's jitter is seeded by its first row in the global batch, so
         N processes match one when the per-rank rows are a multiple of the chunk."""
         self.optimizer.zero_grad(set_to_none=True)
         size = len(batch)
         total = total or size
-        chunk = chunk_rays(total, self.cfg.train.grad_chunk_rays)  # the seed blocks line up
+        chunk = self.cfg.train.grad_chunk_rays if self.cfg.train.grad_chunk_rays > 0 else size
         total_loss = 0.0
         totals: dict[str, float] = {}
         for first in range(0, size, chunk):

@@ -102,6 +102,11 @@ def test_half_res_on_llff_is_warned(tmp_path):
     assert "--half-res/--full-res is for Blender captures; ignored" in " ".join(
         result.stderr.split()
     )
+    result = runner.invoke(app, ["inspect-poses", str(root), "--full-res"])
+    assert result.exit_code == 0, result.output
+    assert "is for Blender captures; ignored on this llff capture" in " ".join(
+        result.stderr.split()
+    )
 
 
 def test_circle_advice_names_the_scenes_own_path():

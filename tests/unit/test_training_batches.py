@@ -158,7 +158,7 @@ def _tiny_cfg(*extra: str):
 
 def test_the_prediction_is_composited_on_the_same_colour_before_the_loss(rgba_scene, tmp_path):
     """Both passes of the classic model (fine and coarse) get rgb + (1 - opacity) * colour."""
-    cfg = _tiny_cfg("train.grad_chunk_rays=40")  # the 40 rays in one chunk, as rendered here
+    cfg = _tiny_cfg()
     trainer = start_run(cfg, rgba_scene, tmp_path / "run", CPU).trainer
     batch = trainer.source.draw(40, slice(0, 40))
     with torch.no_grad():

@@ -376,3 +376,27 @@ def test_blender_view_numbers_agree_between_train_and_eval(tmp_path):
     assert report.exit_code == 0, report.output
     numbers = [v["view"] for v in json.loads(report.stdout)["views"]]
     assert numbers == list(range(7, 24)) and {7, 15, 23} <= set(numbers)
+
+
+def test_progress_bar_ends_on_the_final_values(tmp_path, monkeypatch):
+    """The final held-out eval runs after the last step event: the bar must still end on it
+    (it showed the previous eval's value)."""
+    import nerfcli.cli.train as train_cli
+
+    made = []
+    real = train_cli.make_progress
+
+    def keep(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(train_cli, "make_progress", keep)
+    scene = write_llff(tmp_path / "scene", n=9)
+    args = ["train", str(scene), *tiny_nerf_args(batch_rays=64, eval_every=2, log_every=1)]
+    result = runner.invoke(app, [*args, "--iters", "3", "--out", str(tmp_path / "r"), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    task = made[-1].tasks[0]
+    assert task.fields["test"] == f"{doc['test_psnr']:.2f}"
+    assert task.fields["loss"] == pytest.approx(doc["final_loss"])
+    assert task.completed == 3

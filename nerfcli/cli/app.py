@@ -78,5 +78,15 @@ def _register() -> None:
 _register()
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning from the lower layers (skipped frames, fallback cameras) as one yellow line
+    on stderr, not Python's file:line form with a source line."""
+    text = " ".join(str(message).split())
+    console.print(f"[yellow]warning:[/] {escape(text)}", soft_wrap=True)
+
+
 def main() -> None:
+    import warnings
+
+    warnings.showwarning = _show_warning
     app(prog_name="nerf")

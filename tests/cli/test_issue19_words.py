@@ -150,3 +150,26 @@ def test_resize_cache_has_mkdir_permissions(tmp_path):
     cache = root / "images_2"
     assert cache.is_dir()
     assert cache.stat().st_mode & 0o777 == 0o755
+
+
+def test_warnings_are_one_line(tmp_path):
+    """A lower layer's warning (skipped frames) reaches the user as one `warning:` line, not
+    Python's `file:line: SkippedFramesWarning:` form with a source line under it."""
+    from tests.unit.test_transforms import write_transforms
+
+    root = write_transforms(tmp_path / "capture", n=9, size=(12, 16))
+    (root / "images" / "frame_002.png").unlink()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "300"}
+    done = subprocess.run(
+        [sys.executable, "-m", "nerfcli", "inspect-poses", str(root), "--skip-missing", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines == [
+        f"warning: {root / 'transforms.json'}: skipped 1 frame(s) without an image: "
+        "'images/frame_002.png'"
+    ], done.stderr

@@ -109,8 +109,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as exc:
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise CheckpointError(
-                f"{path}: a torch file that holds Python objects besides tensors, so not a "
-                "nerfcli checkpoint (nerfcli never unpickles code); point at a run's ckpt.pt"
+                f"{path}: not a readable nerfcli checkpoint: a torch file holding Python "
+                "objects besides tensors (nerfcli never unpickles code); point at a run's ckpt.pt"
             ) from None
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(

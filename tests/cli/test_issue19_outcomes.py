@@ -305,7 +305,7 @@ def test_eval_of_a_pickled_object_names_it(tmp_path):
     torch.save({"format_version": 2, "thing": Path("x")}, path)  # not a plain tensor dict
     result = runner.invoke(app, ["eval", str(path)])
     assert result.exit_code == 1
-    text = one_error_line(result, str(path), "not a nerfcli checkpoint")
+    text = one_error_line(result, str(path), "not a readable nerfcli checkpoint", "Python objects")
     assert "weights_only" not in text and "WeightsUnpickler" not in text
 
 

@@ -1,4 +1,4 @@
-from nerfcli.cli.app import main
+from nerfcli.cli.entry import main
 
 if __name__ == "__main__":
     main()

@@ -432,6 +432,41 @@ def validate(cfg: Config) -> None:
             "data.spherify needs data.ndc=false (NDC is for forward-facing captures); "
             "--spherify sets both"
         )
+    check_value_ranges(cfg)
+
+
+def check_value_ranges(cfg: Config) -> None:
+    """Values no model can run with (a negative width, an infinite learning rate, a negative
+    density scale): refused here, not found as NaN weights after training."""
+
+    def check(value: float, name: str, low: float, strict: bool = False) -> None:
+        ok = math.isfinite(value) and (value > low if strict else value >= low)
+        if not ok:
+            bound = f"more than {low:g}" if strict else f"at least {low:g}"
+            raise ConfigError(f"{name} must be a finite number {bound}, got {value}")
+
+    tensorf = cfg.model.tensorf
+    for name in ("density_components", "appearance_components"):
+        for value in getattr(tensorf, name):
+            check(value, f"model.tensorf.{name}", 1)
+    for name in ("grid_init", "grid_final"):
+        for value in getattr(tensorf, name):
+            check(value, f"model.tensorf.{name}", 2)
+    for name in ("app_dim", "decoder_width"):
+        check(getattr(tensorf, name), f"model.tensorf.{name}", 1)
+    for name in ("view_pe", "feature_pe", "max_samples", "colour_samples", "outer_samples"):
+        check(getattr(tensorf, name), f"model.tensorf.{name}", 0)
+    for name in ("distance_scale", "init_scale", "step_ratio", "lr_grid", "lr_network"):
+        check(getattr(tensorf, name), f"model.tensorf.{name}", 0, strict=True)
+    for name in ("tv_weight_density", "tv_weight_app", "l1_weight", "weight_threshold"):
+        check(getattr(tensorf, name), f"model.tensorf.{name}", 0)
+    check(tensorf.alpha_mask_threshold, "model.tensorf.alpha_mask_threshold", 0)
+    check(tensorf.density_shift, "model.tensorf.density_shift", -math.inf, strict=True)
+    for name in ("lr", "lr_decay_rate", "lr_decay_steps"):
+        check(getattr(cfg.train, name), f"train.{name}", 0, strict=True)
+    check(cfg.train.max_minutes, "train.max_minutes", 0)
+    check(cfg.render.raw_noise_std, "render.raw_noise_std", 0)
+    check(cfg.data.bd_factor, "data.bd_factor", -math.inf, strict=True)
 
 
 def _upgrade_keys(data: dict) -> dict:

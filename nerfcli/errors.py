@@ -14,8 +14,9 @@ class ConfigError(NerfError):
 
 
 class UsageError(ConfigError):
-    """A command line that asks for something the command cannot do, such as --set on a key
-    the chosen model does not read: exit 2, as the command line's other usage errors."""
+    """A command line that asks for something the command cannot do (an option value it cannot
+    use, named by its flag; --set on a key the chosen model does not read): exit 2, as click's
+    own usage errors."""
 
     exit_code = 2
 

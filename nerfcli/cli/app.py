@@ -20,6 +20,13 @@ from nerfcli.errors import NerfError
 class NerfGroup(TyperGroup):
     """Click group whose invoke() is the error boundary for every command."""
 
+    def format_help(self, ctx, formatter) -> None:
+        from typer.rich_utils import _get_rich_console
+
+        from nerfcli.cli.help import format_group_help
+
+        format_group_help(self, ctx, _get_rich_console())
+
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
@@ -35,8 +42,8 @@ class NerfGroup(TyperGroup):
 app = typer.Typer(
     name="nerf",
     cls=NerfGroup,
-    help="Neural Radiance Fields from the command line: inspect LLFF poses, build rays, "
-    "train, render and evaluate.",
+    help="Neural Radiance Fields from the command line: inspect the poses of LLFF, Blender "
+    "and transforms.json captures, build rays, train, render and evaluate.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -62,9 +69,10 @@ def _root(
 
 def _register() -> None:
     from nerfcli.cli import commands
+    from nerfcli.cli.help import NerfCommand
 
     for name, func, epilog in commands.COMMANDS:
-        app.command(name, epilog=epilog, no_args_is_help=False)(func)
+        app.command(name, cls=NerfCommand, epilog=epilog, no_args_is_help=False)(func)
     for name, group in commands.GROUPS:
         app.add_typer(group, name=name)
 
@@ -72,5 +80,15 @@ def _register() -> None:
 _register()
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning from the lower layers (skipped frames, fallback cameras) as one yellow line
+    on stderr, not Python's file:line form with a source line."""
+    text = " ".join(str(message).split())
+    console.print(f"[yellow]warning:[/] {escape(text)}", soft_wrap=True)
+
+
 def main() -> None:
+    import warnings
+
+    warnings.showwarning = _show_warning
     app(prog_name="nerf")

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -20,7 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from nerfcli.errors import NerfError
+from nerfcli.errors import NerfError, UsageError
 from nerfcli.fsutil import atomic_write
 
 # Humans read stderr; scripts read stdout.
@@ -51,6 +52,11 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, float) and not np.isfinite(obj):
         return None
     return obj
+
+
+def q(value: Any) -> str:
+    """A user's path or value, escaped for rich markup (a folder named runs[x] prints as is)."""
+    return escape(str(value))
 
 
 def progress_enabled(quiet: bool) -> bool:
@@ -106,3 +112,76 @@ def check_writable_target(path: Path, force: bool = False, what: str = "output")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise NerfError(f"{path}: folder {parent} does not exist; create it first")
+
+
+def ignored_half_res(data_format: str) -> str:
+    return (
+        f"[yellow]warning:[/] --half-res/--full-res is for Blender captures; ignored on this "
+        f"{data_format} capture (its size is set by --factor)"
+    )
+
+
+def check_new_eval_dir(out: Path) -> None:
+    """An --out folder for eval: missing or empty (metrics.json is never overwritten)."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: a file, not a folder; choose a new folder for the results")
+    if out.is_dir() and any(out.iterdir()):
+        raise NerfError(
+            f"{out}: folder exists and is not empty (eval never overwrites its metrics.json); "
+            "choose another --out, or drop --out for a fresh folder beside the checkpoint"
+        )
+
+
+def fresh_folder(path: Path) -> Path:
+    """`path` when it is missing or empty, else the first missing or empty path_2, path_3, ..."""
+    candidate, number = path, 1
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+        number += 1
+        candidate = path.with_name(f"{path.name}_{number}")
+    return candidate
+
+
+def check_downscale(
+    downscale: int, height: int, width: int, minimum: int = 1, flag: str = "--downscale"
+) -> None:
+    """1/K resolution must leave `minimum` pixels each way (a zero-pixel camera otherwise;
+    an .mp4 needs two)."""
+    if height // downscale < minimum or width // downscale < minimum:
+        largest = max(min(height, width) // minimum, 1)
+        raise UsageError(
+            f"{flag} {downscale}: the images are {width} x {height} (W x H); at most "
+            f"{flag} {largest} leaves {minimum} pixel{'s' if minimum > 1 else ''} each way"
+        )
+
+
+# The values of the options that pick one of a few things. MODEL_NAMES mirrors
+# nerfcli.models.MODELS (a test checks it), so the CLI can check --model without importing torch.
+FORMATS = ("llff", "blender", "transforms")
+SCENE_TYPE_NAMES = ("forward", "object", "unbounded")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+MODEL_NAMES = ("nerf", "tensorf")
+
+
+def choice(*allowed: str):
+    """A Typer callback: the value must be one of `allowed` (any case), else a usage error
+    (exit 2) that names the flag and the choices."""
+
+    def check(ctx, param, value):
+        if value is None:
+            return value
+        if value.lower() not in allowed:
+            import typer
+
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}")
+        return value.lower()
+
+    return check
+
+
+def positive(ctx, param, value):
+    """A Typer callback: a number > 0 (None passes)."""
+    if value is not None and not value > 0:
+        import typer
+
+        raise typer.BadParameter(f"must be more than 0, got {value:g}")
+    return value

@@ -13,7 +13,16 @@ from pathlib import Path
 
 import typer
 
-from nerfcli.cli.common import console, info, make_progress, stdout_json
+from nerfcli.cli.common import (
+    DEVICES,
+    MODEL_NAMES,
+    choice,
+    console,
+    info,
+    make_progress,
+    q,
+    stdout_json,
+)
 from nerfcli.errors import NerfError
 
 EPILOG = "Example: [bold]nerf demo --out runs/demo --json[/]  (what `make demo` runs)"
@@ -46,10 +55,20 @@ def _prepare_out(out: Path) -> None:
 
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for everything."),
-    model: str = typer.Option(None, "--model", "-m", help="Model (default: the default model)."),
-    iters: int = typer.Option(None, "--iters", help="Training steps (default: the demo profile)."),
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Model: tensorf (default) or nerf.",
+        callback=choice(*MODEL_NAMES),
+    ),
+    iters: int = typer.Option(
+        None, "--iters", min=1, help="Training steps (default: the demo profile)."
+    ),
     frames: int = typer.Option(60, "--frames", min=1, help="Frames of the spiral video."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    device: str = typer.Option(
+        "auto", "--device", help="auto, cpu, cuda or mps.", callback=choice(*DEVICES)
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the scene and of training."),
     json_out: bool = typer.Option(False, "--json", help="Print {psnr, ssim, seconds, ...}."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or messages."),
@@ -92,8 +111,8 @@ def demo(
     if not quiet:
         console.print(
             f"[green]demo done[/] in {seconds:.0f}s: held-out PSNR [bold]{report.psnr:.2f} dB[/], "
-            f"SSIM {report.ssim:.3f}\n  checkpoint {summary.checkpoint}\n  video      {video}\n"
-            f"  eval       {report.out_dir}\n  metrics    {out / 'metrics.json'}"
+            f"SSIM {report.ssim:.3f}\n  checkpoint {q(summary.checkpoint)}\n  video      {q(video)}\n"
+            f"  eval       {q(report.out_dir)}\n  metrics    {q(out / 'metrics.json')}"
         )
 
 
@@ -109,7 +128,8 @@ def _generate_scene(scene_dir: Path, seed: int, quiet: bool) -> Path:
             on_view=lambda done, total: progress.update(task, completed=done, total=total),
         )
     info(
-        f"[bold]scene[/] {synth.num_views} views {synth.width}x{synth.height} -> {scene_dir}", quiet
+        f"[bold]scene[/] {synth.num_views} views {synth.width} x {synth.height} (W x H) -> {q(scene_dir)}",
+        quiet,
     )
     return scene_dir
 

@@ -8,7 +8,18 @@ from pathlib import Path
 
 import typer
 
-from nerfcli.cli.common import console, info, make_progress, stdout_json
+from nerfcli.cli.common import (
+    DEVICES,
+    check_downscale,
+    check_new_eval_dir,
+    choice,
+    console,
+    fresh_folder,
+    info,
+    make_progress,
+    q,
+    stdout_json,
+)
 
 
 class LpipsNet(str, Enum):
@@ -55,7 +66,9 @@ def eval_command(
         help="torchvision's alexnet-owt-*.pth or vgg16-*.pth (default: from "
         "$TORCH_HOME/hub/checkpoints).",
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    device: str = typer.Option(
+        "auto", "--device", help="auto, cpu, cuda or mps.", callback=choice(*DEVICES)
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
 ) -> None:
@@ -66,6 +79,8 @@ def eval_command(
     from nerfcli.training import distributed
     from nerfcli.training.checkpoint import load_checkpoint
 
+    if out is not None:
+        check_new_eval_dir(out)
     dev, ranks = distributed.join(device)
     quiet = quiet or not ranks.is_main
     lpips_model = None
@@ -75,10 +90,20 @@ def eval_command(
         net = (lpips or LpipsNet.alex).value
         lpips_model = load_lpips(net, lpips_weights, dev)
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
+    check_downscale(downscale, ckpt.scene.height, ckpt.scene.width)
+    from nerfcli.data.formats import reads_option
+
+    if testskip is not None and not reads_option(ckpt.scene.format, "testskip"):
+        info(
+            f"[yellow]warning:[/] --testskip is for Blender captures; this {ckpt.scene.format} "
+            "run's held-out views are every data.llffhold-th view, all of them scored",
+            quiet,
+        )
     loaded = load_matching_scene(ckpt, scene, testskip)
     if out is None:
         suffix = f"_ds{downscale}" if downscale > 1 else ""
-        out = ckpt.path.parent / "eval" / f"step_{ckpt.step:07d}{suffix}"
+        out = fresh_folder(ckpt.path.parent / "eval" / f"step_{ckpt.step:07d}{suffix}")
+        out = Path(ranks.all_gather_objects(str(out))[0])  # rank 0's choice, on every rank
     views = loaded.held_out
     if downscale > 1:
         info(
@@ -103,7 +128,9 @@ def eval_command(
     if json_out:
         stdout_json(report.to_dict())
     if not quiet:
-        table = Table(title=f"held-out views, step {report.step} ({report.width}x{report.height})")
+        table = Table(
+            title=f"held-out views, step {report.step} ({report.width} x {report.height}, W x H)"
+        )
         for column in ("view", "PSNR", "SSIM"):
             table.add_column(column, justify="right")
         has_depth = report.depth_abs_rel is not None
@@ -125,4 +152,4 @@ def eval_command(
             mean.append(f"{report.depth_abs_rel:.4f}")
         table.add_row(*mean, style="bold")
         console.print(table)
-        console.print(f"images and metrics.json in {out}")
+        console.print(f"images and metrics.json in {q(out)}")

@@ -9,7 +9,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from nerfcli.cli.common import atomic_path, check_writable_target, console, stdout_json
+from nerfcli.cli.common import (
+    FORMATS,
+    atomic_path,
+    check_writable_target,
+    choice,
+    console,
+    ignored_half_res,
+    stdout_json,
+)
 from nerfcli.config import DataConfig
 from nerfcli.errors import DataError
 
@@ -45,7 +53,10 @@ def inspect_poses(
     ),
     half_res: bool = typer.Option(None, "--half-res/--full-res", help="Blender: 400 x 400."),
     data_format: str = typer.Option(
-        None, "--format", help="llff, blender or transforms (default: detected)."
+        None,
+        "--format",
+        help="llff, blender or transforms (default: detected).",
+        callback=choice(*FORMATS),
     ),
     spherify: bool = typer.Option(
         DATA_DEFAULTS.spherify,
@@ -82,11 +93,17 @@ def inspect_poses(
         "file (.json, as `nerf view` writes; `render-video --path` reads both).",
         callback=_require_suffix(".npy", ".json"),
     ),
+    skip_missing: bool = typer.Option(
+        False,
+        "--skip-missing",
+        help="transforms.json: drop frames whose image file is missing (warned), instead of "
+        "refusing the capture.",
+    ),
     force: bool = typer.Option(
         False, "--force", help="Overwrite existing --plot/--path-out files."
     ),
 ) -> None:
-    """Summarise an LLFF capture's poses and check them (and its images, when present).
+    """Summarise a capture's poses (LLFF, Blender, transforms.json) and check them.
 
     Problems in the data are reported as failed checks (exit code 1, the report is still
     printed); a file that is not an N x 17 .npy array at all is a one-line error.
@@ -102,6 +119,9 @@ def inspect_poses(
     fmt = data_format or detect_format(path)
     if format_module(fmt).REPORT == "poses":  # LLFF: checks even arrays the loader refuses
         from nerfcli.data.inspect.llff import inspect_poses as run_inspection
+
+        if half_res is not None:
+            console.print(ignored_half_res(fmt))
 
         report = run_inspection(
             path,
@@ -119,6 +139,7 @@ def inspect_poses(
 
         flags = {"format": fmt, "factor": factor, "half_res": half_res, "render_frames": frames}
         flags["scene_type"] = scene_type
+        flags["skip_missing"] = skip_missing or None
         report = inspect_scene(path, resolve_config(path, data=flags).data)
         printer = _print_scene_report
     if json_output:
@@ -153,7 +174,7 @@ def _write_outputs(report, plot: Path | None, path_out: Path | None) -> None:
             with open(tmp, "wb") as handle:
                 np.save(handle, scene.render_poses.astype(np.float32))
         console.print(
-            f"wrote {path_out} ({scene.render_poses.shape[0]} x 3 x 4 float32 camera-to-world)"
+            f"wrote {escape(str(path_out))} ({scene.render_poses.shape[0]} x 3 x 4 float32 camera-to-world)"
         )
     if plot is not None:
         from nerfcli.plot import plot_cameras
@@ -171,7 +192,7 @@ def _write_outputs(report, plot: Path | None, path_out: Path | None) -> None:
                 title=title,
                 up_axis=1 if scene.render_path == "spiral" else 2,  # LLFF: y up; others: z up
             )
-        console.print(f"wrote {plot}")
+        console.print(f"wrote {escape(str(plot))}")
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:

@@ -93,7 +93,7 @@ def make_scene(
     table.add_column("value")
     table.add_row("preset / seed", f"{info.preset} / {info.seed}")
     table.add_row("views", f"{info.num_views} (test views {info.test_views})")
-    table.add_row("image size", f"{info.width} x {info.height}, focal {info.focal:g}")
+    table.add_row("image size (W x H)", f"{info.width} x {info.height}, focal {info.focal:g}")
     table.add_row("antialiasing", f"{info.supersample} x {info.supersample} rays per pixel")
     table.add_row("depth range", f"{info.depth_min:.3f} .. {info.depth_max:.3f}")
     table.add_row("bounds", f"near {info.near:.3f}, far {info.far:.3f}")

@@ -10,7 +10,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from nerfcli.cli.common import atomic_path, check_writable_target, console, stdout_json
+from nerfcli.cli.common import (
+    FORMATS,
+    SCENE_TYPE_NAMES,
+    atomic_path,
+    check_writable_target,
+    choice,
+    console,
+    ignored_half_res,
+    stdout_json,
+)
 from nerfcli.errors import NerfError
 
 EPILOG = (
@@ -61,7 +70,10 @@ def rays(
     ),
     half_res: bool = typer.Option(None, "--half-res/--full-res", help="Blender: 400 x 400."),
     data_format: str = typer.Option(
-        None, "--format", help="llff, blender or transforms (default: detected)."
+        None,
+        "--format",
+        help="llff, blender or transforms (default: detected).",
+        callback=choice(*FORMATS),
     ),
     rgb: bool = typer.Option(
         False, "--rgb", help="With --out: add rgb [H, W, 3], the target colours training sees."
@@ -81,6 +93,7 @@ def rays(
     scene_type: str = typer.Option(
         None,
         "--scene-type",
+        callback=choice(*SCENE_TYPE_NAMES),
         help="forward, object or unbounded: the training frame `nerf train --scene-type` uses "
         "(default: chosen from the poses, as nerf train chooses it).",
     ),
@@ -105,9 +118,15 @@ def rays(
     json_output: bool = typer.Option(
         False, "--json", help="Print one JSON document (view, K, c2w, the --pixel rays) on stdout."
     ),
+    skip_missing: bool = typer.Option(
+        False,
+        "--skip-missing",
+        help="transforms.json: drop frames whose image file is missing (warned), instead of "
+        "refusing the capture.",
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out file."),
 ) -> None:
-    """Print or save the rays of one view in the training frame (recentred, rescaled, NDC)."""
+    """Print or save the rays of one view in the training frame (NDC or world rays)."""
     pixels: list[Pixel] = list(pixel or [])  # parsed by the callback
     if out is not None:
         if out.suffix.lower() != ".npz":
@@ -115,7 +134,16 @@ def rays(
         check_writable_target(out, force)
     flags = {"factor": factor, "half_res": half_res, "format": data_format}
     flags.update(scene_type=scene_type, llff_camera=llff_camera or None)
+    flags.update(skip_missing=skip_missing or None)
+    if rgb and out is None:
+        raise typer.BadParameter(
+            "--rgb adds the colours to the --out file; give --out", param_hint="--rgb"
+        )
     loaded, poses_file = _load(scene, flags, spherify, ndc, rgb and out)
+    from nerfcli.data.formats import reads_option
+
+    if half_res is not None and not reads_option(loaded.format, "half_res"):
+        console.print(ignored_half_res(loaded.format))
     _check_view(loaded, poses_file, view, pixels)
     camera = loaded.camera(view)
     if out is not None:

@@ -7,14 +7,32 @@ from pathlib import Path
 
 import typer
 
-from nerfcli.cli.common import check_writable_target, info, make_progress, stdout_json
-from nerfcli.errors import ConfigError
+from nerfcli.cli.common import (
+    DEVICES,
+    check_downscale,
+    check_writable_target,
+    choice,
+    info,
+    make_progress,
+    q,
+    stdout_json,
+)
+from nerfcli.errors import ConfigError, UsageError
 
 EPILOG = (
     "Example: [bold]nerf render-video runs/fern/ckpt.pt --spiral --out fern.mp4[/]  "
     "(quick preview: [bold]--downscale 4 --frames 30[/]; depth too: [bold]--depth[/]; on 2 GPUs: "
     "[bold]torchrun --standalone --nproc-per-node 2 -m nerfcli render-video CKPT[/])"
 )
+
+
+DEFAULT_FRAMES = 120
+
+
+def video_size(pixels: int, downscale: int, out: Path) -> int:
+    """Frame width or height in the written file: an .mp4 (yuv420p) drops an odd last pixel."""
+    size = pixels // downscale
+    return size // 2 * 2 if out.suffix.lower() == ".mp4" else size
 
 
 def render_video(
@@ -29,7 +47,13 @@ def render_video(
         "camera_path.json (from `nerf view` or nerfstudio), a transforms.json (its frames in "
         "order) or .npy [F, 3, 4].",
     ),
-    frames: int = typer.Option(120, "--frames", min=1, help="Frames of the spiral/circle."),
+    frames: int = typer.Option(
+        None,
+        "--frames",
+        min=1,
+        help="Frames of a generated path (default 120; a --path file has its own).",
+        show_default=False,
+    ),
     fps: int = typer.Option(
         None, "--fps", min=1, help="Frames per second (default 30, or the path file's)."
     ),
@@ -43,12 +67,14 @@ def render_video(
     poses_out: Path = typer.Option(
         None, "--poses-out", help="Save the camera path used as .npy [F, 3, 4]."
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    device: str = typer.Option(
+        "auto", "--device", help="auto, cpu, cuda or mps.", callback=choice(*DEVICES)
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Render the spiral (or circle, or a given) camera path of a trained model to a video."""
+    """Render a camera path (spiral, orbit, circle, spherical, or a file) to a video."""
     import time
 
     import numpy as np
@@ -60,6 +86,8 @@ def render_video(
 
     if sum([spiral, circle, orbit, path is not None]) > 1:
         raise ConfigError("choose one of --spiral, --circle, --orbit and --path")
+    frames_asked = frames
+    frames = DEFAULT_FRAMES if frames is None else frames
     kind = "spiral" if spiral else "circle" if circle else "orbit" if orbit else "default"
     if path == "interpolate":
         kind, path = "interpolate", None
@@ -70,13 +98,22 @@ def render_video(
     json_out = json_out and ranks.is_main
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
     meta = ckpt.scene
+    if out is not None and out.suffix.lower() not in (".mp4", ".gif"):
+        raise UsageError(f"--out {out}: a video must end in .mp4 or .gif")
+    mp4 = out is None or out.suffix.lower() == ".mp4"
+    check_downscale(downscale, meta.height, meta.width, minimum=2 if mp4 else 1)
+    if kind == "file" and frames_asked is not None:
+        info(
+            f"[yellow]warning:[/] --frames {frames} is ignored: the path file sets the frames",
+            quiet,
+        )
     path_cameras = None
     if kind == "file":
         from nerfcli.evaluation.camera_path import read_path_file
 
         loaded_path = read_path_file(path, meta)
         for warning in loaded_path.warnings:
-            info(f"[yellow]warning[/] {warning}", quiet)
+            info(f"[yellow]warning:[/] {q(warning)}", quiet)
         poses, fps = loaded_path.poses, fps or loaded_path.fps
 
         def path_cameras(index: int):
@@ -87,8 +124,6 @@ def render_video(
     name = {"file": "path", "default": meta.render_path}.get(kind, kind)
     if out is None:
         out = ckpt.path.parent / f"video_{name}.mp4"
-    if out.suffix.lower() not in (".mp4", ".gif"):
-        raise ConfigError(f"{out}: output must end in .mp4 or .gif")
     depth_out = out.with_name(f"{out.stem}_depth{out.suffix}") if depth else None
     for target in [out, depth_out, poses_out]:
         if target is not None:
@@ -132,8 +167,8 @@ def render_video(
         "path": name,
         "frames": int(len(poses)),
         "fps": fps,
-        "width": first_camera.width // downscale,
-        "height": first_camera.height // downscale,
+        "width": video_size(first_camera.width, downscale, out),  # what the file holds
+        "height": video_size(first_camera.height, downscale, out),
         "seconds": round(seconds, 3),
         "seconds_per_frame": round(seconds / max(len(poses), 1), 4),
         "checkpoint": str(ckpt.path),
@@ -141,4 +176,4 @@ def render_video(
     }
     if json_out:
         stdout_json(result)
-    info(f"[green]wrote[/] {out} ({len(poses)} frames, {seconds:.1f}s)", quiet)
+    info(f"[green]wrote[/] {q(out)} ({len(poses)} frames, {seconds:.1f}s)", quiet)

@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from nerfcli.cli.common import positive
 from nerfcli.data.sfm.colmap import CAMERA_MODEL_CHOICES  # no pycolmap import: a plain tuple
 
 EPILOG = (
@@ -74,7 +75,9 @@ def sfm(
         help="Extract frames from this video into SCENE/images/ first (sequential matching).",
         show_default=False,
     ),
-    fps: float = typer.Option(2.0, "--fps", help="With --video: frames kept per second."),
+    fps: float = typer.Option(
+        2.0, "--fps", help="With --video: frames kept per second.", callback=positive
+    ),
     sharpest: bool = typer.Option(
         False,
         "--sharpest",
@@ -151,6 +154,7 @@ def sfm(
         force=force,
         accept_suspect=accept_suspect,
     )
+    check_inputs(scene, images, video)  # before "needs pycolmap": the input's own problem first
     with make_progress(quiet) as progress:  # stderr: the JSON on stdout stays clean
         result = run_sfm(scene, options, _StageProgress(progress))
     if json_output:
@@ -204,6 +208,28 @@ def quality_rows(quality: dict) -> list[tuple[str, str]]:
             )
         rows.append(("tracks", text))
     return rows
+
+
+def check_inputs(scene: Path, images: Path | None, video: Path | None) -> None:
+    """The folders and files the user named exist (checked before pycolmap is imported, so a
+    missing folder is named even where pycolmap is not installed)."""
+    from nerfcli.errors import DataError
+
+    if video is not None:
+        if not video.is_file():
+            raise DataError(f"{video}: no such video file (--video)")
+        return
+    if not scene.is_dir():
+        raise DataError(
+            f"{scene}: no such folder; pass the scene folder that holds images/ (with --images, "
+            "create it first: the results are written there)"
+        )
+    folder = images if images is not None else scene / "images"
+    if not folder.is_dir():
+        raise DataError(
+            f"{folder}: no such folder; put the photos in SCENE/images/, or pass --images DIR "
+            "or --video clip.mp4"
+        )
 
 
 def _print_summary(result) -> None:

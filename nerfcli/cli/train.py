@@ -10,7 +10,20 @@ import typer
 from rich.progress import TextColumn
 
 from nerfcli.cli.argv import command_args
-from nerfcli.cli.common import console, info, make_progress, stdout_json
+from nerfcli.cli.common import (
+    DEVICES,
+    FORMATS,
+    MODEL_NAMES,
+    SCENE_TYPE_NAMES,
+    choice,
+    console,
+    ignored_half_res,
+    info,
+    make_progress,
+    positive,
+    q,
+    stdout_json,
+)
 from nerfcli.errors import ConfigError
 
 EPILOG = (
@@ -31,22 +44,38 @@ def train(
         None,
         "--config",
         "-c",
+        metavar="NAME|FILE",
         help="Preset name from scenes/ (llff, fern, surround, blender, transforms, synthetic) or "
         "a YAML file. Default: the preset named like the scene folder, else the format's own "
         "(surround with --spherify).",
     ),
     model: str = typer.Option(
-        None, "--model", "-m", help="Model: tensorf (fast, default) or nerf (the classic MLP)."
+        None,
+        "--model",
+        "-m",
+        metavar="NAME",
+        help="Model: tensorf (fast, default) or nerf (the classic MLP).",
+        callback=choice(*MODEL_NAMES),
     ),
-    iters: int = typer.Option(None, "--iters", help="Training steps (default from the profile)."),
+    iters: int = typer.Option(
+        None, "--iters", min=1, help="Training steps (default from the profile)."
+    ),
     max_minutes: float = typer.Option(
         None,
         "--max-minutes",
+        callback=positive,
+        metavar="M",
         help="Train for this many minutes: the learning-rate decay and the coarse-to-fine "
         "grid steps follow the clock, so the run ends fully decayed on any machine "
         "(--set train.schedule=steps: the step schedule, cut at M minutes).",
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    device: str = typer.Option(
+        "auto",
+        "--device",
+        metavar="DEVICE",
+        help="auto, cpu, cuda or mps.",
+        callback=choice(*DEVICES),
+    ),
     out: Path = typer.Option(
         None, "--out", "-o", help="Run folder (default runs/<scene>). Never overwritten."
     ),
@@ -57,6 +86,7 @@ def train(
     overrides: list[str] = typer.Option(
         [],
         "--set",
+        metavar="KEY=VALUE",
         help="Override a config key, e.g. --set model.tensorf.lr_grid=0.01 (repeatable; a "
         "key the chosen model does not read is refused, naming the one it reads).",
     ),
@@ -64,6 +94,7 @@ def train(
         None,
         "--factor",
         min=1,
+        metavar="K",
         help="Image downsampling factor. Default: the preset's, else the smallest power of two "
         "that brings the photos' longer side to 1000 px or less.",
     ),
@@ -71,7 +102,11 @@ def train(
         None, "--half-res/--full-res", help="Blender: train at 400 x 400 (nerf-pytorch --half_res)."
     ),
     data_format: str = typer.Option(
-        None, "--format", help="Scene format: llff, blender or transforms (default: detected)."
+        None,
+        "--format",
+        metavar="FORMAT",
+        help="Scene format: llff, blender or transforms (default: detected).",
+        callback=choice(*FORMATS),
     ),
     spherify: bool = typer.Option(
         False,
@@ -81,22 +116,30 @@ def train(
     llff_camera: bool = typer.Option(
         False,
         "--llff-camera",
-        help="LLFF: poses_bounds.npy's single camera for every view even where the folder "
-        "holds its COLMAP model (sparse/0), whose per-view cameras are used otherwise.",
+        help="LLFF: poses_bounds.npy's one camera for every view, even where sparse/0 has "
+        "a camera per view.",
     ),
     scene_type: str = typer.Option(
         None,
         "--scene-type",
-        help="forward (NDC), object (a bounded box) or unbounded (the room contracted around "
-        "the cameras). Default: chosen from the poses (forward-facing LLFF: forward; Blender: "
-        "object; surround captures and transforms.json: unbounded).",
+        callback=choice(*SCENE_TYPE_NAMES),
+        metavar="TYPE",
+        help="forward (NDC), object (a bounded box) or unbounded (contracted around the "
+        "cameras). Default: from the poses (forward-facing LLFF: forward; Blender: object; "
+        "surround and transforms.json: unbounded).",
     ),
     nproc: int = typer.Option(
         1,
         "--nproc",
         min=1,
-        help="Processes on this machine (one per GPU; on the CPU they share the cores): starts "
-        "torchrun --standalone. train.batch_rays stays the global batch.",
+        help="Processes on this machine (one per GPU; on the CPU they share the cores), "
+        "through torchrun --standalone; train.batch_rays stays the global batch.",
+    ),
+    skip_missing: bool = typer.Option(
+        False,
+        "--skip-missing",
+        help="transforms.json: drop frames whose image file is missing (warned), instead of "
+        "refusing the capture.",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or messages."),
@@ -113,6 +156,10 @@ def train(
         out = Path("runs") / (scene.name if scene.is_dir() else scene.parent.name or "scene")
     if view and nproc > 1:
         raise ConfigError("--view watches one process: drop --nproc, or --view")
+    if not resume:  # before the scene is loaded: an existing run is refused at once
+        from nerfcli.training.run_dir import check_new_run_dir
+
+        check_new_run_dir(out)
     if nproc > 1:
         if distributed.under_torchrun():
             raise ConfigError("--nproc inside torchrun: drop --nproc (torchrun starts the ranks)")
@@ -128,7 +175,12 @@ def train(
         given = dict(config=config, model=model, set=overrides, factor=factor)
         given.update(spherify=spherify, half_res=half_res, format=data_format)
         check_resume_flags(**given, scene_type=scene_type, llff_camera=llff_camera)
+        if skip_missing:
+            check_resume_flags(skip_missing=True)
         cfg = resume_config(out, iters, max_minutes)
+        from nerfcli.training.run_dir import check_resume_scene
+
+        check_resume_scene(out, scene)
         choices: dict = {}
         plan = None
     else:
@@ -136,22 +188,34 @@ def train(
 
         data = {"factor": factor, "half_res": half_res, "format": data_format}
         data.update(scene_type=scene_type, llff_camera=llff_camera or None)
+        data.update(skip_missing=skip_missing or None)
         run = {"iters": iters, "max_minutes": max_minutes, "seed": seed}
         choices = {}
         cfg, plan = resolve_run(
             scene, config, model, overrides, dev.type, spherify, data, run, choices
         )
         for choice in choices.values():
-            info(choice.reason, quiet)
+            info(q(choice.reason), quiet)
     loaded = load_training_scene(scene, cfg, plan=plan)
+    from nerfcli.data.formats import reads_option
+
+    if half_res is not None and not reads_option(loaded.format, "half_res"):
+        info(ignored_half_res(loaded.format), quiet)
     if loaded.source.get("cameras"):
-        info(loaded.source["cameras"], quiet)
+        info(q(loaded.source["cameras"]), quiet)
     info(
-        f"[bold]train[/] {cfg.model.name} on {scene} ({loaded.format}, {loaded.num_views} views, "
-        f"{loaded.width}x{loaded.height}, {loaded.kind}, test views {_views(loaded.i_test)}) -> "
-        f"{out} on {dev}" + (f" x {ranks.world} processes" if ranks.world > 1 else ""),
+        f"[bold]train[/] {cfg.model.name} on {q(scene)} ({loaded.format}, {loaded.num_views} views, "
+        f"{loaded.width} x {loaded.height} (W x H), {loaded.kind}, test views "
+        f"{_views(capture_numbers(loaded))}) -> "
+        f"{q(out)} on {dev}" + (f" x {ranks.world} processes" if ranks.world > 1 else ""),
         quiet,
     )
+    if ranks.world > 1:
+        from nerfcli.training.batches import rank_invariance_note
+
+        note = rank_invariance_note(cfg.train.batch_rays, cfg.train.grad_chunk_rays, ranks.world)
+        if note:
+            info(f"[yellow]{q(note)}[/]", quiet)
     viewer = _start_viewer(cfg, loaded, view_port, dev, out) if view and ranks.is_main else None
     try:
         summary = _run_with_progress(cfg, loaded, out, dev, resume, quiet, viewer)
@@ -167,12 +231,19 @@ def train(
         if ranks.is_main:
             console.print(
                 f"[yellow]interrupted[/] at step {summary.steps}; checkpoint saved to "
-                f"{summary.checkpoint}; continue with: nerf train {scene} --out {out} --resume"
+                f"{q(summary.checkpoint)}; continue with: nerf train {q(scene)} --out {q(out)} --resume"
             )
         raise typer.Exit(130)
     info(
         f"[green]done[/] {summary.steps} steps in {summary.train_seconds:.1f}s, train PSNR "
-        f"{summary.final_psnr:.2f} dB; checkpoint {summary.checkpoint}",
+        f"{summary.final_psnr:.2f} dB"
+        + (
+            f", held-out PSNR {summary.test_psnr:.2f} dB at 1/{cfg.train.eval_downscale} "
+            "resolution (nerf eval scores full resolution)"
+            if summary.test_psnr is not None
+            else ""
+        )
+        + f"; checkpoint {q(summary.checkpoint)}",
         quiet,
     )
 
@@ -198,7 +269,7 @@ def _run_with_progress(cfg, scene, out: Path, dev, resume: bool, quiet: bool, vi
     progress = make_progress(
         quiet,
         TextColumn("loss {task.fields[loss]:.4f}  PSNR {task.fields[psnr]:.2f}"),
-        TextColumn("test {task.fields[test]}"),
+        TextColumn("test@1/{task.fields[ds]} {task.fields[test]}"),
         TextColumn("{task.fields[its]:.2f} it/s"),
     )
     task = None
@@ -244,11 +315,38 @@ def _run_with_progress(cfg, scene, out: Path, dev, resume: bool, quiet: bool, vi
                 psnr=0.0,
                 its=0.0,
                 test="-",
+                ds=cfg.train.eval_downscale,
             )
-            return trainer.run()
+            summary = trainer.run()
+            progress.update(  # the bar ends on the run's last values, not the last logged ones
+                task,
+                completed=trainer.train_seconds if by_time else summary.steps,
+                loss=summary.final_loss,
+                psnr=summary.final_psnr,
+                test=last_test[0] if summary.test_psnr is None else f"{summary.test_psnr:.2f}",
+            )
+            return summary
+    except (RuntimeError, MemoryError) as exc:
+        raise _out_of_memory(exc, cfg, out, trainer, resume) from None
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+
+
+def _out_of_memory(exc: BaseException, cfg, out: Path, trainer, resume: bool) -> BaseException:
+    """An allocation failure as one line (a new run's folder without a checkpoint removed, so
+    it blocks neither a new run nor --resume); any other error as it was."""
+    from nerfcli.errors import NerfError
+    from nerfcli.training.run_dir import discard_unstarted_run, is_out_of_memory
+
+    if not is_out_of_memory(exc):
+        return exc
+    removed = not resume and discard_unstarted_run(out)
+    return NerfError(
+        f"out of memory at step {trainer.step} with train.batch_rays={cfg.train.batch_rays} "
+        f"(render.chunk={cfg.render.chunk}); try a smaller --set train.batch_rays"
+        + (f"; {out} was removed" if removed else "")
+    )
 
 
 def _summary(summary, cfg, dev) -> dict:
@@ -261,6 +359,9 @@ def _summary(summary, cfg, dev) -> dict:
         "final_loss": summary.final_loss,
         "final_psnr": summary.final_psnr,
         "test_psnr": summary.test_psnr,
+        # held-out PSNR during training is scored at 1/eval_downscale resolution (nerf eval:
+        # full resolution)
+        "test_psnr_downscale": cfg.train.eval_downscale if summary.test_psnr is not None else None,
         "checkpoint": str(summary.checkpoint),
         "out_dir": str(summary.out_dir),
         "model": cfg.model.name,
@@ -279,6 +380,28 @@ def worker_args(ctx: typer.Context, out: Path) -> list[str]:
     if "--out" not in args:
         args += ["--out", str(out)]
     return args
+
+
+def capture_numbers(loaded) -> list[int]:
+    """The test views as eval, rays and inspect-poses number them: Blender training thins
+    val and test by data.testskip, the others number every view of the capture."""
+    import json
+
+    skip = int(loaded.source.get("testskip", 1) or 1)
+    from nerfcli.data.formats import reads_option
+
+    if not reads_option(loaded.format, "testskip") or skip <= 1:
+        return list(loaded.i_test)
+    full = {}
+    for split in ("train", "val"):
+        try:
+            path = Path(loaded.root) / f"transforms_{split}.json"
+            full[split] = len(json.loads(path.read_text(encoding="utf-8"))["frames"])
+        except (OSError, ValueError, KeyError, TypeError):
+            full[split] = 0
+    sizes = loaded.source.get("split_sizes", {})
+    first, first_full = sizes.get("train", 0) + sizes.get("val", 0), full["train"] + full["val"]
+    return [first_full + (view - first) * skip for view in loaded.i_test]
 
 
 def _views(views: list[int], limit: int = 8) -> str:

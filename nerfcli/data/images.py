@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from nerfcli.errors import DataError
-from nerfcli.fsutil import atomic_write
+from nerfcli.fsutil import atomic_write, current_umask
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -96,6 +96,7 @@ def cache_resized(folder: Path, sources: list[Path], imgs: list[np.ndarray]) -> 
         return
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        os.chmod(tmp, 0o777 & ~current_umask())  # a folder as mkdir makes it, not mkdtemp's 0700
     except OSError:
         return
     try:

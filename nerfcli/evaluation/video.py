@@ -42,7 +42,7 @@ def camera_path(scene: Scene, kind: str, frames: int, path_file: Path | None = N
         if scene.render_path != "circle":
             raise ConfigError(
                 "--circle needs a model trained with --spherify (a capture around an object); "
-                "use --spiral for forward-facing scenes"
+                f"this model's own path is the {scene.render_path}: {_own_path(scene)}"
             )
         return circle_path(scene.c2w, frames).astype(np.float32)
     if kind == "spiral":
@@ -52,16 +52,30 @@ def camera_path(scene: Scene, kind: str, frames: int, path_file: Path | None = N
         return spherical_path(frames).astype(np.float32)
     if kind == "orbit":
         if scene.ndc:
-            raise ConfigError("--orbit is for captures around an object; use --spiral here")
+            raise ConfigError(f"--orbit is for captures around an object; {_own_path(scene)}")
         return orbit_path(scene.c2w[scene.i_train], np.zeros(3), frames).astype(np.float32)
     if kind == "interpolate":
         return interpolate_path(scene.c2w[scene.i_train], frames).astype(np.float32)
     raise ConfigError(f"unknown camera path {kind!r}")
 
 
+def _own_path(scene: Scene) -> str:
+    """Advice naming the flag of the scene's own render path."""
+    if scene.render_path in ("spiral", "circle", "orbit"):
+        return f"use --{scene.render_path} (or no path flag)"
+    return f"drop the path flag for its {scene.render_path} path"
+
+
 def load_path_file(path: Path | None) -> np.ndarray:
     if path is None or not Path(path).is_file():
         raise DataError(f"{path}: camera path file not found; write one with `--poses-out`")
+    with open(path, "rb") as handle:
+        magic = handle.read(6)
+    if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
+        raise DataError(
+            f"{path}: not a .npy file (no numpy header); a camera path is a .npy of "
+            "camera-to-world matrices [F, 3, 4], as --poses-out or inspect-poses --path-out write"
+        )
     try:
         poses = np.load(path, allow_pickle=False)
     except Exception as exc:
@@ -80,6 +94,14 @@ def load_path_file(path: Path | None) -> np.ndarray:
         poses = poses[:, :3, :4].astype(np.float32)
     if not np.isfinite(poses).all():
         raise DataError(f"{path}: camera path has non-finite values")
+    det = np.linalg.det(poses[:, :3, :3].astype(np.float64))  # [F]
+    bad = np.flatnonzero(~(np.abs(det) > 1e-6))
+    if len(bad):
+        shown = ", ".join(map(str, bad[:8])) + (", ..." if len(bad) > 8 else "")
+        raise DataError(
+            f"{path}: {len(bad)} of {len(poses)} camera matrices have no rotation (determinant "
+            f"~0; frames {shown}); expected camera-to-world matrices [R | t]"
+        )
     return poses
 
 

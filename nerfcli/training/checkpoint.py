@@ -103,9 +103,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         path = candidate
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint; train one with `nerf train SCENE`")
+    _check_torch_file(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise CheckpointError(
+                f"{path}: not a readable nerfcli checkpoint: a torch file holding Python "
+                "objects besides tensors (nerfcli never unpickles code); point at a run's ckpt.pt"
+            ) from None
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"{path}: not a readable nerfcli checkpoint ({reason[:160]}); the file is truncated "
@@ -148,6 +154,28 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         train_seconds=float(train_seconds),
         path=path,
     )
+
+
+def _check_torch_file(path: Path) -> None:
+    """A checkpoint is a torch zip archive: anything else is named for what it is."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not head:
+        raise CheckpointError(f"{path}: empty file, not a checkpoint; point at a run's ckpt.pt")
+    if head[:2] != b"PK":
+        raise CheckpointError(
+            f"{path}: not a checkpoint (not a torch file); point at a run's ckpt.pt"
+        )
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"{path}: a torch file cut short (truncated or corrupt); use an earlier one from "
+            "checkpoints/"
+        )
 
 
 def _one_line(value: Any, limit: int = 200) -> str:

@@ -137,3 +137,50 @@ def append_log(path: Path, record: dict) -> None:
             f"{path}: cannot write ({exc.strerror or exc}); the last checkpoint is intact: "
             "free space or fix the folder, then --resume"
         ) from None
+
+
+def discard_unstarted_run(out_dir: Path) -> bool:
+    """Remove a new run's folder that failed before its first checkpoint (config.yaml,
+    metrics.jsonl, previews/), so it blocks neither a new run nor --resume. A folder with a
+    checkpoint or anything else in it is left alone. Returns whether it was removed."""
+    if not out_dir.is_dir() or (out_dir / "ckpt.pt").exists():
+        return False
+    ours = {"config.yaml", "metrics.jsonl", "previews", "checkpoints", _PROBE}
+    entries = list(out_dir.iterdir())
+    if any(p.name not in ours and not p.name.startswith(".") for p in entries):
+        return False
+    for folder in (out_dir / "previews", out_dir / "checkpoints"):
+        if folder.is_dir() and any(p.suffix == ".pt" for p in folder.iterdir()):
+            return False
+    import shutil
+
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return not out_dir.exists()
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch's allocation failures (CPU: DefaultCPUAllocator; CUDA: OutOfMemoryError)."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError)
+        and ("can't allocate memory" in text or "out of memory" in text.lower())
+    )
+
+
+def check_resume_scene(out_dir: Path, scene: Path) -> None:
+    """--resume continues on the capture the run trained on: another one is refused (naming
+    both), as it would train on it and overwrite the checkpoint. A moved capture (the old
+    folder gone) passes."""
+    from nerfcli.data.formats import scene_root
+    from nerfcli.training.checkpoint import load_checkpoint
+
+    then = Path(load_checkpoint(out_dir / "ckpt.pt").scene.root)
+    try:
+        now = scene_root(scene).resolve()
+    except NerfError:
+        return  # the loader names what is wrong with the scene
+    if then.exists() and then.resolve() != now:
+        raise NerfError(
+            f"--resume: {out_dir} trained on {then}, not {scene}; resume with that scene, or "
+            "start a new run on this one with another --out"
+        )

@@ -238,9 +238,9 @@ def test_factor_too_large(tmp_path):
     root = _scene(tmp_path)
     for command in (["inspect-poses", str(root)], ["rays", str(root), "--view", "0"]):
         result = runner.invoke(app, [*command, "--factor", "64"])
-        assert result.exit_code == 1
+        assert result.exit_code == 2  # a usage error (issue 19), naming the flag
         line = assert_one_clean_line(result, "poses_bounds.npy")
-        assert "factor 64 shrinks" in line
+        assert "--factor 64: shrinks the 32 x 24 (W x H) images" in line
 
 
 @pytest.mark.parametrize(

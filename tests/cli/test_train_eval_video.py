@@ -205,22 +205,24 @@ def test_resume_without_checkpoint(scene: Path, tmp_path: Path):
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "args, message, code",
     [
-        (["--model", "nope"], "unknown model 'nope'"),
-        (["--set", "train.bogus=1"], "unknown key 'bogus'"),
-        (["--set", "train.lr"], "section.key=value"),
-        (["--config", "no-such-preset"], "unknown config"),
+        # a value no model has is a usage error naming the flag (issue 19: exit 2)
+        (["--model", "nope"], "'nope' is not one of nerf, tensorf", 2),
+        (["--set", "train.bogus=1"], "unknown key 'bogus'", 1),
+        (["--set", "train.lr"], "section.key=value", 1),
+        (["--config", "no-such-preset"], "unknown config", 1),
         (
             ["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "tpu"],
             "--device",
+            1 if not torch.cuda.is_available() else 2,
         ),
     ],
 )
-def test_bad_train_options_are_one_line_errors(scene, tmp_path, args, message):
+def test_bad_train_options_are_one_line_errors(scene, tmp_path, args, message, code):
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", str(scene), "--out", str(out), *args])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == code, result.output
     assert message in result.output
     assert "Traceback" not in result.output
     assert not out.exists()
@@ -270,7 +272,7 @@ def test_render_video_refuses_to_overwrite(scene: Path, tmp_path: Path):
     assert result.exit_code == 1 and "--force" in result.output
     assert video.read_bytes() == b"old"
     bad = runner.invoke(app, ["render-video", str(out), "--out", str(tmp_path / "v.avi")])
-    assert bad.exit_code == 1 and ".mp4 or .gif" in bad.output
+    assert bad.exit_code == 2 and ".mp4 or .gif" in bad.output  # a usage error (issue 19)
     circle = runner.invoke(app, ["render-video", str(out), "--circle"])
     assert circle.exit_code == 1 and "--spherify" in circle.output
 

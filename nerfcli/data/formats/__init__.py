@@ -70,6 +70,12 @@ def format_module(name: str):
     return importlib.import_module(FORMATS[name][0])
 
 
+def reads_option(name: str, key: str) -> bool:
+    """Whether format `name` reads the format-specific DataConfig key `key` (its OPTIONS):
+    what the commands ask before warning that an option is ignored on a capture."""
+    return key in format_module(name).OPTIONS
+
+
 def plan_frame(path: str | Path, cfg: DataConfig | None = None) -> FramePlan:
     """The frame plan of a capture under `cfg` (its format's rules; nerfcli.data.plan)."""
     cfg = cfg or DataConfig()

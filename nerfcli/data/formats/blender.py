@@ -132,6 +132,7 @@ def render_path() -> np.ndarray:
 
 PRESET = "blender"
 REPORT = "scene"  # inspect-poses: the loaded scene's report (data/inspect/scene.py)
+OPTIONS = frozenset({"half_res", "testskip"})  # the DataConfig keys only this format reads
 
 
 def every_view_data(cfg: DataConfig, testskip: int | None) -> DataConfig:

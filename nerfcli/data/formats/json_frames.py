@@ -114,16 +114,28 @@ def parse_pose(value, where: str) -> np.ndarray:
         if np.abs(m[3] - [0.0, 0.0, 0.0, 1.0]).max() > 1e-6:
             raise DataError(f"{where}: transform_matrix bottom row is {m[3].tolist()}; {fix}")
         rot = m[:3, :3]
-        err = float(np.abs(rot.T @ rot - np.eye(3)).max())
-        det = float(np.linalg.det(rot)) if np.isfinite(err) else math.nan
+        det = float(np.linalg.det(rot))
+        scale = float(np.cbrt(det)) if det > 0 else 1.0  # a similarity: s R (nerfstudio, ngp)
+        err = float(np.abs((rot / scale).T @ (rot / scale) - np.eye(3)).max())
+    if not math.isfinite(err) or abs(det) < 1e-9:
+        raise DataError(f"{where}: transform_matrix rotation is degenerate (determinant 0); {fix}")
     if not err <= ORTHONORMAL_TOL:
         raise DataError(
-            f"{where}: transform_matrix rotation is not orthonormal (max |R^T R - I| = "
-            f"{err:.3g} > {ORTHONORMAL_TOL}); write unscaled camera-to-world rotations"
+            f"{where}: transform_matrix rotation is not orthonormal, nor a rotation times one "
+            f"scale (max |R^T R / s^2 - I| = {err:.3g} > {ORTHONORMAL_TOL}): a shear or "
+            "uneven scale; write camera-to-world rotations"
         )
     if not det > 0:
         raise DataError(f"{where}: transform_matrix rotation is a mirror (determinant -1); {fix}")
+    m[:3, :3] = rot / scale  # the camera's axes; the position t stays as written
     return m
+
+
+def rotation_scale(value) -> float:
+    """The uniform scale s of a transform_matrix whose rotation is s R (1 for a rotation);
+    parse_pose has checked the matrix."""
+    rot = np.array(value, dtype=np.float64)[:3, :3]
+    return float(np.cbrt(np.linalg.det(rot)))
 
 
 def image_key(file_path, where: str) -> str:

@@ -30,7 +30,7 @@ from nerfcli.data.formats.poses_bounds import PosesBounds, read_poses_bounds
 from nerfcli.data.images import cache_resized, image_size, list_images, read_image, resize_area
 from nerfcli.data.plan import SCENE_KINDS, FramePlan
 from nerfcli.data.scene import Scene
-from nerfcli.errors import DataError
+from nerfcli.errors import DataError, UsageError
 
 __all__ = ["detect", "load", "load_scene", "plan_frame", "scene_from_poses_bounds"]
 
@@ -204,9 +204,9 @@ def scene_from_poses_bounds(
     files: list[Path] = []
     height, width = expected_size(pb, factor)
     if height < 1 or width < 1:
-        raise DataError(
-            f"{pb.path}: factor {factor} shrinks the {pb.height} x {pb.width} images to nothing; "
-            "use a smaller --factor"
+        raise UsageError(
+            f"--factor {factor}: shrinks the {pb.width} x {pb.height} (W x H) images of "
+            f"{pb.path} to nothing; use a smaller --factor"
         )
     if load_imgs:
         images, files = load_images(root, pb, factor)
@@ -405,6 +405,7 @@ PRESET = "llff"
 # inspect-poses: the poses_bounds.npy report (data/inspect/llff.py), which checks every row,
 # even those the loader refuses
 REPORT = "poses"
+OPTIONS = frozenset({"bd_factor", "recenter", "spherify", "llffhold", "llff_camera"})
 # the frame of a checkpoint record written before the frame plan, by its render path
 FRAME_OF_RENDER_PATH = {"spiral": "reference", "circle": "spherified", "orbit": "walk-around"}
 

@@ -56,6 +56,7 @@ from nerfcli.data.formats.json_frames import (
     parse_pose,
     read_json,
     resolve_background,
+    rotation_scale,
     shown,
     views_text,
     whole_pixels,
@@ -65,7 +66,7 @@ from nerfcli.data.images import image_size
 from nerfcli.data.orbit import normalisation, orbit_path
 from nerfcli.data.plan import Choice, FramePlan, factor_choice, given_kind
 from nerfcli.data.scene import Scene
-from nerfcli.errors import DataError
+from nerfcli.errors import DataError, UsageError
 
 NEAR = 0.05
 SPLITS = ("train", "val", "test")
@@ -108,6 +109,15 @@ class Frame:
     image: Path | None  # the full-resolution image, None when absent
     c2w: np.ndarray  # [4, 4] float64, the file's frame
     lens: dict  # top-level intrinsic keys with this frame's overrides
+
+
+def _rotation_scales(meta: dict) -> list[float] | None:
+    """[min, max] of the uniform scales s in the frames' s R rotations (nerfstudio and
+    instant-ngp accept them; the loader keeps R), None when every rotation is unscaled."""
+    scales = [rotation_scale(f["transform_matrix"]) for f in meta["frames"]]
+    if max(abs(s - 1.0) for s in scales) <= 1e-6:
+        return None
+    return [min(scales), max(scales)]
 
 
 def _read_frames(json_path: Path, root: Path, meta: dict) -> list[Frame]:
@@ -339,6 +349,7 @@ def stored_size(path: Path) -> tuple[int, int]:
 
 PRESET = "transforms"
 REPORT = "scene"  # inspect-poses: the loaded scene's report (data/inspect/scene.py)
+OPTIONS = frozenset({"skip_missing"})  # the DataConfig keys only this format reads
 
 
 def plan_frame(path: Path, data: DataConfig) -> FramePlan:
@@ -384,8 +395,9 @@ def load(
     lens_of = {f.key: _lens(json_path, f, stored) for f in frames}
     sources = _sources(root, frames, cfg.factor, stored)
     if min(sources.target) < 1:
-        raise DataError(
-            f"{json_path}: factor {cfg.factor} shrinks {stored[1]}x{stored[0]} to nothing"
+        raise UsageError(
+            f"--factor {cfg.factor}: shrinks the {stored[1]} x {stored[0]} (W x H) images of "
+            f"{json_path} to nothing; use a smaller --factor"
         )
     skipped = _drop_missing(json_path, frames, sources, cfg.skip_missing)
     lenses = [lens_of[f.key] for f in frames]
@@ -436,5 +448,6 @@ def load(
             "image_folder": sources.folder,
             "splits_from": split_source,
             "skipped_frames": skipped,
+            "rotation_scale": _rotation_scales(meta),
         },
     )

@@ -49,7 +49,7 @@ from nerfcli.data.formats.poses_bounds import PosesBounds, find_pose_problems, r
 from nerfcli.data.inspect.report import Check, ImageFolder, Report
 from nerfcli.data.plan import auto_factor
 from nerfcli.data.pose_checks import check_rows
-from nerfcli.errors import DataError
+from nerfcli.errors import DataError, UsageError
 
 ASPECT_TOL = 0.02  # the loader's tolerance between image and pose aspect ratios
 POSE_CHECKS = ("finite", "rotation", "intrinsics", "bounds")
@@ -197,9 +197,9 @@ def _camera_fields(path: Path, arr: np.ndarray, factor: int, valid: bool) -> dic
     factor = factor or auto_factor(max(height, width))
     factor_height, factor_width = int(round(height / factor)), int(round(width / factor))
     if factor_height < 1 or factor_width < 1:
-        raise DataError(
-            f"{path}: factor {factor} shrinks the {height} x {width} images to nothing; "
-            "use a smaller --factor"
+        raise UsageError(
+            f"--factor {factor}: shrinks the {width} x {height} (W x H) images of {path} to "
+            "nothing; use a smaller --factor"
         )
     return fields | {
         "stored_height": height,

@@ -202,6 +202,8 @@ def _images_check(scene: Scene, stored: tuple[int, int]) -> Check:
             return Check(
                 "images",
                 False,
-                f"{path}: image is {size[1]}x{size[0]}, the file says {stored[1]}x{stored[0]}",
+                f"{path}: image is {size[0]} x {size[1]} (H x W), the file says "
+                f"{stored[0]} x {stored[1]}",
             )
-    return Check("images", True, f"{len(scene.image_files)} images of {stored[1]} x {stored[0]}")
+    count = len(scene.image_files)  # H x W, as the table's image size row
+    return Check("images", True, f"{count} images of {stored[0]} x {stored[1]} (H x W)")

@@ -42,7 +42,9 @@ class DataConfig:
     testskip: int = 8  # Blender: keep every testskip-th val/test view (0 or 1: all of them)
     skip_missing: bool = False  # transforms.json: drop frames whose image is missing (warned)
     llff_camera: bool = False  # LLFF: poses_bounds.npy's one camera even when sparse/0 has more
-    render_frames: int = 120  # frames of the default render path
+    # frames of the default render path; 0: the format's own (its RENDER_FRAMES: Blender 40,
+    # as nerf-pytorch; LLFF and transforms.json 120)
+    render_frames: int = 0
 
 
 @dataclass(frozen=True)
@@ -392,7 +394,10 @@ def validate(cfg: Config) -> None:
     positive(cfg.train.lr_decay_steps, "train.lr_decay_steps")
     positive(cfg.train.lr_decay_rate, "train.lr_decay_rate")
     positive(cfg.train.log_every, "train.log_every")
-    positive(cfg.data.render_frames, "data.render_frames")
+    if cfg.data.render_frames < 0:
+        raise ConfigError(
+            f"data.render_frames must be >= 1, or 0 for the format's own, got {cfg.data.render_frames}"
+        )
     nerf = cfg.model.nerf
     for name, low, high in (
         ("netdepth", 1, 1024),

@@ -71,7 +71,12 @@ def inspect_poses(
         "forward-facing captures forward, surround ones unbounded, in the walk-around frame).",
     ),
     frames: int = typer.Option(
-        DATA_DEFAULTS.render_frames, "--frames", min=1, help="Frames of the default render path."
+        None,
+        "--frames",
+        min=1,
+        help="Frames of the default render path (default: the format's own, as render-video "
+        "renders it: Blender 40, others 120).",
+        show_default=False,
     ),
     llffhold: int = typer.Option(
         DATA_DEFAULTS.llffhold, "--llffhold", min=0, help="Every N-th view is a test view; 0: none."
@@ -129,7 +134,7 @@ def inspect_poses(
             bd_factor=DATA_DEFAULTS.bd_factor,
             spherify=spherify,
             llffhold=llffhold,
-            render_frames=frames,
+            render_frames=frames or format_module(fmt).RENDER_FRAMES,
             scene_type=scene_type or "auto",
         )
         printer = _print_report
@@ -137,7 +142,12 @@ def inspect_poses(
         from nerfcli.data.inspect.scene import inspect_scene
         from nerfcli.models.resolve import resolve_config
 
-        flags = {"format": fmt, "factor": factor, "half_res": half_res, "render_frames": frames}
+        flags = {
+            "format": fmt,
+            "factor": factor,
+            "half_res": half_res,
+            "render_frames": frames or 0,
+        }
         flags["scene_type"] = scene_type
         flags["skip_missing"] = skip_missing or None
         report = inspect_scene(path, resolve_config(path, data=flags).data)

@@ -51,7 +51,9 @@ def render_video(
         None,
         "--frames",
         min=1,
-        help="Frames of a generated path (default 120; a --path file has its own).",
+        help="Frames of the path (default: the scene's own path as stored, as inspect-poses "
+        "--path-out writes it: Blender 40, others 120; 120 for another generated path; a --path "
+        "file has its own).",
         show_default=False,
     ),
     fps: int = typer.Option(
@@ -87,7 +89,6 @@ def render_video(
     if sum([spiral, circle, orbit, path is not None]) > 1:
         raise ConfigError("choose one of --spiral, --circle, --orbit and --path")
     frames_asked = frames
-    frames = DEFAULT_FRAMES if frames is None else frames
     kind = "spiral" if spiral else "circle" if circle else "orbit" if orbit else "default"
     if path == "interpolate":
         kind, path = "interpolate", None
@@ -98,6 +99,8 @@ def render_video(
     json_out = json_out and ranks.is_main
     ckpt = load_checkpoint(checkpoint, map_location="cpu")
     meta = ckpt.scene
+    if frames is None:  # the scene's own path as stored (inspect-poses --path-out, nerf view)
+        frames = len(meta.render_poses) if kind == "default" else DEFAULT_FRAMES
     if out is not None and out.suffix.lower() not in (".mp4", ".gif"):
         raise UsageError(f"--out {out}: a video must end in .mp4 or .gif")
     mp4 = out is None or out.suffix.lower() == ".mp4"

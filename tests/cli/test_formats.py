@@ -160,3 +160,27 @@ def test_fox_numbers():
     assert (doc["stored_height"], doc["stored_width"]) == (1920, 1080)  # portrait phone photos
     assert doc["stored_focal_x"] == pytest.approx(1375.52, abs=0.01)
     assert doc["capture"] == "surround" and doc["distorted_views"] == 67
+
+
+def test_blender_frames_agree_between_inspect_poses_and_render_video(blender_scene, tmp_path):
+    """inspect-poses --path-out writes the path render-video renders, with or without --frames:
+    Blender's own path is nerf-pytorch's 40 poses, and --frames N gives N on the same circle
+    (inspect-poses used to write 40 whatever --frames said, while render-video rendered 120)."""
+    out = tmp_path / "run"
+    result = run(
+        "train", str(blender_scene), *TINY_TENSORF, "--iters", "2", "--out", str(out), "-q"
+    )
+    assert result.exit_code == 0, result.output
+    for frames in ([], ["--frames", "7"]):
+        written, rendered = (
+            tmp_path / f"inspect{len(frames)}.npy",
+            tmp_path / f"video{len(frames)}.npy",
+        )
+        result = run("inspect-poses", str(blender_scene), *frames, "--path-out", str(written))
+        assert result.exit_code == 0, result.output
+        result = run("render-video", str(out), *frames, "--poses-out", str(rendered),
+                     "--out", str(tmp_path / f"v{len(frames)}.gif"), "-q")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        path, video = np.load(written), np.load(rendered)
+        assert path.shape == video.shape == ((7 if frames else 40), 3, 4)
+        assert np.allclose(path, video, atol=1e-6)

@@ -18,7 +18,7 @@ The reference's numbers, kept here:
   composites on black; RGB images without alpha are used as they are;
 - near 2, far 6, no NDC; TensoRF's Blender box [-1.5, 1.5]^3; the render path is the 40 poses
   pose_spherical(theta, -30, 4), theta in linspace(-180, 180, 41)[:-1] (data.render_frames
-  does not apply: the reference path is fixed).
+  N > 0: N poses on the same circle).
 
 Beyond the reference: a missing val or test file gives an empty split; failures are one-line
 DataErrors; images are read in a thread pool; load_images=False reads one PNG header only.
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from nerfcli.config import DataConfig
-from nerfcli.data.cameras import intrinsics, pose_spherical
+from nerfcli.data.cameras import intrinsics, spherical_path
 from nerfcli.data.formats.json_frames import (
     as_float32,
     check_json_kind,
@@ -124,14 +124,9 @@ def _read_split(root: Path, name: str, skip: int, seen: dict[str, str]) -> Split
     return SplitFile(name, path, angle, images, c2w)
 
 
-def render_path() -> np.ndarray:
-    """nerf-pytorch's Blender render path: 40 poses [40, 3, 4] around the origin."""
-    thetas = np.linspace(-180.0, 180.0, 41)[:-1]
-    return np.stack([pose_spherical(t, -30.0, 4.0)[:3, :4] for t in thetas], 0)
-
-
 PRESET = "blender"
 REPORT = "scene"  # inspect-poses: the loaded scene's report (data/inspect/scene.py)
+RENDER_FRAMES = 40  # nerf-pytorch's render path (data.render_frames 0)
 OPTIONS = frozenset({"half_res", "testskip"})  # the DataConfig keys only this format reads
 
 
@@ -241,7 +236,7 @@ def load(
         far=FAR,
         bounds=np.tile(np.array([[NEAR, FAR]], dtype=np.float32), (n, 1)),
         splits=index,
-        render_poses=render_path().astype(np.float32),
+        render_poses=spherical_path(cfg.render_frames or RENDER_FRAMES).astype(np.float32),
         render_path="spherical",
         kind=plan.kind,
         ndc=False,

@@ -405,6 +405,7 @@ PRESET = "llff"
 # inspect-poses: the poses_bounds.npy report (data/inspect/llff.py), which checks every row,
 # even those the loader refuses
 REPORT = "poses"
+RENDER_FRAMES = 120  # the default render path's frames (data.render_frames 0)
 OPTIONS = frozenset({"bd_factor", "recenter", "spherify", "llffhold", "llff_camera"})
 # the frame of a checkpoint record written before the frame plan, by its render path
 FRAME_OF_RENDER_PATH = {"spiral": "reference", "circle": "spherified", "orbit": "walk-around"}
@@ -429,7 +430,7 @@ def load(
         recenter=cfg.recenter,
         spherify=plan.frame == "spherified",
         llffhold=cfg.llffhold,
-        render_frames=cfg.render_frames,
+        render_frames=cfg.render_frames or RENDER_FRAMES,
         load_imgs=load_images,
         ndc=plan.ndc,
         scene_type=plan.kind,

@@ -349,6 +349,7 @@ def stored_size(path: Path) -> tuple[int, int]:
 
 PRESET = "transforms"
 REPORT = "scene"  # inspect-poses: the loaded scene's report (data/inspect/scene.py)
+RENDER_FRAMES = 120  # the default render path's frames (data.render_frames 0)
 OPTIONS = frozenset({"skip_missing"})  # the DataConfig keys only this format reads
 
 
@@ -422,7 +423,9 @@ def load(
         far=far,
         bounds=np.tile(np.array([[NEAR, far]], dtype=np.float32), (len(frames), 1)),
         splits=splits,
-        render_poses=orbit_path(c2w, np.zeros(3), cfg.render_frames).astype(np.float32),
+        render_poses=orbit_path(c2w, np.zeros(3), cfg.render_frames or RENDER_FRAMES).astype(
+            np.float32
+        ),
         render_path="orbit",
         kind=plan.kind,
         ndc=False,

@@ -11,7 +11,7 @@ back], as nerfstudio's; fov is the vertical field of view in degrees):
      "seconds": 4.0, "is_cycle": false, "smoothness_value": 0.5, "default_fov": 50,
      "keyframes": [{"matrix": [16], "fov": 50, "aspect": 1.5, "time": 0.0}, ...],
      "camera_path": [{"camera_to_world": [16], "fov": 50, "aspect": 1.5}, ...],
-     "nerfcli_frame": {"space": "training", "capture": "fern", "format": "llff",
+     "nerfcli_frame": {"space": "training", "capture": "fern", "format": ...,
                        "kind": "forward", "world_from_file": [[4] x 4], "checkpoint": "..."}}
 
 `nerfcli_frame` names the training frame of the capture the path was made in: the same capture
@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from nerfcli.data.cameras import Camera
+from nerfcli.data.formats import format_module
 from nerfcli.data.scene import Scene
 from nerfcli.errors import DataError
 from nerfcli.evaluation.video import load_path_file
@@ -287,7 +288,7 @@ def _read_nerfstudio(doc: dict, scene: Scene, path: Path) -> CameraPath:
 def _read_transforms(doc: dict, scene: Scene, path: Path) -> CameraPath:
     """A transforms.json's frames in order, moved into the training frame by the checkpoint's
     world_from_file (which maps that file's world to the training frame)."""
-    if scene.format not in ("transforms", "blender"):
+    if not format_module(scene.format).TRANSFORMS_WORLD:
         raise DataError(
             f"{path}: a transforms.json path is in a transforms.json capture's world, but this "
             f"checkpoint was trained on an {scene.format} capture (another frame); use a "

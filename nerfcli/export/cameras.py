@@ -85,10 +85,11 @@ def sparse_points(scene: Scene, transform: np.ndarray) -> tuple[np.ndarray, np.n
     """COLMAP's sparse points [M, 3] (output frame) and colours [M, 3] uint8, where the capture
     has a model whose world is the capture's (LLFF: poses_bounds.npy comes from it); None
     where it has none."""
+    from nerfcli.data.formats import format_module
     from nerfcli.data.formats.colmap_io import read_model
 
     model_dir = Path(scene.root) / "sparse" / "0"
-    if scene.format != "llff" or not model_dir.is_dir():
+    if not format_module(scene.format).COLMAP_IS_CAPTURE_WORLD or not model_dir.is_dir():
         return None
     model = read_model(model_dir)
     if model.points.num_points == 0:

@@ -126,25 +126,18 @@ def _image_paths(ckpt: Checkpoint) -> tuple[list[str], list[float]]:
     the view's split folder; otherwise anywhere below), else given as scene folder / name;
     with each, the photo's size over the size trained on (LLFF photos in images/ resized by
     the factor on loading: the factor; else 1)."""
+    from nerfcli.data.formats import format_module
     from nerfcli.export.cameras import view_splits
 
     scene = ckpt.scene
     root = Path(scene.root)
     splits = view_splits(scene)
     out, sizes = [], []
+    fmt = format_module(scene.format)
     for view, name in enumerate(scene.image_files):
-        if scene.format == "llff":
-            folders = [root / f"images_{scene.factor}", root / "images"]
-        elif scene.format == "blender":
-            folders = [root / splits[view]]
-        else:
-            folders = [root]
-        found = [folder / name for folder in folders if (folder / name).is_file()]
-        if not found and root.is_dir() and scene.format not in ("llff", "blender"):
-            found = sorted(root.rglob(name))[:1]
-        path = found[0] if found else root / name
+        path = fmt.find_photo(root, name, scene.factor, splits[view]) or root / name
         out.append(str(path))
-        resized = scene.format == "llff" and path.parent.name == "images" and scene.factor > 1
+        resized = path.parent.name == fmt.PHOTOS_RESIZED_FROM and scene.factor > 1
         sizes.append(float(scene.factor) if resized else 1.0)
     return out, sizes
 

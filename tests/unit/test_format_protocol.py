@@ -18,6 +18,7 @@ ALLOWED = {
     "config.py": "data.format's choice list, and the upgrade of pre-scene-type checkpoints",
     "data/scene.py": "the comment naming Scene.format's values",
     "data/sfm/pipeline.py": "the `transforms` key of nerf sfm's --json (a file, not a format test)",
+    "cli/common.py": "the CLI's choice list of --format (kept literal: no import at start-up)",
 }
 
 
@@ -31,6 +32,12 @@ def test_every_format_provides_the_protocol(name):
     for frame in getattr(module, "FRAME_OF_RENDER_PATH", {}).values():
         assert frame in FRAMES
     assert every_view_data(name, DataConfig()).format == name
+    assert callable(module.find_photo) and module.RENDER_FRAMES >= 1
+    assert isinstance(module.OPTIONS, frozenset) and module.OPTIONS <= set(
+        DataConfig.__annotations__
+    )
+    assert isinstance(module.TRANSFORMS_WORLD, bool)
+    assert isinstance(module.COLMAP_IS_CAPTURE_WORLD, bool)
 
 
 def test_old_records_frames_and_every_view():

@@ -127,6 +127,17 @@ def _read_split(root: Path, name: str, skip: int, seen: dict[str, str]) -> Split
 PRESET = "blender"
 REPORT = "scene"  # inspect-poses: the loaded scene's report (data/inspect/scene.py)
 RENDER_FRAMES = 40  # nerf-pytorch's render path (data.render_frames 0)
+PHOTOS_RESIZED_FROM = None  # photos are never resized from another folder
+COLMAP_IS_CAPTURE_WORLD = False
+TRANSFORMS_WORLD = True  # transforms_*.json frames are in this capture's world
+
+
+def find_photo(root: Path, name: str, factor: int, split: str) -> Path | None:
+    """A view's photo, in its split's folder."""
+    path = root / split / name
+    return path if path.is_file() else None
+
+
 OPTIONS = frozenset({"half_res", "testskip"})  # the DataConfig keys only this format reads
 
 

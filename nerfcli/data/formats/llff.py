@@ -406,6 +406,17 @@ PRESET = "llff"
 # even those the loader refuses
 REPORT = "poses"
 RENDER_FRAMES = 120  # the default render path's frames (data.render_frames 0)
+PHOTOS_RESIZED_FROM = "images"  # photos in images/ are resized by the factor on loading
+COLMAP_IS_CAPTURE_WORLD = True  # sparse/0 is the world poses_bounds.npy came from
+TRANSFORMS_WORLD = False  # a transforms.json's frames are not in this capture's world
+
+
+def find_photo(root: Path, name: str, factor: int, split: str) -> Path | None:
+    """A view's photo: images_<factor>/ first, then images/ (resized by the factor on loading)."""
+    found = [p for p in (root / f"images_{factor}" / name, root / "images" / name) if p.is_file()]
+    return found[0] if found else None
+
+
 OPTIONS = frozenset({"bd_factor", "recenter", "spherify", "llffhold", "llff_camera"})
 # the frame of a checkpoint record written before the frame plan, by its render path
 FRAME_OF_RENDER_PATH = {"spiral": "reference", "circle": "spherified", "orbit": "walk-around"}

@@ -350,6 +350,18 @@ def stored_size(path: Path) -> tuple[int, int]:
 PRESET = "transforms"
 REPORT = "scene"  # inspect-poses: the loaded scene's report (data/inspect/scene.py)
 RENDER_FRAMES = 120  # the default render path's frames (data.render_frames 0)
+PHOTOS_RESIZED_FROM = None
+COLMAP_IS_CAPTURE_WORLD = False
+TRANSFORMS_WORLD = True  # its own frames are in this capture's world
+
+
+def find_photo(root: Path, name: str, factor: int, split: str) -> Path | None:
+    """A view's photo: the scene folder, else the first match anywhere below it."""
+    if (root / name).is_file():
+        return root / name
+    return next(iter(sorted(root.rglob(name))), None) if root.is_dir() else None
+
+
 OPTIONS = frozenset({"skip_missing"})  # the DataConfig keys only this format reads
 
 

@@ -65,9 +65,8 @@ def train(
         "--max-minutes",
         callback=positive,
         metavar="M",
-        help="Train for this many minutes: the learning-rate decay and the coarse-to-fine "
-        "grid steps follow the clock, so the run ends fully decayed on any machine "
-        "(--set train.schedule=steps: the step schedule, cut at M minutes).",
+        help="Train for M minutes; the decay and grid steps follow the clock, so the run "
+        "ends fully decayed (train.schedule=steps: cut at M).",
     ),
     device: str = typer.Option(
         "auto",
@@ -87,8 +86,8 @@ def train(
         [],
         "--set",
         metavar="KEY=VALUE",
-        help="Override a config key, e.g. --set model.tensorf.lr_grid=0.01 (repeatable; a "
-        "key the chosen model does not read is refused, naming the one it reads).",
+        help="Override a config key, e.g. model.tensorf.lr_grid=0.01 (repeatable); a key "
+        "the model does not read is refused.",
     ),
     factor: int = typer.Option(
         None,
@@ -132,8 +131,8 @@ def train(
         1,
         "--nproc",
         min=1,
-        help="Processes on this machine (one per GPU; on the CPU they share the cores), "
-        "through torchrun --standalone; train.batch_rays stays the global batch.",
+        help="Processes (one per GPU) through torchrun --standalone; train.batch_rays "
+        "stays the global batch.",
     ),
     skip_missing: bool = typer.Option(
         False,

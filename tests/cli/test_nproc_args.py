@@ -17,6 +17,12 @@ runner = CliRunner()
 HINTS = typing.get_type_hints(train)  # the Typer signature: each parameter's Python type
 
 
+# a valid value other than the default, for the options that pick one of a few things
+CHOICES = {"model": "nerf", "data_format": "blender", "scene_type": "object", "device": "cpu"}
+# --view watches one process: train refuses it with --nproc (tested below), so it is not forwarded
+NOT_WITH_NPROC = {"view"}
+
+
 def _train():
     return typer.main.get_command(app).commands["train"]
 
@@ -32,6 +38,8 @@ def _non_default(param) -> list[str]:
         return [option] if not param.default else [max(param.secondary_opts, key=len)]
     if param.multiple:
         return [option, "train.iters=7", option, "model.tensorf.lr_grid=0.5"]
+    if param.name in CHOICES:  # options whose value is checked against a list (exit 2)
+        return [option, CHOICES[param.name]]
     hint = HINTS[param.name]
     if hint is int:
         return [option, "3"]
@@ -55,7 +63,7 @@ def test_nproc_forwards_every_option_train_has(monkeypatch, with_out):
     monkeypatch.setattr("nerfcli.training.distributed.launch", launch)
     given: list[str] = []
     for param in _train().params:
-        if param.name == "nproc" or (param.name == "out" and not with_out):
+        if param.name in {"nproc", *NOT_WITH_NPROC} or (param.name == "out" and not with_out):
             continue
         given += _non_default(param)
     result = runner.invoke(app, ["train", *given, "--nproc", "2"])
@@ -66,8 +74,13 @@ def test_nproc_forwards_every_option_train_has(monkeypatch, with_out):
     assert _parsed(args[1:]) == expected
     names = (
         {p.name for p in _train().params}
-        - {"nproc", "scene"}
+        - {"nproc", "scene", *NOT_WITH_NPROC}
         - ({"out"} if not with_out else set())
     )
     differ = {n for n in names if expected[n] == _parsed([given[0]])[n]}
     assert differ == set(), f"not exercised with a non-default value: {differ}"
+
+
+def test_view_is_refused_with_nproc(tmp_path):
+    result = runner.invoke(app, ["train", str(tmp_path), "--view", "--nproc", "2"])
+    assert result.exit_code == 1 and "--view watches one process" in result.output

@@ -75,7 +75,9 @@ def test_scene_type_flag_overrides_the_choice(tmp_path: Path):
     assert summary["choices"]["scene_type"]["auto"] is False
     assert load_checkpoint(tmp_path / "forced" / "ckpt.pt").scene.kind == "unbounded"
     result = train(facing, tmp_path / "bad", "--scene-type", "sideways")
-    assert result.exit_code == 1 and "data.scene_type must be one of" in result.stderr
+    # a bad option value is a usage error naming the flag, not the internal key (issue 19)
+    assert result.exit_code == 2 and "--scene-type" in result.output
+    assert "data.scene_type" not in result.output and not (tmp_path / "bad").exists()
 
 
 def test_per_view_cameras_are_said_and_llff_camera_is_recorded(tmp_path: Path):

@@ -465,9 +465,13 @@ def check_value_ranges(cfg: Config) -> None:
         check(getattr(tensorf, name), f"model.tensorf.{name}", 0)
     for name in ("distance_scale", "init_scale", "step_ratio", "lr_grid", "lr_network"):
         check(getattr(tensorf, name), f"model.tensorf.{name}", 0, strict=True)
-    for name in ("tv_weight_density", "tv_weight_app", "l1_weight", "weight_threshold"):
+    for name in ("tv_weight_density", "tv_weight_app", "l1_weight"):
         check(getattr(tensorf, name), f"model.tensorf.{name}", 0)
+    # any finite threshold: a negative one colours every sample (the reference tests' setting)
+    check(tensorf.weight_threshold, "model.tensorf.weight_threshold", -math.inf, strict=True)
     check(tensorf.alpha_mask_threshold, "model.tensorf.alpha_mask_threshold", 0)
+    check(tensorf.estimator_every, "model.tensorf.estimator_every", 0)
+    check(tensorf.estimator_decay, "model.tensorf.estimator_decay", 0)
     check(tensorf.density_shift, "model.tensorf.density_shift", -math.inf, strict=True)
     for name in ("lr", "lr_decay_rate", "lr_decay_steps"):
         check(getattr(cfg.train, name), f"train.{name}", 0, strict=True)

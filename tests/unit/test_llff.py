@@ -241,14 +241,26 @@ def test_spherify_overflowing_float32_is_a_data_error(tmp_path):
     ~1e38 gave float64 bounds that became inf when stored as float32."""
     row = np.array(
         [0.0, 0.970142500, 0.242535625, 1e-30, 1.0, -1.0, 0.0, 0.0, 0.0, 32.0]
-        + [-0.0, -0.242535625, 0.970142500, 4e-30, 1e-300, 1e-8, 1e-8 * (1 + 1e-9)]
-    )
+        + [-0.0, -0.242535625, 0.970142500, 4e-30, 1.0, 1e-8, 1e-8 * (1 + 1e-9)]
+    )  # (focal 1: a focal of 1e-300, as found, is now refused first: 0 in float32)
     path = save(tmp_path / "poses_bounds.npy", row[None])
     with pytest.raises(DataError, match="cannot bring the poses into the training frame"):
         load_scene(path, factor=1, spherify=True, load_imgs=False)
 
 
 # ----------------------------------------------------------------------------- parsing
+
+
+def test_a_focal_that_is_zero_in_float32_is_a_data_error(tmp_path):
+    """Found by the fuzz suite: focal 1e-300 passed the float64 check, then became 0 in the
+    Scene's float32 intrinsics."""
+    row = np.array(
+        [0.0, 0.970142500, 0.242535625, 1e-30, 1.0, -1.0, 0.0, 0.0, 0.0, 32.0]
+        + [-0.0, -0.242535625, 0.970142500, 4e-30, 1e-300, 1.0, 4.0]
+    )
+    path = save(tmp_path / "poses_bounds.npy", row[None])
+    with pytest.raises(DataError, match="focal length 1e-300 must be a positive float32"):
+        load_scene(path, factor=1, load_imgs=False)
 
 
 def test_folder_or_file_both_parse(tiny_llff):

@@ -193,8 +193,12 @@ def _hwf_problem(poses: np.ndarray, finite_rows: np.ndarray) -> str | None:
                 f"stored image {name} {value:g} is not a whole number of pixels in "
                 f"1..{MAX_IMAGE_SIDE}; column 5 must hold height, width, focal"
             )
-    if not focal > 0:
-        return f"stored focal length {focal:g} must be positive; column 5 must hold h, w, focal"
+    # positive in float32 too: the Scene stores float32, where 1e-300 is 0
+    if not (focal > 0 and np.float32(focal) > 0 and np.isfinite(np.float32(focal))):
+        return (
+            f"stored focal length {focal:g} must be a positive float32 number; column 5 must "
+            "hold h, w, focal"
+        )
     hwf = poses[finite_rows, :, 4]  # [M, 3]
     same = (np.abs(hwf - hwf[0]) <= 1e-4 * np.abs(hwf[0])).all(axis=1)  # [M]
     if not same.all():

@@ -87,8 +87,10 @@ def track(items: Iterable, total: int, description: str, quiet: bool) -> Iterato
 
 
 def info(message: str, quiet: bool = False) -> None:
+    """One message on stderr, never hard-wrapped (a path in it stays whole when the output
+    is piped or logged; a terminal wraps it itself)."""
     if not quiet:
-        console.print(message)
+        console.print(message, soft_wrap=True)
 
 
 @contextmanager

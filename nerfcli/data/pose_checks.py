@@ -198,10 +198,9 @@ def sequence_report(names: list[str], directions: np.ndarray) -> SequenceReport:
     ]
     report.reason = (
         f"{len(order)} photos in name order, consecutive views {median_step:.1f} deg apart "
-        f"(median), at most {steps.max():.1f}; fails on a run of photos turned by over "
-        f"{max(threshold, MIN_DETOUR_DEG):.0f} deg against the photos around it (threshold "
-        f"{threshold:.1f} deg = {JUMP_FACTOR:g} x median, within {MIN_JUMP_DEG:g}-{MAX_JUMP_DEG:g}), "
-        f"or on consecutive photos over {max(threshold, REVERSAL_DEG):.0f} deg apart"
+        f"(median), at most {steps.max():.1f}; a step over {threshold:.1f} deg "
+        f"({JUMP_FACTOR:g} x median) is a gap; a run turned {max(threshold, MIN_DETOUR_DEG):.0f}+ "
+        f"deg away and back, or a step over {max(threshold, REVERSAL_DEG):.0f} deg, fails"
     )
     return report
 

@@ -192,7 +192,7 @@ def spherical_path(frames: int = 40, phi: float = -30.0, radius: float = 4.0) ->
     return np.stack([pose_spherical(t, phi, radius)[:3, :4] for t in thetas], 0)
 
 
-def _quaternion(rotation: np.ndarray) -> np.ndarray:
+def quaternion_from_rotation(rotation: np.ndarray) -> np.ndarray:
     """Unit quaternion (w, x, y, z) of a rotation [3, 3] (Shepperd's method)."""
     m = rotation
     trace = m[0, 0] + m[1, 1] + m[2, 2]
@@ -212,8 +212,9 @@ def _quaternion(rotation: np.ndarray) -> np.ndarray:
     return q / np.linalg.norm(q)
 
 
-def _rotation(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = q / np.linalg.norm(q)
+def rotation_from_quaternion(q: np.ndarray) -> np.ndarray:
+    """Rotation [3, 3] of a quaternion (w, x, y, z), normalised first."""
+    w, x, y, z = np.asarray(q, np.float64) / np.linalg.norm(q)
     return np.array(
         [
             [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
@@ -223,7 +224,8 @@ def _rotation(q: np.ndarray) -> np.ndarray:
     )
 
 
-def _slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
+def slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
+    """The unit quaternion a fraction t of the way from q0 to q1, the shorter way round."""
     dot = float(np.dot(q0, q1))
     if dot < 0:  # the shorter way round
         q1, dot = -q1, -dot
@@ -240,12 +242,12 @@ def interpolate_path(c2w: np.ndarray, frames: int) -> np.ndarray:
     c2w = np.asarray(c2w, dtype=np.float64)
     if len(c2w) == 1 or frames == 1:
         return np.repeat(c2w[:1, :3, :4], frames, 0)
-    quats = [_quaternion(pose[:3, :3]) for pose in c2w]
+    quats = [quaternion_from_rotation(pose[:3, :3]) for pose in c2w]
     out = []
     for u in np.linspace(0.0, len(c2w) - 1, frames):
         i = min(int(np.floor(u)), len(c2w) - 2)
         t = u - i
-        rotation = _rotation(_slerp(quats[i], quats[i + 1], t))
+        rotation = rotation_from_quaternion(slerp(quats[i], quats[i + 1], t))
         position = (1 - t) * c2w[i, :3, 3] + t * c2w[i + 1, :3, 3]
         out.append(np.concatenate([rotation, position[:, None]], 1))
     return np.stack(out, 0)

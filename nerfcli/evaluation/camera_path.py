@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nerfcli.data.cameras import Camera
+from nerfcli.data.cameras import Camera, quaternion_from_rotation, rotation_from_quaternion, slerp
 from nerfcli.data.formats import format_module
 from nerfcli.data.scene import Scene
 from nerfcli.errors import DataError
@@ -343,14 +343,16 @@ def interpolate_keyframes(
     samples = times[0] + np.arange(count) / fps
     samples = np.minimum(samples, times[-1])
     positions = np.stack([np.asarray(k.c2w, np.float64)[:3, 3] for k in keys])
-    quats = np.stack([quat_from_matrix(np.asarray(k.c2w, np.float64)[:3, :3]) for k in keys])
+    quats = np.stack(
+        [quaternion_from_rotation(np.asarray(k.c2w, np.float64)[:3, :3]) for k in keys]
+    )
     fovs = np.array([k.fov for k in keys], np.float64)
     poses, out_fov = [], []
     for t in samples:
         i = int(np.clip(np.searchsorted(times, t, side="right") - 1, 0, len(keys) - 2))
         u = (t - times[i]) / (times[i + 1] - times[i])
         p = _catmull_rom(positions, i, u, is_cycle)
-        rotation = matrix_from_quat(_slerp(quats[i], quats[i + 1], u))
+        rotation = rotation_from_quaternion(slerp(quats[i], quats[i + 1], u))
         poses.append(np.concatenate([rotation, p[:, None]], 1))
         out_fov.append((1 - u) * fovs[i] + u * fovs[i + 1])
     return np.stack(poses).astype(np.float32), np.asarray(out_fov)
@@ -372,49 +374,6 @@ def _catmull_rom(points: np.ndarray, i: int, u: float, cycle: bool) -> np.ndarra
         + (2 * p0 - 5 * p1 + 4 * p2 - p3) * u**2
         + (3 * p1 - p0 - 3 * p2 + p3) * u**3
     )
-
-
-def quat_from_matrix(rotation: np.ndarray) -> np.ndarray:
-    """Unit quaternion (w, x, y, z) of a rotation matrix [3, 3]."""
-    m = rotation
-    trace = m[0, 0] + m[1, 1] + m[2, 2]
-    if trace > 0:
-        s = 2.0 * math.sqrt(trace + 1.0)
-        q = [0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s]
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
-        q = [(m[2, 1] - m[1, 2]) / s, 0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s]
-    elif m[1, 1] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
-        q = [(m[0, 2] - m[2, 0]) / s, (m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s]
-    else:
-        s = 2.0 * math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
-        q = [(m[1, 0] - m[0, 1]) / s, (m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s]
-    q = np.asarray(q, np.float64)
-    return q / np.linalg.norm(q)
-
-
-def matrix_from_quat(q: np.ndarray) -> np.ndarray:
-    """Rotation matrix [3, 3] of a quaternion (w, x, y, z)."""
-    w, x, y, z = np.asarray(q, np.float64) / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
-def _slerp(q0: np.ndarray, q1: np.ndarray, u: float) -> np.ndarray:
-    dot = float(np.dot(q0, q1))
-    if dot < 0:
-        q1, dot = -q1, -dot
-    if dot > 0.9995:
-        q = q0 + u * (q1 - q0)
-        return q / np.linalg.norm(q)
-    angle = math.acos(min(dot, 1.0))
-    return (math.sin((1 - u) * angle) * q0 + math.sin(u * angle) * q1) / math.sin(angle)
 
 
 def default_path(scene: Scene) -> np.ndarray:

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nerfcli.data.cameras import Camera
+from nerfcli.data.cameras import Camera, quaternion_from_rotation, rotation_from_quaternion
 from nerfcli.data.scene import Scene
-from nerfcli.evaluation.camera_path import camera_from_fov, matrix_from_quat, quat_from_matrix
+from nerfcli.evaluation.camera_path import camera_from_fov
 
 OPENCV_FROM_OPENGL = np.diag([1.0, -1.0, -1.0])  # flips y and z, its own inverse
 
@@ -31,7 +31,7 @@ class ViewPose:
 
 
 def pose_from_browser(wxyz, position, fov: float, aspect: float) -> ViewPose:
-    rotation = matrix_from_quat(np.asarray(wxyz, np.float64)) @ OPENCV_FROM_OPENGL
+    rotation = rotation_from_quaternion(np.asarray(wxyz, np.float64)) @ OPENCV_FROM_OPENGL
     c2w = np.concatenate([rotation, np.asarray(position, np.float64).reshape(3, 1)], 1)
     return ViewPose(tuple(round(float(v), 9) for v in c2w.reshape(-1)), float(fov), float(aspect))
 
@@ -39,7 +39,7 @@ def pose_from_browser(wxyz, position, fov: float, aspect: float) -> ViewPose:
 def browser_from_pose(c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(wxyz [4], position [3]) of an OpenGL camera-to-world [3, 4], for the browser."""
     c2w = np.asarray(c2w, np.float64)
-    return quat_from_matrix(c2w[:3, :3] @ OPENCV_FROM_OPENGL), c2w[:3, 3].copy()
+    return quaternion_from_rotation(c2w[:3, :3] @ OPENCV_FROM_OPENGL), c2w[:3, 3].copy()
 
 
 def view_camera(scene: Scene, view: ViewPose, height: int) -> Camera:

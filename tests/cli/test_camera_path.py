@@ -16,15 +16,13 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
-from nerfcli.data.cameras import view_matrix
+from nerfcli.data.cameras import quaternion_from_rotation, rotation_from_quaternion, view_matrix
 from nerfcli.errors import DataError
 from nerfcli.evaluation.camera_path import (
     Keyframe,
     default_path,
     frame_record,
     interpolate_keyframes,
-    matrix_from_quat,
-    quat_from_matrix,
     read_path_file,
     scene_fov,
     to_training_frame,
@@ -115,7 +113,7 @@ def test_transforms_json_frames_in_order_move_into_the_training_frame(tmp_path: 
 
 
 def test_to_training_frame_is_a_similarity(tmp_path: Path):
-    rotation = matrix_from_quat(np.array([0.9, 0.1, -0.3, 0.2]))
+    rotation = rotation_from_quaternion(np.array([0.9, 0.1, -0.3, 0.2]))
     transform = np.eye(4)
     transform[:3, :3] = 2.5 * rotation
     transform[:3, 3] = [1.0, -2.0, 0.5]
@@ -130,8 +128,10 @@ def test_to_training_frame_is_a_similarity(tmp_path: Path):
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.floats(-1, 1), min_size=4, max_size=4).filter(lambda q: np.linalg.norm(q) > 0.1))
 def test_quaternion_round_trip(q):
-    rotation = matrix_from_quat(np.asarray(q))
-    np.testing.assert_allclose(matrix_from_quat(quat_from_matrix(rotation)), rotation, atol=1e-9)
+    rotation = rotation_from_quaternion(np.asarray(q))
+    np.testing.assert_allclose(
+        rotation_from_quaternion(quaternion_from_rotation(rotation)), rotation, atol=1e-9
+    )
 
 
 def test_interpolation_passes_through_keyframes_at_their_times():

@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 
 from nerfcli.data.cameras import (
     Camera,
-    _quaternion,
-    _rotation,
     interpolate_path,
     intrinsics,
     pose_spherical,
+    quaternion_from_rotation,
+    rotation_from_quaternion,
     spherical_path,
 )
 
@@ -42,19 +42,25 @@ def test_spherical_path_is_on_a_sphere_looking_at_the_origin():
 @given(st.lists(st.floats(-1, 1), min_size=4, max_size=4).filter(lambda q: np.linalg.norm(q) > 0.1))
 def test_quaternion_round_trip(q):
     q = np.asarray(q) / np.linalg.norm(q)
-    rotation = _rotation(q)
-    np.testing.assert_allclose(_rotation(_quaternion(rotation)), rotation, atol=1e-9)
+    rotation = rotation_from_quaternion(q)
+    np.testing.assert_allclose(
+        rotation_from_quaternion(quaternion_from_rotation(rotation)), rotation, atol=1e-9
+    )
 
 
 def test_interpolate_path_passes_through_the_cameras_in_order():
     a = np.concatenate([np.eye(3), [[0.0], [0.0], [0.0]]], 1)
-    turn = _rotation(np.array([np.cos(np.pi / 4), 0.0, np.sin(np.pi / 4), 0.0]))  # 90 deg about y
+    turn = rotation_from_quaternion(
+        np.array([np.cos(np.pi / 4), 0.0, np.sin(np.pi / 4), 0.0])
+    )  # 90 deg about y
     b = np.concatenate([turn, [[2.0], [0.0], [0.0]]], 1)
     path = interpolate_path(np.stack([a, b]), 3)
     np.testing.assert_allclose(path[0], a, atol=1e-12)
     np.testing.assert_allclose(path[-1], b, atol=1e-12)
     np.testing.assert_allclose(path[1, :, 3], [1.0, 0.0, 0.0])  # halfway, position averaged
-    half = _rotation(np.array([np.cos(np.pi / 8), 0.0, np.sin(np.pi / 8), 0.0]))  # 45 deg
+    half = rotation_from_quaternion(
+        np.array([np.cos(np.pi / 8), 0.0, np.sin(np.pi / 8), 0.0])
+    )  # 45 deg
     np.testing.assert_allclose(path[1, :, :3], half, atol=1e-12)
     assert interpolate_path(np.stack([a]), 5).shape == (5, 3, 4)
 

@@ -85,6 +85,12 @@ class NerfCommand(TyperCommand):
 
         format_command_help(self, ctx, _get_rich_console())
 
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        """The usage line of an error as the help writes it (`[OPTIONS] SCENE`; this click
+        and typer pair would print `{scene}`)."""
+        arguments = [_label(p, ctx) for p in self.get_params(ctx) if isinstance(p, TyperArgument)]
+        return [self.options_metavar or "[OPTIONS]", *arguments]
+
 
 def summary_line(command: click.Command) -> str:
     """A command's first help paragraph on one line."""

@@ -173,3 +173,16 @@ def test_warnings_are_one_line(tmp_path):
         f"warning: {root / 'transforms.json'}: skipped 1 frame(s) without an image: "
         "'images/frame_002.png'"
     ], done.stderr
+
+
+@pytest.mark.parametrize(
+    "command, argument",
+    [("train", "SCENE"), ("eval", "CHECKPOINT"), ("render-video", "CHECKPOINT"), ("rays", "SCENE")],
+)
+def test_usage_errors_name_the_argument_as_the_help_does(command, argument):
+    """A missing argument's usage line says `[OPTIONS] SCENE`, as -h does, not click's
+    `{scene}` (what this click and typer pair printed)."""
+    result = runner.invoke(app, [command])
+    assert result.exit_code == 2
+    assert f"Usage: nerf {command} [OPTIONS] {argument}" in result.output
+    assert "{" not in result.output.splitlines()[0]

@@ -185,7 +185,7 @@ def _print_summary(summary: Colmap2PosesSummary) -> None:
     table.add_row("views", f"{summary.num_views} (rows in image-name order)")
     table.add_row("3D points", str(summary.num_points))
     table.add_row("camera", f"{summary.camera_model} (camera {summary.camera_id})")
-    table.add_row("hwf", f"{summary.height} x {summary.width}, focal {summary.focal:.6g}")
+    table.add_row("hwf", f"{summary.height} x {summary.width} (H x W), focal {summary.focal:.6g}")
     table.add_row("near", f"{summary.near_min:.4g} .. {summary.near_max:.4g}")
     table.add_row("far", f"{summary.far_min:.4g} .. {summary.far_max:.4g}")
     if summary.images_dir is None:

@@ -4,6 +4,7 @@ permissions. Each test failed on the main of the day."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -186,3 +187,11 @@ def test_usage_errors_name_the_argument_as_the_help_does(command, argument):
     assert result.exit_code == 2
     assert f"Usage: nerf {command} [OPTIONS] {argument}" in result.output
     assert "{" not in result.output.splitlines()[0]
+
+
+def test_llff_image_checks_say_which_size_is_which(tmp_path):
+    """`N images of 24 x 32` said H x W without saying so, beside rows that say W x H."""
+    scene = write_llff(tmp_path / "s", n=4)
+    result = runner.invoke(app, ["inspect-poses", str(scene), "--factor", "1", "--json"])
+    checks = {c["name"]: c["message"] for c in json.loads(result.stdout)["checks"]}
+    assert "images of 24 x 32 (H x W)" in checks["images"]

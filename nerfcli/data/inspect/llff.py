@@ -362,7 +362,7 @@ def _check_image_folder(
         )
     got_h, got_w = sizes[0]
     if report.stored_height is None or report.stored_width is None:
-        return info, Check(name, True, f"{n} images of {got_h} x {got_w}")
+        return info, Check(name, True, f"{n} images of {got_h} x {got_w} (H x W)")
     if factor is not None:
         want_h, want_w = (
             int(round(report.stored_height / factor)),
@@ -376,7 +376,7 @@ def _check_image_folder(
                 f"means {want_h} x {want_w}; the loader will ignore this folder; delete it or "
                 "regenerate it from images/",
             )
-        return info, Check(name, True, f"{n} images of {got_h} x {got_w}, as the poses say")
+        return info, Check(name, True, f"{n} images of {got_h} x {got_w} (H x W), as the poses say")
     aspect_img, aspect_pose = got_w / got_h, report.stored_width / report.stored_height
     if abs(aspect_img - aspect_pose) / aspect_pose > ASPECT_TOL:
         return info, Check(
@@ -390,7 +390,7 @@ def _check_image_folder(
     return info, Check(
         name,
         True,
-        f"{n} images of {got_h} x {got_w}"
+        f"{n} images of {got_h} x {got_w} (H x W)"
         + (
             ", as the poses say"
             if same

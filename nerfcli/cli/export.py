@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from nerfcli.cli.common import check_writable_target, info, make_progress, stdout_json
+from nerfcli.cli.help import NerfCommand
 from nerfcli.errors import NerfError
 
 EPILOG = (
@@ -76,7 +77,7 @@ def _default_out(checkpoint: Path, name: str) -> Path:
     return folder / "export" / name
 
 
-@app.command("mesh", epilog=EPILOG)
+@app.command("mesh", cls=NerfCommand, epilog=EPILOG)
 def mesh(
     checkpoint: Path = typer.Argument(..., help=CHECKPOINT_HELP),
     out: Path = typer.Option(
@@ -140,7 +141,7 @@ def mesh(
     _finish(report, json_out, quiet)
 
 
-@app.command("cameras", epilog=EPILOG)
+@app.command("cameras", cls=NerfCommand, epilog=EPILOG)
 def cameras(
     checkpoint: Path = typer.Argument(..., help=CHECKPOINT_HELP),
     out: Path = typer.Option(
@@ -172,7 +173,7 @@ def cameras(
     _finish(report, json_out, quiet)
 
 
-@app.command("points", epilog=EPILOG)
+@app.command("points", cls=NerfCommand, epilog=EPILOG)
 def points(
     checkpoint: Path = typer.Argument(..., help=CHECKPOINT_HELP),
     out: Path = typer.Option(

@@ -178,12 +178,19 @@ def test_warnings_are_one_line(tmp_path):
 
 @pytest.mark.parametrize(
     "command, argument",
-    [("train", "SCENE"), ("eval", "CHECKPOINT"), ("render-video", "CHECKPOINT"), ("rays", "SCENE")],
+    [
+        ("train", "SCENE"),
+        ("eval", "CHECKPOINT"),
+        ("render-video", "CHECKPOINT"),
+        ("rays", "SCENE"),
+        ("export mesh", "CHECKPOINT"),
+        ("export points", "CHECKPOINT"),
+    ],
 )
 def test_usage_errors_name_the_argument_as_the_help_does(command, argument):
     """A missing argument's usage line says `[OPTIONS] SCENE`, as -h does, not click's
     `{scene}` (what this click and typer pair printed)."""
-    result = runner.invoke(app, [command])
+    result = runner.invoke(app, command.split())
     assert result.exit_code == 2
     assert f"Usage: nerf {command} [OPTIONS] {argument}" in result.output
     assert "{" not in result.output.splitlines()[0]

@@ -26,7 +26,12 @@ from nerfcli.config import to_dict, with_values
 from nerfcli.metrics import downscale_image, psnr_from_mse, ssim
 from nerfcli.render.image import render_view
 from nerfcli.training.device import select_device
-from nerfcli.training.session import load_training_scene, resolve_config, start_run
+from nerfcli.training.session import (
+    ConfigRequest,
+    load_training_scene,
+    resolve_config,
+    start_run,
+)
 from nerfcli.training.trainer import StepEvent, Trainer
 
 
@@ -106,15 +111,16 @@ def main(capture: str = "fern", preset: str | None = "fern", data: dict | None =
 
     device = select_device(args.device)
     folder = require_capture(args.capture)
-    cfg = resolve_config(
+    request = ConfigRequest(
         folder,
         args.config,
         args.model,
-        args.overrides,
+        tuple(args.overrides),
         device.type,
         data=data,
         train={"max_minutes": args.minutes},
     )
+    cfg = resolve_config(request)
     cfg = with_values(cfg, "train", eval_every=0, ckpt_every=0, log_every=100)
     scene = load_training_scene(folder, cfg)
     run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix=f"bench-{args.capture}-")) / "run"

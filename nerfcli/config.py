@@ -25,26 +25,25 @@ SCENE_TYPES = ("auto", "forward", "object", "unbounded")
 class DataConfig:
     format: str = "auto"  # auto (detected from the folder), llff, blender or transforms
     # image downsampling, images_{factor}/ or resized in-process; 0: auto, the smallest power
-    # of two bringing the longer side to <= 1000 px (nerfcli.data.scene_type.choose_factor)
+    # of two bringing the longer side to <= 1000 px (nerfcli.data.plan.auto_factor)
     factor: int = 0
-    bd_factor: float = (
-        0.75  # LLFF: rescale so the smallest near bound becomes 1/bd_factor (<= 0 disables)
-    )
-    recenter: bool = True  # LLFF: move the average pose to the identity
-    spherify: bool = False  # LLFF around an object: spherify the poses, circle render path
-    llffhold: int = 8  # every llffhold-th view (0, 8, 16, ...) is held out for testing; 0: none
+    # every llffhold-th view (0, 8, 16, ...) is held out for testing; 0: none (LLFF, and
+    # transforms.json captures without split lists)
+    llffhold: int = 8
     ndc: bool = True  # forward-facing scenes render in normalised device coordinates
     # auto: chosen from the poses (forward-facing LLFF: forward; Blender: object; surround
     # captures: unbounded); forward (NDC), object (a bounded box) or unbounded (contracted)
     scene_type: str = "auto"
     background: str = "auto"  # auto (white for Blender, else black), white, black or random
-    half_res: bool = False  # Blender: load at half resolution (nerf-pytorch --half_res)
-    testskip: int = 8  # Blender: keep every testskip-th val/test view (0 or 1: all of them)
-    skip_missing: bool = False  # transforms.json: drop frames whose image is missing (warned)
-    llff_camera: bool = False  # LLFF: poses_bounds.npy's one camera even when sparse/0 has more
     # frames of the default render path; 0: the format's own (its RENDER_FRAMES: Blender 40,
     # as nerf-pytorch; LLFF and transforms.json 120)
     render_frames: int = 0
+    # Each capture format's own options, as given (data.llff.bd_factor, data.blender.half_res,
+    # data.transforms.skip_missing, ...): the format module's config dataclass (its CONFIG in
+    # nerfcli/data/formats/) names, types, defaults and checks them.
+    llff: dict = field(default_factory=dict)
+    blender: dict = field(default_factory=dict)
+    transforms: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ class TensorfModelConfig:
     l1_weight: float = 0.0
     lr_grid: float = 0.02
     lr_network: float = 1e-3
-    aabb: tuple[float, ...] = ()  # x0 y0 z0 x1 y1 z1; empty: NDC box, or [-1, 1]^3 (spherify)
+    aabb: tuple[float, ...] = ()  # x0 y0 z0 x1 y1 z1; empty: NDC box, or [-1, 1]^3 (spherified)
     # unbounded scenes: none (the grid spans the box), linf or l2 (the box is the inner
     # region, the rest of space contracted around it; nerfcli.render.contraction)
     contraction: str = "none"
@@ -211,6 +210,10 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             return float(value)
         except OverflowError:
             raise ConfigError(f"{where}: number too large, got an integer of that size") from None
+    if annotation is dict:  # a section whose keys its owner checks (DataConfig's formats)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping of keys, got {_shown(value)}")
+        return dict(value)
     if annotation is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {_shown(value)}")
@@ -434,11 +437,6 @@ def validate(cfg: Config) -> None:
         raise ConfigError("render.n_importance must be >= 0")
     if cfg.data.llffhold < 0:
         raise ConfigError("data.llffhold must be >= 0")
-    if cfg.data.spherify and cfg.data.ndc:
-        raise ConfigError(
-            "data.spherify needs data.ndc=false (NDC is for forward-facing captures); "
-            "--spherify sets both"
-        )
     check_value_ranges(cfg)
 
 
@@ -477,18 +475,12 @@ def check_value_ranges(cfg: Config) -> None:
         check(getattr(cfg.train, name), f"train.{name}", 0, strict=True)
     check(cfg.train.max_minutes, "train.max_minutes", 0)
     check(cfg.render.raw_noise_std, "render.raw_noise_std", 0)
-    check(cfg.data.bd_factor, "data.bd_factor", -math.inf, strict=True)
 
 
 def _upgrade_keys(data: dict) -> dict:
     """Keys renamed since a checkpoint was written: train.amp (bf16 on CUDA) became
-    train.precision (true: auto, false: fp32); before data.scene_type an LLFF run without NDC
-    or spherify used nerf-pytorch's frame (scene type forward, not the auto choice)."""
-    old_data = data.get("data") if isinstance(data, dict) else None
-    if isinstance(old_data, dict) and "scene_type" not in old_data:
-        old_llff = old_data.get("format", "auto") in ("auto", "llff")
-        if old_llff and old_data.get("ndc") is False and not old_data.get("spherify"):
-            data = {**data, "data": {**old_data, "scene_type": "forward"}}
+    train.precision (true: auto, false: fp32). (The data section's are upgraded by its
+    formats: nerfcli.data.formats.upgrade_data_section.)"""
     train = data.get("train") if isinstance(data, dict) else None
     if not isinstance(train, dict) or "amp" not in train:
         return data

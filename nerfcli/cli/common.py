@@ -123,6 +123,24 @@ def ignored_half_res(data_format: str) -> str:
     )
 
 
+def spherified(
+    scene: Path, data_format: str | None, config: str | None, overrides: list[str] | tuple
+) -> tuple[str | None, tuple[str, ...]]:
+    """--spherify: the LLFF format's spherified frame (its preset and keys, data.llff.spherify
+    and data.ndc=false, under the user's own --config and --set): (config, overrides). A
+    usage error on a capture of another format, which has no spherified frame."""
+    from nerfcli.data.formats import detect_format, reads_option
+    from nerfcli.data.formats.llff_config import SPHERIFY_OVERRIDES, SPHERIFY_PRESET
+
+    name = data_format or detect_format(scene)
+    if not reads_option(name, "spherify"):
+        raise UsageError(
+            f"--spherify is nerf-pytorch's spherified LLFF frame; this {name} scene trains as "
+            "--scene-type object or unbounded"
+        )
+    return config or SPHERIFY_PRESET, (*SPHERIFY_OVERRIDES, *overrides)
+
+
 def check_new_eval_dir(out: Path) -> None:
     """An --out folder for eval: missing or empty (metrics.json is never overwritten)."""
     if out.exists() and not out.is_dir():

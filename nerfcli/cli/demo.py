@@ -137,10 +137,16 @@ def _generate_scene(scene_dir: Path, seed: int, quiet: bool) -> Path:
 def _train(scene_dir: Path, run_dir: Path, model, iters, seed: int, dev, quiet: bool):
     """The demo's run through the one training path: (config, scene, summary)."""
     from nerfcli.config import with_values
-    from nerfcli.training.session import load_training_scene, resolve_config, start_run
+    from nerfcli.training.session import (
+        ConfigRequest,
+        load_training_scene,
+        resolve_config,
+        start_run,
+    )
     from nerfcli.training.trainer import StepEvent
 
-    cfg = resolve_config(scene_dir, "synthetic", model, [], dev.type, train={"seed": seed})
+    request = ConfigRequest(scene_dir, "synthetic", model, device=dev.type, train={"seed": seed})
+    cfg = resolve_config(request)
     cfg = with_values(cfg, "train", **DEMO_TRAIN.get((cfg.model.name, dev.type), {}))
     cfg = with_values(cfg, "train", iters=iters, eval_every=0)
     scene = load_training_scene(scene_dir, cfg)

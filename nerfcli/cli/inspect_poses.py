@@ -16,6 +16,7 @@ from nerfcli.cli.common import (
     choice,
     console,
     ignored_half_res,
+    spherified,
     stdout_json,
 )
 from nerfcli.config import DataConfig
@@ -59,7 +60,7 @@ def inspect_poses(
         callback=choice(*FORMATS),
     ),
     spherify: bool = typer.Option(
-        DATA_DEFAULTS.spherify,
+        False,
         "--spherify",
         help="Use the spherified frame and circle path (captures that walk around an object).",
     ),
@@ -123,7 +124,7 @@ def inspect_poses(
 
     fmt = data_format or detect_format(path)
     if format_module(fmt).REPORT == "poses":  # LLFF: checks even arrays the loader refuses
-        from nerfcli.data.inspect.llff import inspect_poses as run_inspection
+        from nerfcli.data.formats.llff_inspect import inspect_poses as run_inspection
 
         if half_res is not None:
             console.print(ignored_half_res(fmt))
@@ -131,7 +132,6 @@ def inspect_poses(
         report = run_inspection(
             path,
             factor=factor or DATA_DEFAULTS.factor,
-            bd_factor=DATA_DEFAULTS.bd_factor,
             spherify=spherify,
             llffhold=llffhold,
             render_frames=frames or format_module(fmt).RENDER_FRAMES,
@@ -140,7 +140,10 @@ def inspect_poses(
         printer = _print_report
     else:
         from nerfcli.data.inspect.scene import inspect_scene
-        from nerfcli.models.resolve import resolve_config
+        from nerfcli.models.resolve import ConfigRequest, resolve_config
+
+        if spherify:
+            spherified(path, fmt, None, ())  # a usage error: only LLFF has the frame
 
         flags = {
             "format": fmt,
@@ -150,7 +153,7 @@ def inspect_poses(
         }
         flags["scene_type"] = scene_type
         flags["skip_missing"] = skip_missing or None
-        report = inspect_scene(path, resolve_config(path, data=flags).data)
+        report = inspect_scene(path, resolve_config(ConfigRequest(path, data=flags)).data)
         printer = _print_scene_report
     if json_output:
         stdout_json({"format": fmt, **report.to_json()})  # one schema: every format's has it

@@ -18,6 +18,7 @@ from nerfcli.cli.common import (
     choice,
     console,
     ignored_half_res,
+    spherified,
     stdout_json,
 )
 from nerfcli.errors import NerfError
@@ -186,12 +187,13 @@ def rays(
 def _load(scene: Path, flags: dict, spherify: bool, ndc, with_images: bool):
     """The scene exactly as `nerf train SCENE` with these flags loads it (poses only unless
     the images are needed): (scene, the file that holds its poses)."""
-    from nerfcli.data.formats import FORMATS, load_scene
-    from nerfcli.models.resolve import resolve_config
+    from nerfcli.data.formats import FORMATS, every_view_data, load_scene
+    from nerfcli.models.resolve import ConfigRequest, resolve
 
-    cfg = resolve_config(scene, spherify=spherify, data=flags)
+    config, overrides = spherified(scene, flags["format"], None, ()) if spherify else (None, ())
+    cfg, plan = resolve(ConfigRequest(scene, config, overrides=overrides, data=flags))
     data = cfg.data if ndc is None else replace(cfg.data, ndc=ndc)  # --spherify --ndc: allowed
-    data = replace(data, testskip=1)  # Blender: every view, numbered as inspect-poses does
+    data = every_view_data(plan.format, data, 1)  # Blender: every view, as inspect-poses
     loaded = load_scene(scene, data, load_images=bool(with_images))
     poses_file = scene if scene.is_file() else scene / FORMATS[loaded.format][1]
     return loaded, poses_file

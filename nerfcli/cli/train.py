@@ -22,6 +22,7 @@ from nerfcli.cli.common import (
     make_progress,
     positive,
     q,
+    spherified,
     stdout_json,
 )
 from nerfcli.errors import ConfigError
@@ -183,16 +184,17 @@ def train(
         choices: dict = {}
         plan = None
     else:
-        from nerfcli.training.session import resolve_run
+        from nerfcli.models.resolve import ConfigRequest, resolve
 
+        if spherify:
+            config, overrides = spherified(scene, data_format, config, overrides)
         data = {"factor": factor, "half_res": half_res, "format": data_format}
         data.update(scene_type=scene_type, llff_camera=llff_camera or None)
         data.update(skip_missing=skip_missing or None)
         run = {"iters": iters, "max_minutes": max_minutes, "seed": seed}
+        request = ConfigRequest(scene, config, model, tuple(overrides), dev.type, data, run)
         choices = {}
-        cfg, plan = resolve_run(
-            scene, config, model, overrides, dev.type, spherify, data, run, choices
-        )
+        cfg, plan = resolve(request, choices)
         for choice in choices.values():
             info(q(choice.reason), quiet)
     loaded = load_training_scene(scene, cfg, plan=plan)

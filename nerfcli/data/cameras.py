@@ -1,4 +1,4 @@
-"""Camera maths: poses (LLFF's recentre, spherify, spiral and circle paths; Blender's
+"""Camera maths: poses (LLFF's recentre, spiral and circle paths; Blender's
 spherical poses), intrinsics, and `Camera`, one view ready to be turned into rays.
 
 Poses are camera-to-world [..., 3, 4] with rotation columns [right, up, back] (OpenGL).
@@ -110,35 +110,6 @@ def spiral_path(
         z = normalize(c - avg[:3, :4] @ np.array([0.0, 0.0, -focus, 1.0]))
         out.append(view_matrix(z, up, c))
     return np.stack(out, 0).reshape(frames, 3, 4), float(focus)
-
-
-def spherify_poses(
-    c2w: np.ndarray, bounds: np.ndarray, frames: int = 120
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """LLFF's spherify: centre on the point closest to all optical axes, scale to unit radius.
-
-    Returns (poses [N,3,4], circle path [F,3,4], bounds [N,2], transform [4,4] applied to poses
-    including the scale).
-    """
-    rays_d = c2w[:, :3, 2:3]
-    rays_o = c2w[:, :3, 3:4]
-    a_i = np.eye(3) - rays_d * np.transpose(rays_d, [0, 2, 1])
-    b_i = -a_i @ rays_o
-    center = np.squeeze(-np.linalg.inv((np.transpose(a_i, [0, 2, 1]) @ a_i).mean(0)) @ b_i.mean(0))
-    up = (c2w[:, :3, 3] - center).mean(0)
-    vec0 = normalize(up)
-    vec1 = normalize(np.cross([0.1, 0.2, 0.3], vec0))
-    vec2 = normalize(np.cross(vec0, vec1))
-    frame = np.stack([vec1, vec2, vec0, center], 1)
-    inv = np.linalg.inv(to_homogeneous(frame))
-    reset = (inv @ to_homogeneous(c2w))[:, :3, :4]
-    rad = np.sqrt(np.mean(np.sum(np.square(reset[:, :3, 3]), -1)))
-    sc = 1.0 / rad
-    reset[:, :3, 3] *= sc
-    bounds = bounds * sc
-    rad *= sc
-    transform = np.diag([sc, sc, sc, 1.0]) @ inv
-    return reset, circle_path(reset, frames, rad), bounds, transform
 
 
 def circle_path(c2w: np.ndarray, frames: int = 120, radius: float | None = None) -> np.ndarray:

@@ -4,10 +4,10 @@ checkpoint all share. Nothing else translates between kinds.
 
     scene kind  forward    rays in NDC (nerf-pytorch's forward-facing path; with
                            data.ndc=false the same frame in world coordinates)
-                object     a bounded box (Blender; --spherify; --scene-type object)
+                object     a bounded box (Blender; LLFF's spherified frame; --scene-type object)
                 unbounded  the room around the cameras, contracted outside a box
     frame       reference  LLFF as nerf-pytorch: bd_factor rescale, recentre, spiral path
-                spherified LLFF's spherified poses, circle path (--spherify)
+                spherified LLFF's spherified poses, circle path (data.llff's option)
                 walk-around LLFF around its cameras' focus, capture's up along +z, orbit path
                 file       the file's own frame (Blender), or its focus-normalised one
                            (transforms.json)

@@ -18,7 +18,7 @@ Conventions (the same for every format):
 - `splits`: index lists "train", "val", "test" into the views, numbered in the format's own
   order (LLFF: file order; Blender: train, val, test concatenated).
 - `world_from_file` [4, 4]: maps the capture file's world coordinates to the training frame
-  (rescale, recentre, spherify, normalisation), so outputs map back to the file's frame.
+  (rescale, recentre, the spherified frame, normalisation), so outputs map back to the file's frame.
 - `images` [N, H, W, 3] float32 in [0, 1], already composited on `background` where the
   format has alpha ("white", "black"; "random" keeps `alpha` [N, H, W] so training can
   composite each batch on a random colour).

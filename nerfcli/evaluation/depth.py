@@ -15,7 +15,7 @@ from nerfcli.data.rays import camera_rays
 def camera_depth(camera: Camera, t: torch.Tensor, scale: float) -> torch.Tensor:
     """Expected ray depth t [H, W] of `camera` -> z-depth along its viewing axis, in stored
     units: NDC t is mapped back to the world point first; `scale` is the scene's training
-    units per stored unit (LLFF: the bd_factor rescale times spherify's scale)."""
+    units per stored unit (LLFF: the bd_factor rescale times the spherified frame's scale)."""
     height, width = t.shape
     c2w = torch.as_tensor(camera.c2w, dtype=torch.float32, device=t.device)
     if camera.ndc:

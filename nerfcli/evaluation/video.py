@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from nerfcli.data.cameras import Camera, circle_path, interpolate_path, spherical_path, spiral_path
+from nerfcli.data.formats import frame_flag
 from nerfcli.data.orbit import orbit_path
 from nerfcli.data.scene import Scene
 from nerfcli.errors import ConfigError, DataError, NerfError
@@ -41,7 +42,8 @@ def camera_path(scene: Scene, kind: str, frames: int, path_file: Path | None = N
     if kind == "circle":
         if scene.render_path != "circle":
             raise ConfigError(
-                "--circle needs a model trained with --spherify (a capture around an object); "
+                f"--circle needs a model trained with {frame_flag('spherified')} (a capture "
+                "around an object); "
                 f"this model's own path is the {scene.render_path}: {_own_path(scene)}"
             )
         return circle_path(scene.c2w, frames).astype(np.float32)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from nerfcli.data.plan import SCENE_KINDS
 
 # the scene kinds a profile is chosen for (nerfcli.data.plan.FramePlan.profile_kind):
-# forward-facing in NDC, an object in a box (Blender, --spherify, forward without NDC) and an
+# forward-facing in NDC, an object in a box (Blender, LLFF's spherified frame, forward without NDC) and an
 # unbounded surround capture (a unit box inside, the rest contracted)
 __all__ = ["SCENE_KINDS", "nerf_profile", "tensorf_profile"]
 
@@ -76,7 +76,7 @@ def tensorf_profile(device_type: str, kind: str = "forward") -> dict:
     GPU (anything else): TensoRF's LLFF recipe, shortened: 128x128x96 -> 448x448x256, half-
     voxel steps, 16 colour quantiles, the 128-wide decoder, 8000 iterations of 4096 rays
     (aimed at ~25 dB on fern in under 5 minutes on one H100; not measured here).
-    Surround captures (`--spherify`, world coordinates) take an isotropic grid in the cube
+    Surround captures (LLFF's spherified frame, world coordinates) take an isotropic grid in the cube
     around the cameras instead: CPU 64^3 -> 192^3 (a dense 192^3 density volume per step costs
     about half the 320x320x128 NDC grid's), up to 128 samples along the part of each ray inside
     the box; GPU 128^3 -> 300^3 (TensoRF's size for objects).
@@ -121,7 +121,7 @@ TENSORF_CPU_SURROUND: dict = {
 # at 70/140/210/280, masks at 80/150/270), 1 thread each, one after another on a busy 2-core
 # machine (2026-12-01; /work/runs/unbounded/exp.sh), held-out PSNR (mean over views 0, 8, ...,
 # 72; close-ups 48 56 64 72), user CPU seconds of train + eval:
-#   --spherify box model, 64^3 -> 192^3:   19.92 dB (13.4 16.3 15.4 12.0)  163 s
+#   spherified box model, 64^3 -> 192^3:   19.92 dB (13.4 16.3 15.4 12.0)  163 s
 #   unbounded linf, 64^3 -> 192^3:         25.83 dB (20.3 23.6 25.4 14.1)  144 s
 #   unbounded l2,   64^3 -> 192^3:         26.20 dB (19.2 22.8 25.1 19.8)  147 s
 #   unbounded linf, 64^3 -> 256^3:         25.90 dB (19.9 23.6 25.8 13.7)  184 s

@@ -85,7 +85,7 @@ def model_profile(name: str, device_type: str, kind: str = "forward") -> dict:
     """Model-, device- and scene-kind-specific config defaults (a nested dict merged over the
     dataclass defaults and under scene presets, --set and flags). `kind` is one of
     SCENE_KINDS (nerfcli.data.plan.FramePlan.profile_kind): "forward" (in NDC), "object" (a
-    box: Blender, --spherify, forward without NDC) or "unbounded" (a surround capture)."""
+    box: Blender, LLFF's spherified frame, forward without NDC) or "unbounded" (a surround capture)."""
     _check_name(name)
     if kind not in SCENE_KINDS:
         raise ConfigError(f"unknown scene kind {kind!r}; available: {', '.join(SCENE_KINDS)}")

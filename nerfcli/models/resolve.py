@@ -2,75 +2,101 @@
 `inspect-poses`, `demo` and the benches (nothing from training is needed to inspect a
 capture): defaults < model/device profile < preset < --set < first-class flags, where the
 profile is the one of the plan's scene kind (nerfcli.data.plan), so the data section and the
-plan are settled first."""
+plan are settled first. A command hands its parameters over as one ConfigRequest."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from nerfcli.config import Config, available_presets, build_config, with_values
-from nerfcli.data.formats import plan_frame, preset_of, scene_root
-from nerfcli.data.plan import FramePlan
+from nerfcli.config import Config, DataConfig, available_presets, build_config, with_values
+from nerfcli.data.formats import (
+    check_options,
+    check_set_keys,
+    option_owner,
+    plan_frame,
+    preset_of,
+    scene_root,
+)
+from nerfcli.data.plan import Choice, FramePlan
 from nerfcli.models.registry import check_keys_read, model_profile
 
 
-def default_preset(scene: Path, spherify: bool = False) -> str:
-    """--spherify: surround; a preset named like the folder (fern); else the format's own."""
-    if spherify:
-        return "surround"
+@dataclass(frozen=True)
+class ConfigRequest:
+    """What a command asks of its config, built from its parameters.
+
+    scene      the capture (folder or file)
+    config     a preset name or YAML path; None: default_preset(scene)
+    model      a key of nerfcli.models.MODELS; None: the config's
+    overrides  --set section.key=value, in order
+    device     "cpu" or "cuda": the model profile's device
+    data       first-class data flags: shared keys (factor, format, scene_type, ...) or a
+               format's own (half_res -> data.blender.half_res); None values are not given
+    train      first-class train flags (iters, max_minutes, seed); None values are not given
+    """
+
+    scene: Path
+    config: str | None = None
+    model: str | None = None
+    overrides: tuple[str, ...] = ()
+    device: str = "cpu"
+    data: Mapping[str, Any] = field(default_factory=dict)
+    train: Mapping[str, Any] = field(default_factory=dict)
+
+
+def default_preset(scene: Path) -> str:
+    """A preset named like the folder (fern); else the format's own."""
     name = scene_root(scene).name
     if name in available_presets():
         return name
     return preset_of(scene)
 
 
-def resolve_config(
-    scene: Path,
-    config: str | None = None,
-    model: str | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
-    device_type: str = "cpu",
-    spherify: bool = False,
-    data: dict | None = None,
-    train: dict | None = None,
-    choices: dict | None = None,
-) -> Config:
-    """The config alone (resolve_run without the plan)."""
-    args = (scene, config, model, overrides, device_type, spherify, data, train, choices)
-    return resolve_run(*args)[0]
+def resolve_config(request: ConfigRequest) -> Config:
+    """The config alone (resolve without the plan)."""
+    return resolve(request)[0]
 
 
-def resolve_run(
-    scene: Path,
-    config: str | None = None,
-    model: str | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
-    device_type: str = "cpu",
-    spherify: bool = False,
-    data: dict | None = None,
-    train: dict | None = None,
-    choices: dict | None = None,
+def resolve(
+    request: ConfigRequest, choices: dict[str, Choice] | None = None
 ) -> tuple[Config, FramePlan]:
-    """defaults < model/device profile < preset < --set < first-class flags (`data`, `train`:
-    section values from flags; None values are left alone), and the frame plan. The data
-    section is resolved first (profiles set no data keys) and the plan settled on it
-    (nerfcli.data.plan: the scene kind, factor, frame and cameras), because the model profile
-    is the plan's kind's. The config records what the plan settled (so eval reloads the
+    """The request's config and frame plan. The data section is resolved first (profiles set
+    no data keys) and the plan settled on it (nerfcli.data.plan: the scene kind, factor,
+    frame and cameras), because the model profile is the plan's kind's. The config records
+    what the plan settled and the capture format's own options in full (so eval reloads the
     same); `choices`, when given, receives the scene type's and the factor's Choice."""
-    config = config or default_preset(scene, spherify)
-    extra = list(overrides)
-    if model is not None:
-        extra.append(f"model.name={model}")
-    if spherify:
-        extra = ["data.spherify=true", "data.ndc=false", *extra]
-    flags = data or {}
-    asked = with_values(build_config(config, extra), "data", **flags)
+    config = request.config or default_preset(request.scene)
+    overrides = list(request.overrides)
+    check_set_keys(None, overrides)
+    extra = overrides if request.model is None else [*overrides, f"model.name={request.model}"]
+    asked = build_config(config, extra)
+    asked = with_values(asked, "data", **data_flags(asked.data, request.data))
     check_keys_read(asked.model.name, overrides)
-    plan = plan_frame(scene, asked.data)
+    plan = plan_frame(request.scene, asked.data)
+    check_set_keys(plan.format, overrides)
     if choices is not None:
         choices.update(scene_type=plan.choices["scene_type"], factor=plan.choices["factor"])
     settled = {"scene_type": plan.kind, "factor": plan.factor, "ndc": plan.ndc}
-    profile = model_profile(asked.model.name, device_type, plan.profile_kind)
+    profile = model_profile(asked.model.name, request.device, plan.profile_kind)
     cfg = build_config(config, extra, base=profile)
-    cfg = with_values(cfg, "data", **{**flags, **settled})
-    return with_values(cfg, "train", **(train or {})), plan
+    cfg = with_values(cfg, "data", **{**data_flags(cfg.data, request.data), **settled})
+    cfg = with_values(cfg, "data", **{plan.format: check_options(cfg.data, plan.format)})
+    return with_values(cfg, "train", **request.train), plan
+
+
+def data_flags(data: DataConfig, flags: Mapping[str, Any]) -> dict[str, Any]:
+    """First-class flags as DataConfig values: shared keys as they are, a format's own option
+    merged into that format's section; None values (not given) left out."""
+    out: dict[str, Any] = {}
+    for key, value in flags.items():
+        if value is None:
+            continue
+        owner = option_owner(key)
+        if owner is None:
+            out[key] = value
+        else:
+            out[owner] = {**out.get(owner, getattr(data, owner)), key: value}
+    return out

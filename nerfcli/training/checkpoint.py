@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from nerfcli.config import Config, config_from_checkpoint_dict, to_dict
+from nerfcli.data.formats import upgrade_data_section
 from nerfcli.data.scene import Scene
 from nerfcli.errors import CheckpointError, ConfigError, DataError
 from nerfcli.fsutil import atomic_write
@@ -129,7 +130,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"(format {FORMAT_VERSION}); use the nerfcli version that wrote it"
         )
     try:
-        config = config_from_checkpoint_dict(payload["config"])
+        config = config_from_checkpoint_dict(_upgraded_config(payload["config"]))
         scene = scene_from_record(payload["scene"])
         model_state = payload["model"]
         step = payload["step"]
@@ -154,6 +155,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         train_seconds=float(train_seconds),
         path=path,
     )
+
+
+def _upgraded_config(data: Any) -> Any:
+    """A stored config with its data section as this version reads it (the formats' own
+    sections: nerfcli.data.formats.upgrade_data_section)."""
+    if not isinstance(data, dict) or "data" not in data:
+        return data
+    return {**data, "data": upgrade_data_section(data["data"])}
 
 
 def _check_torch_file(path: Path) -> None:

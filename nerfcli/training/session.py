@@ -15,7 +15,7 @@ from nerfcli.data.formats import load_scene
 from nerfcli.data.plan import FramePlan
 from nerfcli.data.scene import Scene
 from nerfcli.errors import ConfigError
-from nerfcli.models.resolve import default_preset, resolve_config, resolve_run
+from nerfcli.models.resolve import ConfigRequest, default_preset, resolve, resolve_config
 from nerfcli.training import distributed
 from nerfcli.training.checkpoint import load_checkpoint
 from nerfcli.training.run_dir import check_new_run_dir, prepare_run_dir
@@ -99,10 +99,11 @@ def check_resume_flags(**given: object) -> None:
 __all__ = [
     "Run",
     "check_resume_flags",
+    "ConfigRequest",
     "default_preset",
     "load_training_scene",
     "resolve_config",
-    "resolve_run",
+    "resolve",
     "resume_config",
     "settle_config",
     "start_run",

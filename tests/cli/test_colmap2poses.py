@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from nerfcli.cli.app import app
 from nerfcli.data.formats import colmap_io
 from nerfcli.data.formats.colmap_model import Camera
-from nerfcli.data.formats.llff import load_scene
+from nerfcli.data.formats.llff import load_llff_data
 from nerfcli.data.formats.poses_bounds import read_poses_bounds
 from nerfcli.errors import DataError
 from tests.colmap_scenes import build_capture, write_scene
@@ -97,14 +97,14 @@ def test_unregistered_images_are_reported_then_pruned_so_the_folder_loads(tmp_pa
     assert any("--prune-images" in w for w in doc["warnings"])
     assert (scene / "images" / "99.png").exists()  # reported, not touched
     with pytest.raises(DataError, match="7 images but poses_bounds.npy has 5 poses"):
-        load_scene(scene, factor=1)
+        load_llff_data(scene, factor=1)
 
     doc = run_json(scene, "--prune-images", "--force")
     aside = scene / "images_unregistered"
     assert doc["moved_to"] == str(aside)
     assert sorted(p.name for p in aside.iterdir()) == ["0_blurry.png", "99.png"]
     assert sorted(p.name for p in (scene / "images").iterdir()) == sorted(capture.names)
-    loaded = load_scene(scene, factor=1)
+    loaded = load_llff_data(scene, factor=1)
     assert loaded.num_views == 5
     assert [Path(f).name for f in loaded.image_files] == sorted(capture.names)
 

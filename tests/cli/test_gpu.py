@@ -167,9 +167,11 @@ def test_tf32_is_on_inside_the_training_loop_only(scene, tmp_path):
     before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     seen = []
     from nerfcli.data.formats import load_scene
-    from nerfcli.training.session import resolve_config, start_run
+    from nerfcli.models.resolve import ConfigRequest, resolve_config
+    from nerfcli.training.session import start_run
 
-    cfg = resolve_config(scene, "llff", "nerf", ["data.factor=1", "train.iters=2"], "cuda")
+    asked = ("data.factor=1", "train.iters=2")
+    cfg = resolve_config(ConfigRequest(scene, "llff", "nerf", asked, "cuda"))
     run = start_run(cfg, load_scene(scene, cfg.data), tmp_path / "run", torch.device("cuda"))
     run.trainer.on_event = lambda e: (
         isinstance(e, StepEvent) and seen.append(torch.backends.cuda.matmul.allow_tf32)

@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
-from nerfcli.data.formats.llff import load_scene
+from nerfcli.data.formats.llff import load_llff_data
 from tests.conftest import write_llff
 
 runner = CliRunner()
@@ -89,9 +89,10 @@ def test_surround_capture_is_reported_in_the_frame_train_uses(cup_dir, tmp_path)
     text = " ".join(result.stderr.split())
     assert "surround" in text and "scene type unbounded, the walk-around frame" in text
     # --path-out is the orbit `nerf train` and `nerf render-video` use on this capture
-    from nerfcli.training.session import load_training_scene, resolve_run
+    from nerfcli.models.resolve import ConfigRequest, resolve
+    from nerfcli.training.session import load_training_scene
 
-    cfg, plan = resolve_run(cup_dir)
+    cfg, plan = resolve(ConfigRequest(cup_dir))
     scene = load_training_scene(cup_dir, cfg, load_images=False, plan=plan)
     assert scene.render_path == "orbit"
     np.testing.assert_array_equal(np.load(out), scene.render_poses)
@@ -147,7 +148,7 @@ def test_path_out_is_the_training_render_path(tiny_llff, tmp_path, spherify):
     path = np.load(out)
     assert path.shape == (30, 3, 4)
     assert path.dtype == np.float32
-    scene = load_scene(tiny_llff, spherify=spherify, render_frames=30, load_imgs=False)
+    scene = load_llff_data(tiny_llff, spherify=spherify, render_frames=30, load_imgs=False)
     np.testing.assert_array_equal(path, scene.render_poses)
     np.testing.assert_allclose(
         path[:, :, :3].transpose(0, 2, 1) @ path[:, :, :3],

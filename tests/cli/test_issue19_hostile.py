@@ -87,7 +87,7 @@ def test_usage_errors_name_the_flag(run_dir, tmp_path, args, flag):
         "model.tensorf.decoder_width=0",
         "model.tensorf.colour_samples=-2",
         "model.nerf.netwidth=-256",
-        "data.bd_factor=.nan",
+        "data.llff.bd_factor=.nan",
     ],
 )
 def test_set_values_are_refused_before_a_folder_is_made(tmp_path, setting):

@@ -13,8 +13,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nerfcli.models.resolve import ConfigRequest, resolve_config
 from nerfcli.training.batches import rank_invariance_note
-from nerfcli.training.session import load_training_scene, resolve_config, start_run
+from nerfcli.training.session import load_training_scene, start_run
 from tests.conftest import write_llff
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -34,7 +35,7 @@ def trainer(tmp_path_factory):
     """A default-profile TensoRF trainer (jitter on) on a 64 x 48 capture, batch 512."""
     base = tmp_path_factory.mktemp("ranks")
     root = write_llff(base / "scene", n=9, height=48, width=64)
-    cfg = resolve_config(root, None, None, ["train.batch_rays=512"], "cpu")
+    cfg = resolve_config(ConfigRequest(root, overrides=("train.batch_rays=512",)))
     assert cfg.render.perturb and cfg.train.grad_chunk_rays == 0  # the default path
     scene = load_training_scene(root, cfg)
     return start_run(cfg, scene, base / "run", torch.device("cpu")).trainer

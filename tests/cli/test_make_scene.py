@@ -8,7 +8,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
-from nerfcli.data.formats.llff import load_scene
+from nerfcli.data.formats.llff import load_llff_data
 
 runner = CliRunner()
 TINY = ["--views", "9", "--height", "24", "--width", "32"]
@@ -25,7 +25,7 @@ def test_json_describes_the_written_scene(tmp_path):
     assert doc["test_views"] == [0, 8]
     assert 0 < doc["near"] < doc["depth_min"] < doc["depth_max"] < doc["far"]
     assert doc["seconds"] >= 0
-    scene = load_scene(out, factor=1)
+    scene = load_llff_data(out, factor=1)
     assert scene.images.shape == (9, 24, 32, 3)
     assert scene.i_test == doc["test_views"]
     pb = np.load(out / "poses_bounds.npy")

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from nerfcli.cli.app import app
 from nerfcli.config import build_config
 from nerfcli.models.registry import NOT_READ
-from nerfcli.training.session import resolve_config
+from nerfcli.models.resolve import ConfigRequest, resolve_config
 
 runner = CliRunner()
 
@@ -36,9 +36,9 @@ def test_a_key_the_model_does_not_read_is_a_usage_error(tiny_llff, tmp_path, arg
 
 
 def test_the_model_that_reads_the_key_takes_it(tiny_llff):
-    cfg = resolve_config(tiny_llff, model="nerf", overrides=["train.lr=1e-3"])
+    cfg = resolve_config(ConfigRequest(tiny_llff, model="nerf", overrides=("train.lr=1e-3",)))
     assert cfg.train.lr == 1e-3
-    cfg = resolve_config(tiny_llff, overrides=["model.tensorf.lr_grid=0.05"])
+    cfg = resolve_config(ConfigRequest(tiny_llff, overrides=("model.tensorf.lr_grid=0.05",)))
     assert cfg.model.tensorf.lr_grid == 0.05
 
 

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
-from nerfcli.data.formats.llff import load_scene
+from nerfcli.data.formats.llff import load_llff_data
 from nerfcli.training.checkpoint import load_checkpoint
 from tests.conftest import tiny_nerf_args, write_llff
 
@@ -46,7 +46,7 @@ def test_every_command_with_spaces_and_unicode(scene: Path, tmp_path: Path):
     out_dir.mkdir()
 
     # The images load in name order, under their unicode names.
-    loaded = load_scene(scene, factor=1)
+    loaded = load_llff_data(scene, factor=1)
     assert [Path(f).name for f in loaded.image_files] == [image_name(v) for v in range(9)]
     pixels = iio.imread(scene / "images" / image_name(3))
     np.testing.assert_array_equal(np.round(loaded.images[3] * 255).astype(np.uint8), pixels)

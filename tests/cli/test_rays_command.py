@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
-from nerfcli.data.formats.llff import load_scene
+from nerfcli.data.formats.llff import load_llff_data
 from tests.conftest import write_llff
 
 runner = CliRunner()
@@ -24,7 +24,7 @@ def test_out_arrays(tiny_llff, tmp_path):
     result = invoke(tiny_llff, "--view", "2", "--factor", "2", "--no-ndc", "--out", out)
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
-    scene = load_scene(tiny_llff, factor=2, load_imgs=False)
+    scene = load_llff_data(tiny_llff, factor=2, load_imgs=False)
     with np.load(out) as data:
         arrays = dict(data)
     assert {"rays_o", "rays_d", "viewdirs", "K", "c2w", "near", "far"} <= set(arrays)
@@ -94,7 +94,7 @@ def test_json_document(tiny_llff):
     )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    scene = load_scene(tiny_llff, load_imgs=False)
+    scene = load_llff_data(tiny_llff, load_imgs=False)
     assert doc["view"] == 3 and doc["ndc"] is False and doc["factor"] == 8
     assert (doc["height"], doc["width"]) == (3, 4)
     np.testing.assert_array_equal(np.float32(doc["c2w"]), scene.c2w[3])
@@ -134,7 +134,7 @@ def test_spherify_uses_the_spherified_frame_without_ndc(tmp_path):
         rows.append(np.concatenate([pose.ravel(), [1.0, 6.0]]))
     np.save(tmp_path / "poses_bounds.npy", np.array(rows))
     doc = json.loads(invoke(tmp_path, "--view", "2", "--spherify", "--json").stdout)
-    scene = load_scene(tmp_path, spherify=True, load_imgs=False)
+    scene = load_llff_data(tmp_path, spherify=True, load_imgs=False)
     assert doc["ndc"] is False and doc["spherify"] is True
     np.testing.assert_array_equal(np.float32(doc["c2w"]), scene.c2w[2])
     assert doc["near"] == pytest.approx(0.9 * scene.bounds.min())

@@ -91,7 +91,9 @@ def test_per_view_cameras_are_said_and_llff_camera_is_recorded(tmp_path: Path):
     result = train(scene, tmp_path / "single", "--llff-camera")
     assert result.exit_code == 0, result.output
     single = load_checkpoint(tmp_path / "single" / "ckpt.pt")
-    assert single.config.data.llff_camera and len(set(single.scene.K[:, 0, 0].tolist())) == 1
+    assert (
+        single.config.data.llff["llff_camera"] and len(set(single.scene.K[:, 0, 0].tolist())) == 1
+    )
     # eval of the single-camera run reloads the single camera although sparse/0 is there
     assert runner.invoke(app, ["eval", str(tmp_path / "single"), "--json"]).exit_code == 0
     # the model removed after training: eval refuses instead of scoring other cameras
@@ -101,12 +103,12 @@ def test_per_view_cameras_are_said_and_llff_camera_is_recorded(tmp_path: Path):
 
 
 def test_real_captures_choose_as_documented(fern_dir: Path, cup_dir: Path):
-    from nerfcli.training.session import resolve_config
+    from nerfcli.models.resolve import ConfigRequest, resolve
 
     choices: dict = {}
-    cfg = resolve_config(fern_dir, choices=choices)
+    cfg = resolve(ConfigRequest(fern_dir), choices)[0]
     assert (cfg.data.scene_type, cfg.data.ndc, cfg.data.factor) == ("forward", True, 8)
-    cfg = resolve_config(cup_dir, choices=choices)
+    cfg = resolve(ConfigRequest(cup_dir), choices)[0]
     assert (cfg.data.scene_type, cfg.data.factor) == ("unbounded", 1)
     assert "views spread 74 deg > 45" in choices["scene_type"].reason
     assert "photos 800 x 600" in choices["factor"].reason

@@ -37,7 +37,9 @@ def lego_dir() -> Path:
 
 
 def cfg(**kw) -> DataConfig:
-    return DataConfig(**{"factor": 1, "testskip": 1, **kw})
+    """A data config with Blender's own options (half_res, testskip) in data.blender."""
+    own = {key: kw.pop(key) for key in ("half_res", "testskip") if key in kw}
+    return DataConfig(**{"factor": 1, "blender": {"testskip": 1, **own}, **kw})
 
 
 def look_at(position, target=(0.0, 0.0, 0.0)) -> list[list[float]]:

@@ -31,7 +31,7 @@ def test_presets_exist_and_chain():
     fern = build_config("fern")
     assert fern.data.factor == 8 and fern.data.ndc
     surround = build_config("surround")
-    assert surround.data.spherify and not surround.data.ndc
+    assert surround.data.llff["spherify"] and not surround.data.ndc
 
 
 def test_precedence_defaults_preset_set_flags(tmp_path):
@@ -68,8 +68,13 @@ def test_type_errors_and_bad_yaml(tmp_path):
 
 
 def test_spherify_requires_no_ndc():
+    from nerfcli.data.formats import check_options
+
+    asked = build_config(None, ["data.llff.spherify=true"])
     with pytest.raises(ConfigError, match="ndc=false"):
-        build_config(None, ["data.spherify=true"])
+        check_options(asked.data, "llff")
+    allowed = build_config(None, ["data.llff.spherify=true", "data.ndc=false"])
+    assert check_options(allowed.data, "llff")["spherify"] is True
 
 
 def test_round_trip_through_dict_and_yaml():

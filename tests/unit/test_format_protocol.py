@@ -4,6 +4,7 @@ outside data/formats/ telling formats apart by name."""
 from __future__ import annotations
 
 import re
+from dataclasses import FrozenInstanceError, fields
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from nerfcli.data.plan import FRAMES, FramePlan
 PACKAGE = Path(__file__).resolve().parents[2] / "nerfcli"
 # where a format's name may still be spelled out, and why
 ALLOWED = {
-    "config.py": "data.format's choice list, and the upgrade of pre-scene-type checkpoints",
+    "config.py": "data.format's choice list",
     "data/scene.py": "the comment naming Scene.format's values",
     "data/sfm/pipeline.py": "the `transforms` key of nerf sfm's --json (a file, not a format test)",
     "cli/common.py": "the CLI's choice list of --format (kept literal: no import at start-up)",
@@ -33,9 +34,17 @@ def test_every_format_provides_the_protocol(name):
         assert frame in FRAMES
     assert every_view_data(name, DataConfig()).format == name
     assert callable(module.find_photo) and module.RENDER_FRAMES >= 1
-    assert isinstance(module.OPTIONS, frozenset) and module.OPTIONS <= set(
-        DataConfig.__annotations__
-    )
+    # its own options: a frozen dataclass in its own section of the data config, whose keys
+    # no shared key and no other format's repeat
+    own = {f.name for f in fields(module.CONFIG)}
+    assert name in DataConfig.__annotations__ and own
+    assert not own & set(DataConfig.__annotations__)
+    for other in FORMATS:
+        if other != name:
+            assert not own & {f.name for f in fields(format_module(other).CONFIG)}
+    assert module.CONFIG.of(DataConfig()) == module.CONFIG()
+    with pytest.raises(FrozenInstanceError):
+        module.CONFIG().__setattr__(next(iter(own)), None)
     assert isinstance(module.TRANSFORMS_WORLD, bool)
     assert isinstance(module.COLMAP_IS_CAPTURE_WORLD, bool)
 
@@ -44,9 +53,10 @@ def test_old_records_frames_and_every_view():
     assert frame_of_record("llff", "orbit") == "walk-around"
     assert frame_of_record("transforms", "orbit") == "file"  # the file's own frame
     assert frame_of_record("nope", "spiral") == "file"
-    assert every_view_data("blender", DataConfig(testskip=8)).testskip == 1
-    assert every_view_data("blender", DataConfig(testskip=8), 4).testskip == 4
-    assert every_view_data("llff", DataConfig(testskip=8)).testskip == 8
+    eight = DataConfig(blender={"testskip": 8})
+    assert every_view_data("blender", eight).blender["testskip"] == 1
+    assert every_view_data("blender", eight, 4).blender["testskip"] == 4
+    assert every_view_data("llff", eight).blender["testskip"] == 8
 
 
 def test_no_format_name_comparisons_outside_the_formats():
@@ -73,3 +83,38 @@ def test_a_plan_is_all_a_load_needs(tmp_path):
     assert isinstance(plan, FramePlan) and plan.capture is not None
     scene = load_scene(root, DataConfig(factor=0), False, plan)
     assert (scene.kind, scene.frame, scene.factor) == (plan.kind, plan.frame, plan.factor)
+
+
+def test_spherify_is_the_llff_formats_and_the_clis_alone():
+    """LLFF's spherified frame is named only where it lives (data/formats/llff*) and by the
+    flag that asks for it (cli/): every other module speaks of the plan's frame."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative.startswith(("data/formats/llff", "cli/")):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if "spherify" in line:
+                found.append(f"{relative}:{number}: {line.strip()}")
+    assert not found, "spherify outside the LLFF format and the CLI:\n" + "\n".join(found)
+
+
+def test_format_options_are_typed_checked_and_upgraded():
+    from nerfcli.data.formats import check_options, upgrade_data_section
+    from nerfcli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data.llff: unknown key 'half_res'.*bd_factor"):
+        check_options(DataConfig(llff={"half_res": True}), "llff")
+    with pytest.raises(ConfigError, match="data.blender.testskip: expected an integer"):
+        check_options(DataConfig(blender={"testskip": "x"}), "llff")  # every section typed
+    with pytest.raises(ConfigError, match="data.llff.bd_factor must be a finite number"):
+        check_options(DataConfig(llff={"bd_factor": float("nan")}), "llff")
+    full = check_options(DataConfig(llff={"recenter": False}), "llff")
+    assert full == {"bd_factor": 0.75, "recenter": False, "spherify": False, "llff_camera": False}
+    # a checkpoint written before format sections: the flat keys move into their sections
+    old = {"format": "llff", "ndc": False, "spherify": True, "half_res": True, "testskip": 2}
+    new = upgrade_data_section(old)
+    assert new["llff"] == {"spherify": True} and new["blender"] == {"half_res": True, "testskip": 2}
+    assert "scene_type" not in new  # spherified: no forward upgrade
+    plain = upgrade_data_section({"format": "llff", "ndc": False, "bd_factor": 0.5})
+    assert plain["scene_type"] == "forward" and plain["llff"] == {"bd_factor": 0.5}

@@ -15,7 +15,7 @@ from nerfcli.data.formats import load_scene, plan_frame
 from nerfcli.data.formats.llff_unbounded import CAMERA_RADIUS, rotation_to_up
 from nerfcli.data.plan import MAX_SIDE, auto_factor
 from nerfcli.errors import ConfigError
-from nerfcli.training.session import resolve_config
+from nerfcli.models.resolve import ConfigRequest, resolve, resolve_config
 from tests.conftest import write_llff
 from tests.scene_types import surround_poses, write_surround_llff
 
@@ -53,9 +53,9 @@ def test_given_scene_type_wins_and_is_checked_against_the_format(tmp_path: Path)
     around = write_surround_llff(tmp_path / "around")
     choice = choose_scene_type(around, replace(AUTO, scene_type="forward"))
     assert choice.value == "forward" and not choice.auto
-    assert choose_scene_type(around, replace(AUTO, spherify=True)).value == "object"
+    assert choose_scene_type(around, replace(AUTO, llff={"spherify": True})).value == "object"
     with pytest.raises(ConfigError, match="--spherify"):
-        choose_scene_type(around, replace(AUTO, spherify=True, scene_type="unbounded"))
+        choose_scene_type(around, replace(AUTO, llff={"spherify": True}, scene_type="unbounded"))
     (tmp_path / "json").mkdir()
     (tmp_path / "json" / "transforms.json").write_text("{}")
     with pytest.raises(ConfigError, match="needs an LLFF capture"):
@@ -86,7 +86,7 @@ def test_resolve_config_settles_type_factor_and_profile(tmp_path: Path):
     around = write_surround_llff(tmp_path / "around")
     facing = write_llff(tmp_path / "facing")
     choices: dict = {}
-    cfg = resolve_config(around, choices=choices)
+    cfg = resolve(ConfigRequest(around), choices)[0]
     assert (cfg.data.scene_type, cfg.data.ndc, cfg.data.factor) == ("unbounded", False, 1)
     assert choices["scene_type"].value == "unbounded" and choices["factor"].value == 1
     probe = build_config("llff", ["data.ndc=false", "data.scene_type=unbounded"])
@@ -95,12 +95,13 @@ def test_resolve_config_settles_type_factor_and_profile(tmp_path: Path):
     expected = model_profile("tensorf", "cpu", "unbounded")["model"]["tensorf"]
     assert list(cfg.model.tensorf.grid_final) == list(expected["grid_final"])
     assert probe.data.scene_type == "unbounded"
-    cfg = resolve_config(facing)
+    cfg = resolve_config(ConfigRequest(facing))
     assert (cfg.data.scene_type, cfg.data.ndc) == ("forward", True)
-    cfg = resolve_config(around, data={"scene_type": "forward", "factor": 2})
+    cfg = resolve_config(ConfigRequest(around, data={"scene_type": "forward", "factor": 2}))
     assert (cfg.data.scene_type, cfg.data.ndc, cfg.data.factor) == ("forward", True, 2)
-    cfg = resolve_config(facing, spherify=True)
-    assert (cfg.data.scene_type, cfg.data.spherify) == ("object", True)
+    sphere = ("data.llff.spherify=true", "data.ndc=false")  # what --spherify asks
+    cfg = resolve_config(ConfigRequest(facing, "surround", overrides=sphere))
+    assert (cfg.data.scene_type, cfg.data.llff["spherify"]) == ("object", True)
 
 
 def test_rotation_to_up_takes_any_direction_to_z():
@@ -153,7 +154,7 @@ def test_object_scene_type_is_the_same_frame_in_a_box(tmp_path: Path):
 
 
 def test_forward_scene_type_keeps_the_reference_frame(tmp_path: Path):
-    from nerfcli.data.formats.llff import load_scene as llff_load
+    from nerfcli.data.formats.llff import load_llff_data as llff_load
 
     around = write_surround_llff(tmp_path / "around")
     forced = load_scene(around, replace(AUTO, scene_type="forward", ndc=False), False)
@@ -166,7 +167,7 @@ def test_forward_scene_type_keeps_the_reference_frame(tmp_path: Path):
 def test_the_plan_reads_poses_bounds_once_and_the_load_follows_it(tmp_path: Path, monkeypatch):
     import nerfcli.data.formats.llff as llff
     import nerfcli.data.formats.llff_plan as llff_plan
-    from nerfcli.training.session import load_training_scene, resolve_run
+    from nerfcli.training.session import load_training_scene
 
     facing = write_llff(tmp_path / "facing")
     reads: list[Path] = []
@@ -178,7 +179,7 @@ def test_the_plan_reads_poses_bounds_once_and_the_load_follows_it(tmp_path: Path
 
     monkeypatch.setattr(llff_plan, "read_poses_bounds", counting)
     monkeypatch.setattr(llff, "read_poses_bounds", counting)
-    cfg, plan = resolve_run(facing)
+    cfg, plan = resolve(ConfigRequest(facing))
     scene = load_training_scene(facing, cfg, plan=plan)
     assert len(reads) == 1
     assert (plan.kind, plan.frame, plan.ndc, plan.cameras) == (
@@ -207,7 +208,7 @@ def test_surround_object_and_spherified_plans(tmp_path: Path):
     )
     plan = plan_frame(around, replace(AUTO, scene_type="object"))
     assert (plan.kind, plan.frame, plan.profile_kind) == ("object", "walk-around", "object")
-    plan = plan_frame(around, replace(AUTO, spherify=True, ndc=False))
+    plan = plan_frame(around, replace(AUTO, llff={"spherify": True}, ndc=False))
     assert (plan.kind, plan.frame, plan.ndc) == ("object", "spherified", False)
     # nerf-pytorch's frame without NDC: a forward scene whose model defaults are an object's
     plan = plan_frame(around, replace(AUTO, scene_type="forward", ndc=False))

@@ -34,7 +34,7 @@ from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
 from nerfcli.config import Config, build_config
-from nerfcli.data.formats.llff import load_scene
+from nerfcli.data.formats.llff import load_llff_data
 from nerfcli.data.scene import Scene
 from nerfcli.errors import CheckpointError, ConfigError, DataError, NerfError
 from nerfcli.evaluation.video import load_path_file
@@ -136,7 +136,7 @@ def check_scene(scene: Scene) -> None:
 
 def load_or_data_error(path: Path, **kwargs) -> Scene | None:
     try:
-        scene = load_scene(path, **kwargs)
+        scene = load_llff_data(path, **kwargs)
     except DataError as exc:
         assert_one_line(exc)
         return None
@@ -365,7 +365,7 @@ def test_damaged_images_load_or_raise_data_error(kind, damage, factor, data):
 # ----------------------------------------------------------------------------- YAML configs
 
 SECTIONS = {
-    "data": ["factor", "bd_factor", "recenter", "spherify", "llffhold", "ndc", "render_frames"],
+    "data": ["factor", "llff", "blender", "transforms", "llffhold", "ndc", "render_frames"],
     "model": ["name", "nerf", "tensorf", "bogus"],
     "render": ["n_samples", "n_importance", "perturb", "lindisp", "raw_noise_std", "chunk"],
     "train": ["iters", "batch_rays", "lr", "lr_decay_rate", "log_every", "ckpt_every", "seed"],
@@ -533,7 +533,7 @@ def small_scene(tmp_path_factory) -> Path:
         optional={
             "llffhold": st.integers(-1, 4),
             "background": st.sampled_from(["auto", "black", "white", "random"]),
-            "bd_factor": st.floats(-1, 2),
+            "llff": st.fixed_dictionaries({}, optional={"bd_factor": st.floats(-1, 2)}),
             "ndc": st.booleans(),
         },
     ),

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from nerfcli.data.cameras import poses_avg, recenter_poses, spiral_path
 from nerfcli.data.formats.llff import (
     holdout_split,
-    load_scene,
+    load_llff_data,
     scene_from_poses_bounds,
-    stored_to_training_axes,
 )
+from nerfcli.data.formats.llff_frame import stored_to_training_axes
 from nerfcli.data.formats.poses_bounds import PosesBounds, find_pose_problems, read_poses_bounds
 from nerfcli.errors import DataError
 from tests.conftest import look_at_stored, write_llff
@@ -77,7 +77,7 @@ def test_axis_reorder_down_right_back_to_right_up_back():
 def test_bd_factor_rescale_makes_smallest_near_one_over_bd_factor(tmp_path):
     root = write_llff(tmp_path / "s", with_images=False)
     pb = read_poses_bounds(root)
-    scene = load_scene(root, recenter=False, load_imgs=False, bd_factor=0.75)
+    scene = load_llff_data(root, recenter=False, load_imgs=False, bd_factor=0.75)
     scale = 1.0 / (pb.bounds.min() * 0.75)
     assert scene.scale == pytest.approx(scale)
     assert scene.bounds.min() == pytest.approx(1.0 / 0.75)
@@ -86,7 +86,7 @@ def test_bd_factor_rescale_makes_smallest_near_one_over_bd_factor(tmp_path):
     expected = stored_to_training_axes(pb.poses)
     np.testing.assert_allclose(scene.c2w[:, :, 3], expected[:, :, 3] * scale, rtol=1e-5)
     np.testing.assert_allclose(scene.c2w[:, :, :3], expected[:, :, :3], atol=1e-6)
-    unscaled = load_scene(root, recenter=False, load_imgs=False, bd_factor=None)
+    unscaled = load_llff_data(root, recenter=False, load_imgs=False, bd_factor=None)
     assert unscaled.scale == 1.0
     np.testing.assert_allclose(unscaled.bounds, pb.bounds, rtol=1e-6)
 
@@ -112,7 +112,7 @@ def test_recentering_makes_the_average_pose_the_identity():
 
 
 def test_scene_is_recentered(tiny_llff):
-    scene = load_scene(tiny_llff, load_imgs=False)
+    scene = load_llff_data(tiny_llff, load_imgs=False)
     np.testing.assert_allclose(poses_avg(scene.c2w), np.eye(3, 4), atol=1e-5)
 
 
@@ -152,7 +152,7 @@ def test_spherify_puts_cameras_at_unit_rms_radius(tmp_path):
         position = np.array([3 * np.cos(angle), 0.5, 3 * np.sin(angle)])
         rows.append(poses_row(look_at_stored(position, np.zeros(3)), near=1.0, far=6.0))
     path = save(tmp_path / "poses_bounds.npy", np.array(rows))
-    scene = load_scene(path, spherify=True, load_imgs=False, render_frames=30)
+    scene = load_llff_data(path, spherify=True, load_imgs=False, render_frames=30)
     radius = np.sqrt(np.mean(np.sum(scene.c2w[:, :, 3] ** 2, -1)))
     assert radius == pytest.approx(1.0, abs=1e-5)
     assert scene.render_poses.shape == (30, 3, 4)
@@ -166,7 +166,7 @@ def test_fern_numbers(fern_dir):
     pb = read_poses_bounds(fern_dir / "poses_bounds.npy")
     assert (pb.num_views, pb.height, pb.width) == (20, 3024, 4032)
     assert pb.focal == pytest.approx(3260.526, abs=1e-3)
-    scene = load_scene(fern_dir, factor=8, load_imgs=False)
+    scene = load_llff_data(fern_dir, factor=8, load_imgs=False)
     assert (scene.height, scene.width) == (378, 504)
     np.testing.assert_allclose(scene.K[:, 0, 0], 3260.526 / 8, atol=1e-3)  # every view
     assert scene.i_test == [0, 8, 16]
@@ -174,12 +174,12 @@ def test_fern_numbers(fern_dir):
     assert scene.render_poses.shape == (120, 3, 4)
     np.testing.assert_allclose(poses_avg(scene.c2w), np.eye(3, 4), atol=1e-5)
     assert (scene.near, scene.far) == (0.0, 1.0) and scene.kind == "forward" and scene.ndc
-    world = load_scene(fern_dir, factor=8, load_imgs=False, ndc=False)
+    world = load_llff_data(fern_dir, factor=8, load_imgs=False, ndc=False)
     assert (world.near, world.far) == pytest.approx((0.9 * 4 / 3, scene.bounds.max()))
 
 
 def test_fern_images_at_factor_8_come_from_images_8(fern_dir):
-    scene = load_scene(fern_dir, factor=8)
+    scene = load_llff_data(fern_dir, factor=8)
     assert scene.images.shape == (20, 378, 504, 3)
     assert scene.images.dtype == np.float32
     assert 0.0 <= scene.images.min() and scene.images.max() <= 1.0
@@ -188,13 +188,13 @@ def test_fern_images_at_factor_8_come_from_images_8(fern_dir):
 
 def test_images_are_resized_from_images_folder(tmp_path):
     root = write_llff(tmp_path / "s", height=24, width=32)
-    scene = load_scene(root, factor=4)
+    scene = load_llff_data(root, factor=4)
     assert scene.images.shape == (6, 6, 8, 3)
     assert (scene.height, scene.width, scene.K[0, 0, 0]) == (6, 8, 30.0 / 4)
     assert sorted(p.name for p in (root / "images_4").iterdir()) == [
         f"img{k:03d}.png" for k in range(6)
     ]  # cached for the next load
-    again = load_scene(root, factor=4)
+    again = load_llff_data(root, factor=4)
     assert Path(again.image_files[0]).parent.name == "images_4"
     np.testing.assert_allclose(again.images, scene.images, atol=0.5 / 255)
 
@@ -205,7 +205,7 @@ def test_read_only_scene_folder_is_never_written(tmp_path):
     before = sorted(p.name for p in root.iterdir())
     root.chmod(0o555)
     try:
-        scene = load_scene(root, factor=4)
+        scene = load_llff_data(root, factor=4)
     finally:
         root.chmod(0o755)
     assert scene.images.shape == (6, 6, 8, 3)
@@ -215,14 +215,14 @@ def test_read_only_scene_folder_is_never_written(tmp_path):
 def test_image_count_mismatch_is_a_data_error(tiny_llff):
     sorted((tiny_llff / "images").iterdir())[0].unlink()
     with pytest.raises(DataError, match="5 images but poses_bounds.npy has 6 poses"):
-        load_scene(tiny_llff, factor=1)
+        load_llff_data(tiny_llff, factor=1)
 
 
 def test_corrupt_image_is_a_data_error(tiny_llff):
     bad = sorted((tiny_llff / "images").iterdir())[2]
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     with pytest.raises(DataError, match=bad.name):
-        load_scene(tiny_llff, factor=1)
+        load_llff_data(tiny_llff, factor=1)
 
 
 def test_degenerate_average_pose_is_a_data_error(tmp_path):
@@ -233,7 +233,7 @@ def test_degenerate_average_pose_is_a_data_error(tmp_path):
     ]
     path = save(tmp_path / "poses_bounds.npy", np.array(rows))
     with pytest.raises(DataError, match="cannot bring the poses into the training frame"):
-        load_scene(path, load_imgs=False)
+        load_llff_data(path, load_imgs=False)
 
 
 def test_spherify_overflowing_float32_is_a_data_error(tmp_path):
@@ -245,7 +245,7 @@ def test_spherify_overflowing_float32_is_a_data_error(tmp_path):
     )  # (focal 1: a focal of 1e-300, as found, is now refused first: 0 in float32)
     path = save(tmp_path / "poses_bounds.npy", row[None])
     with pytest.raises(DataError, match="cannot bring the poses into the training frame"):
-        load_scene(path, factor=1, spherify=True, load_imgs=False)
+        load_llff_data(path, factor=1, spherify=True, load_imgs=False)
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -260,7 +260,7 @@ def test_a_focal_that_is_zero_in_float32_is_a_data_error(tmp_path):
     )
     path = save(tmp_path / "poses_bounds.npy", row[None])
     with pytest.raises(DataError, match="focal length 1e-300 must be a positive float32"):
-        load_scene(path, factor=1, load_imgs=False)
+        load_llff_data(path, factor=1, load_imgs=False)
 
 
 def test_folder_or_file_both_parse(tiny_llff):
@@ -476,6 +476,6 @@ def test_random_corruptions_raise_data_error(tmp_path, arr, data):
 def test_scene_from_poses_bounds_matches_load_scene(tiny_llff):
     pb = read_poses_bounds(tiny_llff)
     a = scene_from_poses_bounds(pb, factor=2, load_imgs=False)
-    b = load_scene(tiny_llff, factor=2, load_imgs=False)
+    b = load_llff_data(tiny_llff, factor=2, load_imgs=False)
     np.testing.assert_array_equal(a.c2w, b.c2w)
     np.testing.assert_array_equal(a.render_poses, b.render_poses)

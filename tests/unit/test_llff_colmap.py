@@ -55,7 +55,7 @@ def test_the_factor_scales_each_camera(tmp_path: Path):
 
 def test_llff_camera_keeps_the_single_camera(tmp_path: Path):
     root = write_colmap_surround(tmp_path / "cap", NAMES, FOCALS)
-    scene = load_scene(root, replace(AUTO, llff_camera=True), load_images=False)
+    scene = load_scene(root, replace(AUTO, llff={"llff_camera": True}), load_images=False)
     # poses_bounds.npy's hwf is the model's first camera (camera 1: 3.jpg, focal 30)
     np.testing.assert_allclose(scene.K[:, 0, 0], 30.0)
     assert scene.pixel_center == 0.0 and scene.source["cameras"] is None

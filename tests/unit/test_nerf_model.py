@@ -88,11 +88,11 @@ def test_model_profile_names_the_models_it_knows():
 def test_chunked_gradients_equal_the_whole_batch(tmp_path):
     """train.grad_chunk_rays accumulates share-weighted chunk losses: the same loss and the
     same gradient as one pass over the batch (deterministic sampling, no density noise)."""
-    from nerfcli.data.formats.llff import load_scene
+    from nerfcli.data.formats.llff import load_llff_data
     from nerfcli.training.trainer import Trainer
     from tests.conftest import write_llff
 
-    scene = load_scene(write_llff(tmp_path / "s", n=4, height=8, width=10), factor=1)
+    scene = load_llff_data(write_llff(tmp_path / "s", n=4, height=8, width=10), factor=1)
     grads = {}
     losses = {}
     for chunk in (0, 5, 16):

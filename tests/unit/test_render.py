@@ -206,7 +206,7 @@ def test_tensorf_world_samples_stay_inside_the_box():
         build_config(
             overrides=[
                 "data.ndc=false",
-                "data.spherify=true",
+                "data.llff.spherify=true",
                 "model.tensorf.grid_init=[8,8,8]",
                 "model.tensorf.grid_final=[8,8,8]",
                 "model.tensorf.upsample_steps=[]",

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nerfcli.config import build_config
-from nerfcli.data.formats.llff import load_scene
+from nerfcli.data.formats.llff import load_llff_data
 from nerfcli.errors import ConfigError
 from nerfcli.training.optim import Schedule, learning_rate_factor
 from nerfcli.training.session import start_run
@@ -74,7 +74,7 @@ def test_time_schedule_runs_every_event_and_ends_decayed(tmp_path, monkeypatch):
 
     clock = iter(range(0, 10**6))
     monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: float(next(clock)) / 2)
-    scene = load_scene(write_llff(tmp_path / "s", n=4, height=8, width=10), factor=1)
+    scene = load_llff_data(write_llff(tmp_path / "s", n=4, height=8, width=10), factor=1)
     cfg = build_config(overrides=[*TINY_TENSORF, "train.max_minutes=0.125"])
     trainer = start_run(cfg, scene, tmp_path / "run", torch.device("cpu")).trainer
     summary = trainer.run()

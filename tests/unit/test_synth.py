@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nerfcli.data import synthetic as synth
-from nerfcli.data.formats.llff import load_scene, stored_to_training_axes
+from nerfcli.data.formats.llff import load_llff_data
+from nerfcli.data.formats.llff_frame import stored_to_training_axes
 from nerfcli.data.formats.poses_bounds import read_poses_bounds
 from nerfcli.data.rays import get_rays, rays_for_pixels
 from nerfcli.errors import ConfigError, NerfError
@@ -38,7 +39,7 @@ def test_small_preset_loads_as_llff(small_scene):
     out, info = small_scene
     assert (info.num_views, info.height, info.width) == (16, 48, 64)
     assert info.focal == pytest.approx(0.875 * 64)
-    scene = load_scene(out, factor=1)
+    scene = load_llff_data(out, factor=1)
     assert scene.images.shape == (16, 48, 64, 3)
     assert scene.depths.shape == (16, 48, 64)
     assert scene.i_test == [0, 8] == info.test_views
@@ -111,7 +112,7 @@ def test_depth_matches_the_analytic_hit_along_loader_rays(small_scene):
     """Cast each pixel's ray with the nerfcli.data.rays convention from the loaded (un-rescaled,
     un-recentered) pose; the hit's camera-space z equals the stored depth."""
     out, _ = small_scene
-    scene = load_scene(out, factor=1, bd_factor=0, recenter=False)
+    scene = load_llff_data(out, factor=1, bd_factor=0, recenter=False)
     assert scene.scale == 1.0
     spec = synth.load_spec(out)
     rows, cols = np.meshgrid(np.arange(scene.height), np.arange(scene.width), indexing="ij")

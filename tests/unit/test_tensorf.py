@@ -55,7 +55,7 @@ def tiny_config(*overrides: str, ndc: bool = True):
         "model.tensorf.feature_pe=1",
     ]
     if not ndc:
-        base += ["data.ndc=false", "data.spherify=true"]
+        base += ["data.ndc=false", "data.llff.spherify=true"]
     return build_config(overrides=base + list(overrides))
 
 
@@ -707,12 +707,12 @@ def test_trainer_logs_the_rates_the_optimizer_uses(tmp_path):
     shows what Adam actually used (first group as `lr`, every group in `lr_groups`)."""
     import json
 
-    from nerfcli.data.formats.llff import load_scene
+    from nerfcli.data.formats.llff import load_llff_data
     from nerfcli.training.optim import learning_rate_factor
     from nerfcli.training.session import start_run
     from tests.conftest import write_llff
 
-    scene = load_scene(write_llff(tmp_path / "s", n=4, height=8, width=10), factor=1)
+    scene = load_llff_data(write_llff(tmp_path / "s", n=4, height=8, width=10), factor=1)
     cfg = build_config(
         overrides=[
             "data.factor=1",
@@ -745,20 +745,21 @@ def test_trainer_logs_the_rates_the_optimizer_uses(tmp_path):
 def test_train_picks_the_surround_profile_for_spherified_captures(tmp_path):
     """`nerf train SCENE --spherify` trains in world coordinates on an isotropic grid; a
     forward-facing capture keeps the NDC grid, fine in x, y and coarse in z."""
-    from nerfcli.training.session import resolve_config
+    from nerfcli.cli.common import spherified
+    from nerfcli.training.session import ConfigRequest, resolve_config
     from tests.conftest import write_llff
 
     scene = write_llff(tmp_path / "s", n=4, height=8, width=10, with_images=False)
+    config, sphere = spherified(scene, None, None, ())  # what --spherify asks
     for device_type in ("cpu", "cuda"):
-        surround = resolve_config(scene, None, None, [], device_type, True)
-        assert surround.data.spherify and not surround.data.ndc
+        surround = resolve_config(ConfigRequest(scene, config, None, sphere, device_type))
+        assert surround.data.llff["spherify"] and not surround.data.ndc
         rx, ry, rz = surround.model.tensorf.grid_final
         assert rx == ry == rz
-        facing = resolve_config(scene, None, None, [], device_type, False)
-        assert facing.data.ndc and not facing.data.spherify
+        facing = resolve_config(ConfigRequest(scene, device=device_type))
+        assert facing.data.ndc and not facing.data.llff["spherify"]
         rx, ry, rz = facing.model.tensorf.grid_final
         assert rx == ry > rz
-    override = resolve_config(
-        scene, None, None, ["model.tensorf.grid_final=[50,60,70]"], "cpu", True
-    )
+    grid = ("model.tensorf.grid_final=[50,60,70]",)
+    override = resolve_config(ConfigRequest(scene, config, None, (*sphere, *grid)))
     assert override.model.tensorf.grid_final == (50, 60, 70)  # --set still wins

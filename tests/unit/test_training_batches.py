@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -60,7 +61,8 @@ def write_rgba_blender(root: Path, size: int = 8, counts=(3, 1, 2)) -> Path:
 @pytest.fixture
 def rgba_scene(tmp_path: Path):
     root = write_rgba_blender(tmp_path / "rgba")
-    data = DataConfig(format="blender", factor=1, testskip=1, background="random", ndc=False)
+    data = DataConfig(format="blender", factor=1, background="random", ndc=False)
+    data = replace(data, blender={"testskip": 1})
     return load_scene(root, data)
 
 
@@ -197,7 +199,8 @@ def test_random_background_trains_and_evaluates_on_black(tmp_path):
     result = runner.invoke(app, ["eval", str(out), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    data = DataConfig(format="blender", factor=1, testskip=1, background="random", ndc=False)
+    data = DataConfig(format="blender", factor=1, background="random", ndc=False)
+    data = replace(data, blender={"testskip": 1})
     black = load_scene(root, data).images  # composited on black
     for score in report["views"]:
         assert np.array_equal(iio.imread(score["files"]["gt"]), to8b(black[score["view"]]))

@@ -42,7 +42,9 @@ def fox_dir() -> Path:
 
 
 def cfg(**kw) -> DataConfig:
-    return DataConfig(**{"factor": 1, **kw})
+    """A data config with transforms.json's own option (skip_missing) in data.transforms."""
+    own = {"skip_missing": kw.pop("skip_missing")} if "skip_missing" in kw else {}
+    return DataConfig(**{"factor": 1, "transforms": own, **kw})
 
 
 def look_at(position, target=TARGET) -> list[list[float]]:

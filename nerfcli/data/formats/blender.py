@@ -48,6 +48,7 @@ from nerfcli.data.formats.json_frames import (
     shown,
     views_text,
 )
+from nerfcli.data.formats.options import format_options
 from nerfcli.data.images import image_size
 from nerfcli.data.plan import Choice, FramePlan, given_kind
 from nerfcli.data.scene import Scene
@@ -138,12 +139,28 @@ def find_photo(root: Path, name: str, factor: int, split: str) -> Path | None:
     return path if path.is_file() else None
 
 
-OPTIONS = frozenset({"half_res", "testskip"})  # the DataConfig keys only this format reads
+@dataclass(frozen=True)
+class BlenderConfig:
+    """This format's own options (`data.blender.*`)."""
+
+    half_res: bool = False  # load at half resolution (nerf-pytorch --half_res)
+    testskip: int = 8  # keep every testskip-th val/test view (0 or 1: all of them)
+
+    @classmethod
+    def of(cls, data: DataConfig) -> BlenderConfig:
+        return format_options(cls, data, "blender")
+
+    def check(self) -> None:
+        if self.testskip < 0:
+            raise ConfigError(f"data.blender.testskip must be >= 0, got {self.testskip}")
+
+
+CONFIG = BlenderConfig  # data.blender: this format's own options
 
 
 def every_view_data(cfg: DataConfig, testskip: int | None) -> DataConfig:
     """`nerf eval` scores every test view (the papers' protocol) unless testskip is given."""
-    return replace(cfg, testskip=1 if testskip is None else testskip)
+    return replace(cfg, blender={**cfg.blender, "testskip": 1 if testskip is None else testskip})
 
 
 def plan_frame(path: Path, data: DataConfig) -> FramePlan:
@@ -164,7 +181,8 @@ def plan_frame(path: Path, data: DataConfig) -> FramePlan:
     if data.factor > 0:
         factor = Choice(data.factor, f"factor {data.factor} (the preset, --set or --factor)", False)
     else:
-        half = " at half resolution (--half-res)" if data.half_res else " (--half-res: 400 x 400)"
+        half_res = BlenderConfig.of(data).half_res
+        half = " at half resolution (--half-res)" if half_res else " (--half-res: 400 x 400)"
         factor = Choice(1, f"factor 1: Blender scenes load at their own size{half}", True)
     frame = Choice("file", "frame: the file's (nerf-pytorch's), spherical render path", True)
     cameras = Choice("file", "cameras: camera_angle_x of each split file", True)
@@ -209,12 +227,13 @@ def load(
         raise DataError(f"factor must be >= 1, got {cfg.factor}")
     background = resolve_background(cfg.background, "white", "data.background")
     seen: dict[str, str] = {}
-    skip = cfg.testskip if cfg.testskip > 1 else 1
+    options = BlenderConfig.of(cfg)
+    skip = options.testskip if options.testskip > 1 else 1
     splits = [_read_split(root, s, 1 if s == "train" else skip, seen) for s in SPLITS]
     present = [s for s in splits if s is not None]
     files = [f for s in present for f in s.images]
     full = image_size(files[0])  # (H, W) of the stored images
-    shrink = cfg.factor * (2 if cfg.half_res else 1)
+    shrink = cfg.factor * (2 if options.half_res else 1)
     height, width = full[0] // shrink, full[1] // shrink
     if height < 1 or width < 1:
         raise DataError(
@@ -265,8 +284,8 @@ def load(
         source={
             "camera_angle_x": present[0].camera_angle_x,
             "camera_angles_x": {s.name: s.camera_angle_x for s in present},
-            "half_res": bool(cfg.half_res),
-            "testskip": int(cfg.testskip),
+            "half_res": bool(options.half_res),
+            "testskip": int(options.testskip),
             "split_sizes": {name: counts.get(name, 0) for name in SPLITS},
             "stored_height": int(full[0]),
             "stored_width": int(full[1]),

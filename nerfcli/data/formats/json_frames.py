@@ -321,13 +321,8 @@ def views_text(names: Sequence[str], limit: int = 5) -> str:
 
 
 def check_json_kind(fmt: str, data: DataConfig) -> None:
-    """What the JSON formats refuse before planning: --spherify (LLFF's spherified poses)
-    and scene type forward (NDC needs LLFF's frame)."""
-    if data.spherify:
-        raise ConfigError(
-            f"--spherify is nerf-pytorch's spherified LLFF frame; this {fmt} scene trains as "
-            "--scene-type object or unbounded"
-        )
+    """What the JSON formats refuse before planning: scene type forward (NDC needs LLFF's
+    frame). (Another format's options are refused by the registry: formats.check_options.)"""
     if data.scene_type == "forward":
         raise ConfigError(
             f"--scene-type forward (NDC) needs an LLFF capture (poses_bounds.npy); this {fmt} "

@@ -11,19 +11,15 @@ images/ folder is never needed just to read a shape, and resizing happens in-pro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from nerfcli.config import DataConfig
-from nerfcli.data.cameras import (
-    intrinsics,
-    recenter_poses,
-    spherify_poses,
-    spiral_path,
-)
+from nerfcli.data.cameras import intrinsics
 from nerfcli.data.formats.llff_colmap import view_cameras
+from nerfcli.data.formats.llff_config import LlffConfig
+from nerfcli.data.formats.llff_frame import reference_geometry
 from nerfcli.data.formats.llff_plan import auto_kind, plan_frame
 from nerfcli.data.formats.llff_unbounded import unbounded_frame
 from nerfcli.data.formats.poses_bounds import PosesBounds, read_poses_bounds
@@ -32,7 +28,7 @@ from nerfcli.data.plan import SCENE_KINDS, FramePlan
 from nerfcli.data.scene import Scene
 from nerfcli.errors import DataError, UsageError
 
-__all__ = ["detect", "load", "load_scene", "plan_frame", "scene_from_poses_bounds"]
+__all__ = ["detect", "load", "load_llff_data", "plan_frame", "scene_from_poses_bounds"]
 
 
 def expected_size(pb: PosesBounds, factor: int) -> tuple[int, int]:
@@ -133,12 +129,7 @@ def holdout_split(n: int, llffhold: int) -> tuple[list[int], list[int]]:
     return train, test
 
 
-def stored_to_training_axes(poses: np.ndarray) -> np.ndarray:
-    """[N,3,5] stored [down, right, back] -> [N,3,4] c2w with columns [right, up, back]."""
-    return np.concatenate([poses[:, :, 1:2], -poses[:, :, 0:1], poses[:, :, 2:4]], 2)
-
-
-def load_scene(
+def load_llff_data(
     path: str | Path,
     factor: int = 8,
     bd_factor: float | None = 0.75,
@@ -152,7 +143,8 @@ def load_scene(
     per_view_cameras: bool = False,
 ) -> Scene:
     """Load an LLFF capture folder (or its poses_bounds.npy) into the training frame, exactly
-    as nerf-pytorch's load_llff_data. ndc: None means NDC unless spherified (run_nerf.py).
+    as nerf-pytorch's load_llff_data, with its keyword arguments (the reference comparisons;
+    commands load any format through nerfcli.data.formats.load_scene and a plan). ndc: None means NDC unless spherified (run_nerf.py).
     scene_type: see scene_from_poses_bounds (forward: the reference frame)."""
     if factor < 1:
         raise DataError(f"factor must be >= 1, got {factor}")
@@ -169,10 +161,6 @@ def load_scene(
         scene_type=scene_type,
         per_view_cameras=per_view_cameras,
     )
-
-
-# Spherified poses put the cameras on a sphere of radius about 1 around the object.
-SPHERIFY_BOX = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], dtype=np.float32)
 
 
 def scene_from_poses_bounds(
@@ -213,7 +201,7 @@ def scene_from_poses_bounds(
         height, width = images.shape[1:3]
     scene_type = effective_scene_type(pb, scene_type, spherify)
     if scene_type == "forward" or spherify:
-        geometry = _reference_geometry(pb, bd_factor, recenter, spherify, render_frames, ndc)
+        geometry = reference_geometry(pb, bd_factor, recenter, spherify, render_frames, ndc)
         geometry["kind"] = scene_type
     else:
         geometry = _walk_around_geometry(pb, render_frames, scene_type)
@@ -279,28 +267,6 @@ def effective_scene_type(pb: PosesBounds, scene_type: str, spherify: bool) -> st
     return scene_type
 
 
-def _reference_geometry(pb, bd_factor, recenter, spherify, render_frames, ndc) -> dict:
-    """The Scene fields of nerf-pytorch's frame (NDC, no-NDC, or spherified)."""
-    frame = _training_frame(pb, bd_factor, recenter, spherify, render_frames)
-    bounds = frame.bounds
-    near, far = (0.0, 1.0) if ndc else (float(bounds.min() * 0.9), float(bounds.max()))
-    linear = frame.world_from_file[:3, :3]
-    return {
-        "c2w": frame.c2w,
-        "near": near,
-        "far": far,
-        "bounds": bounds,
-        "render_poses": frame.render_poses,
-        "render_path": "circle" if spherify else "spiral",
-        "ndc": ndc,
-        "frame": "spherified" if spherify else "reference",
-        "scene_box": SPHERIFY_BOX.copy() if spherify and not ndc else None,
-        "world_from_file": frame.world_from_file,
-        "scale": float(np.cbrt(abs(np.linalg.det(linear)))),
-        "facts": {"bd_scale": frame.bd_scale, "focus_depth": frame.focus_depth},
-    }
-
-
 def _walk_around_geometry(pb: PosesBounds, render_frames: int, scene_type: str) -> dict:
     """The Scene fields of the walk-around frame (llff_unbounded): kind unbounded or box."""
     frame = unbounded_frame(pb, render_frames)
@@ -321,69 +287,6 @@ def _walk_around_geometry(pb: PosesBounds, render_frames: int, scene_type: str) 
     }
 
 
-@dataclass
-class TrainingFrame:
-    c2w: np.ndarray  # [N, 3, 4] float32
-    bounds: np.ndarray  # [N, 2] float32
-    render_poses: np.ndarray  # [F, 3, 4] float32
-    world_from_file: np.ndarray  # [4, 4] float64: recenter/spherify after the bd rescale
-    bd_scale: float  # the bd_factor rescale alone
-    focus_depth: float | None  # spiral focus depth (None when spherified)
-
-
-def _training_frame(
-    pb: PosesBounds, bd_factor: float | None, recenter: bool, spherify: bool, render_frames: int
-) -> TrainingFrame:
-    """load_llff_data's pose maths: axis fix, bd_factor rescale, recentre, spherify or spiral."""
-    # The reference does this arithmetic in float32; so do we, so numbers compare exactly.
-    with np.errstate(over="ignore"):
-        c2w = stored_to_training_axes(pb.poses).astype(np.float32)
-        bounds = pb.bounds.astype(np.float32)
-    if not (np.isfinite(bounds).all() and (bounds > 0).all()):
-        raise DataError(
-            f"{pb.path}: depth bounds {pb.bounds.min():g}..{pb.bounds.max():g} do not fit in "
-            "float32 (about 1e-38..3e38); rescale the capture"
-        )
-    scale = 1.0 if not bd_factor or bd_factor <= 0 else 1.0 / (float(bounds.min()) * bd_factor)
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught below
-        c2w[:, :3, 3] *= scale
-        bounds = bounds * np.float32(scale)
-    transform = np.eye(4)
-    if recenter:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            try:
-                c2w, transform = recenter_poses(c2w)
-            except np.linalg.LinAlgError:
-                c2w = np.full_like(c2w, np.nan)
-    focus = None
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if spherify:
-            try:
-                c2w, render_poses, bounds, sph = spherify_poses(c2w, bounds, render_frames)
-            except np.linalg.LinAlgError:
-                render_poses = np.full((render_frames, 3, 4), np.nan)
-            else:
-                transform = sph @ transform
-        else:
-            render_poses, focus = spiral_path(c2w, bounds, render_frames)
-    # Checked as stored (float32): spherify's float64 scale can leave values that overflow it.
-    with np.errstate(over="ignore", invalid="ignore"):
-        c2w = c2w.astype(np.float32)
-        bounds = np.asarray(bounds).astype(np.float32)
-        render_poses = render_poses.astype(np.float32)
-    finite = np.isfinite(c2w).all() and np.isfinite(render_poses).all()
-    if not (finite and np.isfinite(bounds).all() and (bounds > 0).all()):
-        hint = (
-            "the optical axes do not meet, or the capture's scale is extreme (a forward-facing "
-            "capture?); drop --spherify"
-            if spherify
-            else "the cameras' mean viewing direction or up vector is degenerate"
-        )
-        raise DataError(f"{pb.path}: cannot bring the poses into the training frame: {hint}")
-    world_from_file = transform.astype(np.float64) @ np.diag([scale, scale, scale, 1.0])
-    return TrainingFrame(c2w, bounds, render_poses, world_from_file, float(scale), focus)
-
-
 def _load_depths(root: Path, files: list[Path], size: tuple[int, int]) -> np.ndarray | None:
     """Ground-truth depth maps (generated scenes): depth/<image stem>.npy, in stored units."""
     folder = root / "depth"
@@ -402,7 +305,7 @@ def _load_depths(root: Path, files: list[Path], size: tuple[int, int]) -> np.nda
 
 
 PRESET = "llff"
-# inspect-poses: the poses_bounds.npy report (data/inspect/llff.py), which checks every row,
+# inspect-poses: the poses_bounds.npy report (data/formats/llff_inspect.py), which checks every row,
 # even those the loader refuses
 REPORT = "poses"
 RENDER_FRAMES = 120  # the default render path's frames (data.render_frames 0)
@@ -417,9 +320,22 @@ def find_photo(root: Path, name: str, factor: int, split: str) -> Path | None:
     return found[0] if found else None
 
 
-OPTIONS = frozenset({"bd_factor", "recenter", "spherify", "llffhold", "llff_camera"})
+CONFIG = LlffConfig  # data.llff: this format's own options
+FRAME_FLAGS = {"spherified": "--spherify"}  # what asks for its own frames (messages)
 # the frame of a checkpoint record written before the frame plan, by its render path
 FRAME_OF_RENDER_PATH = {"spiral": "reference", "circle": "spherified", "orbit": "walk-around"}
+
+
+def upgrade_data(data: dict) -> dict:
+    """A checkpoint's data section from before data.scene_type: an LLFF run without NDC or
+    spherify used nerf-pytorch's frame (scene type forward, not today's auto choice)."""
+    if "scene_type" in data or data.get("format", "auto") not in ("auto", "llff"):
+        return data
+    llff = data.get("llff") if isinstance(data.get("llff"), dict) else {}
+    spherify = data.get("spherify", llff.get("spherify"))
+    if data.get("ndc") is False and not spherify:
+        return {**data, "scene_type": "forward"}
+    return data
 
 
 def detect(root: Path) -> bool:
@@ -432,13 +348,14 @@ def load(
     """The format registry's entry: the Scene of `plan` with the data config's LLFF settings
     (poses_bounds.npy as the plan read it)."""
     plan = plan or plan_frame(path, cfg)
+    options = LlffConfig.of(cfg)
     if plan.factor < 1:
         raise DataError(f"factor must be >= 1, got {plan.factor}")
     return scene_from_poses_bounds(
         plan.capture if plan.capture is not None else read_poses_bounds(path),
         factor=plan.factor,
-        bd_factor=cfg.bd_factor,
-        recenter=cfg.recenter,
+        bd_factor=options.bd_factor,
+        recenter=options.recenter,
         spherify=plan.frame == "spherified",
         llffhold=cfg.llffhold,
         render_frames=cfg.render_frames or RENDER_FRAMES,

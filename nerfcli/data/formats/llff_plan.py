@@ -18,6 +18,7 @@ from pathlib import Path
 from nerfcli.config import DataConfig
 from nerfcli.data.cameras import SURROUND_SPREAD_DEG
 from nerfcli.data.formats.llff_colmap import model_dir
+from nerfcli.data.formats.llff_config import LlffConfig
 from nerfcli.data.formats.llff_unbounded import classify
 from nerfcli.data.formats.poses_bounds import PosesBounds, read_poses_bounds
 from nerfcli.data.plan import Choice, FramePlan, factor_choice, given_kind
@@ -39,7 +40,7 @@ def auto_kind(pb: PosesBounds) -> Choice:
 def plan_kind(pb: PosesBounds, data: DataConfig) -> Choice:
     """The scene kind and why; ConfigError for --spherify with a kind other than object."""
     given = data.scene_type
-    if data.spherify:
+    if LlffConfig.of(data).spherify:
         if given not in ("auto", "object"):
             raise ConfigError(
                 f"--spherify is nerf-pytorch's spherified object frame; it cannot be scene "
@@ -78,13 +79,14 @@ def plan_cameras(root: Path, llff_camera: bool) -> Choice:
 
 def plan_frame(path: Path, data: DataConfig) -> FramePlan:
     """The plan of the LLFF capture at `path` (folder or poses_bounds.npy) under `data`."""
+    options = LlffConfig.of(data)
     pb = read_poses_bounds(path)
     kind = plan_kind(pb, data)
     factor = factor_choice(data.factor, int(pb.height), int(pb.width))
-    frame = frame_choice(kind, data.spherify)
-    cameras = plan_cameras(pb.path.parent, data.llff_camera)
+    frame = frame_choice(kind, options.spherify)
+    cameras = plan_cameras(pb.path.parent, options.llff_camera)
     # NDC: forward scenes unless data.ndc=false; `nerf rays --spherify --ndc` keeps it asked
-    ndc = data.ndc and (kind.value == "forward" or data.spherify)
+    ndc = data.ndc and (kind.value == "forward" or options.spherify)
     return FramePlan(
         format="llff",
         kind=str(kind.value),

@@ -61,7 +61,11 @@ from nerfcli.data.formats.json_frames import (
     views_text,
     whole_pixels,
 )
-from nerfcli.data.formats.transforms_meta import recorded_transforms, splits_of
+from nerfcli.data.formats.transforms_meta import (
+    TransformsConfig,
+    recorded_transforms,
+    splits_of,
+)
 from nerfcli.data.images import image_size
 from nerfcli.data.orbit import normalisation, orbit_path
 from nerfcli.data.plan import Choice, FramePlan, factor_choice, given_kind
@@ -362,7 +366,7 @@ def find_photo(root: Path, name: str, factor: int, split: str) -> Path | None:
     return next(iter(sorted(root.rglob(name))), None) if root.is_dir() else None
 
 
-OPTIONS = frozenset({"skip_missing"})  # the DataConfig keys only this format reads
+CONFIG = TransformsConfig  # data.transforms: this format's own options
 
 
 def plan_frame(path: Path, data: DataConfig) -> FramePlan:
@@ -412,7 +416,7 @@ def load(
             f"--factor {cfg.factor}: shrinks the {stored[1]} x {stored[0]} (W x H) images of "
             f"{json_path} to nothing; use a smaller --factor"
         )
-    skipped = _drop_missing(json_path, frames, sources, cfg.skip_missing)
+    skipped = _drop_missing(json_path, frames, sources, TransformsConfig.of(cfg).skip_missing)
     lenses = [lens_of[f.key] for f in frames]
     K, distortion = _intrinsics(lenses, stored, sources.target)
     c2w, norm, half = _training_poses(json_path, frames)

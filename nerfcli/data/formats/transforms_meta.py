@@ -5,18 +5,32 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nerfcli.config import DataConfig
 from nerfcli.data.formats.json_frames import image_key, number, shown, views_text
+from nerfcli.data.formats.options import format_options
 from nerfcli.errors import DataError
 
 if TYPE_CHECKING:
     from nerfcli.data.formats.transforms import Frame
 
 SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class TransformsConfig:
+    """The transforms.json format's own options (`data.transforms.*`)."""
+
+    skip_missing: bool = False  # drop frames whose image is missing (warned), not an error
+
+    @classmethod
+    def of(cls, data: DataConfig) -> TransformsConfig:
+        return format_options(cls, data, "transforms")
 
 
 def _stem(key: str) -> str:

@@ -7,7 +7,7 @@ shading and hard shadows (all view-independent, so a radiance field can reproduc
 Cameras sit on a jittered grid in the plane z ~ 0, all looking down -z with a slight toe-in and
 a small random rotation, like a hand-held LLFF capture; so recentering and NDC behave as on fern.
 
-Written layout (what `nerfcli.data.formats.llff.load_scene` reads):
+Written layout (what `nerfcli.data.formats.llff.load_llff_data` reads):
     poses_bounds.npy   [N, 17]: 3x5 [R | t | hwf] with rotation columns [down, right, back]
                        (the stored LLFF convention), then near, far = 0.9 * min and 1.1 * max of
                        that view's true depth

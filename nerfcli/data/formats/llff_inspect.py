@@ -42,8 +42,8 @@ from nerfcli.data.formats.llff import (
     holdout_split,
     list_images,
     scene_from_poses_bounds,
-    stored_to_training_axes,
 )
+from nerfcli.data.formats.llff_frame import stored_to_training_axes
 from nerfcli.data.formats.llff_plan import plan_kind
 from nerfcli.data.formats.poses_bounds import PosesBounds, find_pose_problems, read_poses_array
 from nerfcli.data.inspect.report import Check, ImageFolder, Report
@@ -246,7 +246,7 @@ def _stats(values: np.ndarray) -> tuple[float | None, float | None, float | None
 def _fill_geometry(report: PoseReport, pb: PosesBounds) -> None:
     """Training-frame numbers, computed exactly as the loader computes them, in the frame of
     the plan's scene type (llff_plan.plan_kind: the rule `nerf train` follows)."""
-    data = DataConfig(scene_type=report.scene_type, spherify=report.spherify)
+    data = DataConfig(scene_type=report.scene_type, llff={"spherify": report.spherify})
     scene = scene_from_poses_bounds(
         pb,
         factor=report.factor,

@@ -34,3 +34,17 @@ def spelled(param: Any, value: Any) -> list[str]:
     if param.multiple:
         return [part for item in value for part in (option, str(item))]
     return [] if value is None else [option, str(value)]
+
+
+def given_flags(ctx: Any, allowed: Collection[str]) -> list[str]:
+    """The options the user gave (not defaults) outside `allowed`, each in its own spelling
+    (`--full-res`, `--set`): what `train --resume` refuses, read from the command itself."""
+    named = []
+    for param in ctx.command.params:
+        name = param.name or ""
+        source = ctx.get_parameter_source(name)
+        if name in allowed or source is None or source.name == "DEFAULT":
+            continue
+        spelling = spelled(param, ctx.params.get(name))
+        named.append(spelling[0] if spelling else max(param.opts, key=len))
+    return named

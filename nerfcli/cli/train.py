@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.progress import TextColumn
 
-from nerfcli.cli.argv import command_args
+from nerfcli.cli.argv import command_args, given_flags
 from nerfcli.cli.common import (
     DEVICES,
     FORMATS,
@@ -33,6 +33,13 @@ EPILOG = (
     "Interrupt with Ctrl-C (a checkpoint is saved) and continue with --resume. "
     "Two GPUs: [bold]nerf train ../shared/data/fern --nproc 2[/] (the same as "
     "[bold]torchrun --standalone --nproc-per-node 2 -m nerfcli train ../shared/data/fern[/])."
+)
+
+
+# the parameters `train --resume` takes; any other given is refused (the run's config holds it)
+RESUME_MAY_CHANGE = frozenset(
+    {"scene", "out", "resume", "iters", "max_minutes", "device", "nproc"}
+    | {"json_out", "quiet", "view", "view_port"}
 )
 
 
@@ -170,13 +177,14 @@ def train(
     dev, ranks = distributed.join(device)
     quiet = quiet or not ranks.is_main
     if resume:
-        from nerfcli.training.session import check_resume_flags, resume_config
+        from nerfcli.training.session import resume_config
 
-        given = dict(config=config, model=model, set=overrides, factor=factor)
-        given.update(spherify=spherify, half_res=half_res, format=data_format)
-        check_resume_flags(**given, scene_type=scene_type, llff_camera=llff_camera)
-        if skip_missing:
-            check_resume_flags(skip_missing=True)
+        refused = given_flags(ctx, RESUME_MAY_CHANGE)
+        if refused:
+            raise ConfigError(
+                f"--resume continues with the run's own config; drop {'/'.join(refused)} "
+                "(only --iters, --max-minutes and --device may change)"
+            )
         cfg = resume_config(out, iters, max_minutes)
         from nerfcli.training.run_dir import check_resume_scene
 

@@ -14,7 +14,6 @@ from nerfcli.config import Config, with_values
 from nerfcli.data.formats import load_scene
 from nerfcli.data.plan import FramePlan
 from nerfcli.data.scene import Scene
-from nerfcli.errors import ConfigError
 from nerfcli.models.resolve import ConfigRequest, default_preset, resolve, resolve_config
 from nerfcli.training import distributed
 from nerfcli.training.checkpoint import load_checkpoint
@@ -85,20 +84,8 @@ def resume_config(out_dir: Path, iters: int | None, max_minutes: float | None) -
     return with_values(cfg, "train", iters=iters, max_minutes=max_minutes)
 
 
-def check_resume_flags(**given: object) -> None:
-    """--resume continues with the run's own config: refuse flags that would change it."""
-    named = [name for name, value in given.items() if value]
-    if named:
-        raise ConfigError(
-            "--resume continues with the run's own config; drop "
-            + "/".join(f"--{n.replace('_', '-')}" for n in named)
-            + " (only --iters, --max-minutes and --device may change)"
-        )
-
-
 __all__ = [
     "Run",
-    "check_resume_flags",
     "ConfigRequest",
     "default_preset",
     "load_training_scene",

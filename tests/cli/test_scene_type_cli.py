@@ -114,11 +114,21 @@ def test_real_captures_choose_as_documented(fern_dir: Path, cup_dir: Path):
     assert "photos 800 x 600" in choices["factor"].reason
 
 
-@pytest.mark.parametrize("flag", ["--scene-type", "--llff-camera"])
+RESUME_REFUSED = {
+    "--scene-type": ["--scene-type", "forward"],
+    "--llff-camera": ["--llff-camera"],
+    "--full-res": ["--full-res"],  # a flag given off is given too
+    "--seed": ["--seed", "3"],
+    "--set": ["--set", "train.lr=1e-3"],
+}
+
+
+@pytest.mark.parametrize("flag", list(RESUME_REFUSED))
 def test_resume_refuses_scene_flags(tmp_path: Path, flag: str):
+    """--resume refuses every option of train but those it may change, read from the command
+    (an option added to train is refused without anyone listing it)."""
     facing = write_llff(tmp_path / "facing", n=9)
     assert train(facing, tmp_path / "run").exit_code == 0
-    extra = [flag, "forward"] if flag == "--scene-type" else [flag]
-    args = ["train", str(facing), "--out", str(tmp_path / "run"), "--resume", *extra]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 1 and flag in result.stderr
+    args = ["train", str(facing), "--out", str(tmp_path / "run"), "--resume"]
+    result = runner.invoke(app, [*args, *RESUME_REFUSED[flag]])
+    assert result.exit_code == 1 and f"drop {flag} " in result.stderr

@@ -176,49 +176,9 @@ def train(
         return
     dev, ranks = distributed.join(device)
     quiet = quiet or not ranks.is_main
-    if resume:
-        from nerfcli.training.session import resume_config
-
-        refused = given_flags(ctx, RESUME_MAY_CHANGE)
-        if refused:
-            raise ConfigError(
-                f"--resume continues with the run's own config; drop {'/'.join(refused)} "
-                "(only --iters, --max-minutes and --device may change)"
-            )
-        cfg = resume_config(out, iters, max_minutes)
-        from nerfcli.training.run_dir import check_resume_scene
-
-        check_resume_scene(out, scene)
-        choices: dict = {}
-        plan = None
-    else:
-        from nerfcli.models.resolve import ConfigRequest, resolve
-
-        if spherify:
-            config, overrides = spherified(scene, data_format, config, overrides)
-        data = {"factor": factor, "half_res": half_res, "format": data_format}
-        data.update(scene_type=scene_type, llff_camera=llff_camera or None)
-        data.update(skip_missing=skip_missing or None)
-        run = {"iters": iters, "max_minutes": max_minutes, "seed": seed}
-        request = ConfigRequest(scene, config, model, tuple(overrides), dev.type, data, run)
-        choices = {}
-        cfg, plan = resolve(request, choices)
-        for choice in choices.values():
-            info(q(choice.reason), quiet)
+    cfg, plan, choices = _settle(ctx, out, dev.type, quiet)
     loaded = load_training_scene(scene, cfg, plan=plan)
-    from nerfcli.data.formats import reads_option
-
-    if half_res is not None and not reads_option(loaded.format, "half_res"):
-        info(ignored_half_res(loaded.format), quiet)
-    if loaded.source.get("cameras"):
-        info(q(loaded.source["cameras"]), quiet)
-    info(
-        f"[bold]train[/] {cfg.model.name} on {q(scene)} ({loaded.format}, {loaded.num_views} views, "
-        f"{loaded.width} x {loaded.height} (W x H), {loaded.kind}, test views "
-        f"{_views(capture_numbers(loaded))}) -> "
-        f"{q(out)} on {dev}" + (f" x {ranks.world} processes" if ranks.world > 1 else ""),
-        quiet,
-    )
+    _say_scene(cfg, loaded, half_res, q(scene), f"{q(out)} on {dev}", ranks.world, quiet)
     if ranks.world > 1:
         from nerfcli.training.batches import rank_invariance_note
 
@@ -253,6 +213,64 @@ def train(
             else ""
         )
         + f"; checkpoint {q(summary.checkpoint)}",
+        quiet,
+    )
+
+
+def train_request(params: dict, device_type: str):
+    """The ConfigRequest of `nerf train`'s parameters (click's ctx.params): --spherify as the
+    LLFF format asks it, each data flag where it belongs, the run's own flags."""
+    from nerfcli.models.resolve import ConfigRequest
+
+    scene, config, overrides = params["scene"], params["config"], tuple(params["overrides"] or ())
+    if params["spherify"]:
+        config, overrides = spherified(scene, params["data_format"], config, overrides)
+    data = {"factor": params["factor"], "half_res": params["half_res"]}
+    data.update(format=params["data_format"], scene_type=params["scene_type"])
+    data.update(llff_camera=params["llff_camera"] or None)
+    data.update(skip_missing=params["skip_missing"] or None)
+    run = {name: params[name] for name in ("iters", "max_minutes", "seed")}
+    return ConfigRequest(scene, config, params["model"], overrides, device_type, data, run)
+
+
+def _settle(ctx: typer.Context, out: Path, device_type: str, quiet: bool):
+    """(config, frame plan or None, choices): the run's own on --resume (refusing any option
+    that would change it), else resolved from the command's request, its reasons printed."""
+    if ctx.params["resume"]:
+        from nerfcli.training.run_dir import check_resume_scene
+        from nerfcli.training.session import resume_config
+
+        refused = given_flags(ctx, RESUME_MAY_CHANGE)
+        if refused:
+            raise ConfigError(
+                f"--resume continues with the run's own config; drop {'/'.join(refused)} "
+                "(only --iters, --max-minutes and --device may change)"
+            )
+        cfg = resume_config(out, ctx.params["iters"], ctx.params["max_minutes"])
+        check_resume_scene(out, ctx.params["scene"])
+        return cfg, None, {}
+    from nerfcli.models.resolve import resolve
+
+    choices: dict = {}
+    cfg, plan = resolve(train_request(ctx.params, device_type), choices)
+    for settled in choices.values():
+        info(q(settled.reason), quiet)
+    return cfg, plan, choices
+
+
+def _say_scene(cfg, loaded, half_res, source: str, destination: str, world, quiet) -> None:
+    """The loaded scene in one line (and what was ignored or chosen about its cameras)."""
+    from nerfcli.data.formats import reads_option
+
+    if half_res is not None and not reads_option(loaded.format, "half_res"):
+        info(ignored_half_res(loaded.format), quiet)
+    if loaded.source.get("cameras"):
+        info(q(loaded.source["cameras"]), quiet)
+    info(
+        f"[bold]train[/] {cfg.model.name} on {source} ({loaded.format}, "
+        f"{loaded.num_views} views, {loaded.width} x {loaded.height} (W x H), {loaded.kind}, "
+        f"test views {_views(capture_numbers(loaded))}) -> {destination}"
+        + (f" x {world} processes" if world > 1 else ""),
         quiet,
     )
 

@@ -118,3 +118,26 @@ def test_format_options_are_typed_checked_and_upgraded():
     assert "scene_type" not in new  # spherified: no forward upgrade
     plain = upgrade_data_section({"format": "llff", "ndc": False, "bd_factor": 0.5})
     assert plain["scene_type"] == "forward" and plain["llff"] == {"bd_factor": 0.5}
+
+
+def test_a_checkpoint_config_from_before_the_format_sections_loads():
+    """What load_checkpoint reads: a stored config whose data section has the format keys
+    flat (data.bd_factor, data.half_res, ...) loads with them in their sections."""
+    from nerfcli.config import build_config, config_from_checkpoint_dict, to_dict
+    from nerfcli.training.checkpoint import _upgraded_config
+
+    stored = to_dict(build_config("llff"))
+    data = {k: v for k, v in stored["data"].items() if k not in ("llff", "blender", "transforms")}
+    data.update(bd_factor=0.5, recenter=False, spherify=False, llff_camera=True, half_res=True)
+    data.update(testskip=8, skip_missing=False)
+    cfg = config_from_checkpoint_dict(_upgraded_config({**stored, "data": data}))
+    assert cfg.data.llff == {
+        "bd_factor": 0.5,
+        "recenter": False,
+        "spherify": False,
+        "llff_camera": True,
+    }
+    assert cfg.data.blender == {"half_res": True, "testskip": 8}
+    assert cfg.data.transforms == {"skip_missing": False}
+    with pytest.raises(Exception, match="unknown key 'bd_factor'"):
+        config_from_checkpoint_dict({**stored, "data": data})  # not upgraded: refused

@@ -377,8 +377,8 @@ def validate(cfg: Config) -> None:
 
     if cfg.data.factor < 0:
         raise ConfigError(f"data.factor must be >= 1, or 0 for auto, got {cfg.data.factor}")
+    # data.format is checked by the format registry (nerfcli.data.formats.plan_frame)
     for name, allowed in (
-        ("format", ("auto", "llff", "blender", "transforms")),
         ("background", ("auto", "white", "black", "random")),
         ("scene_type", SCENE_TYPES),
     ):

@@ -16,7 +16,6 @@ from nerfcli.data.plan import FRAMES, FramePlan
 PACKAGE = Path(__file__).resolve().parents[2] / "nerfcli"
 # where a format's name may still be spelled out, and why
 ALLOWED = {
-    "config.py": "data.format's choice list",
     "data/scene.py": "the comment naming Scene.format's values",
     "data/sfm/pipeline.py": "the `transforms` key of nerf sfm's --json (a file, not a format test)",
     "cli/common.py": "the CLI's choice list of --format (kept literal: no import at start-up)",

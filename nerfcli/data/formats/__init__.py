@@ -26,7 +26,7 @@ from pathlib import Path
 from nerfcli.config import DataConfig, to_dict
 from nerfcli.data.plan import FramePlan
 from nerfcli.data.scene import Scene
-from nerfcli.errors import DataError, UsageError
+from nerfcli.errors import ConfigError, DataError, UsageError
 
 # name -> (module, the file that marks it), in detection order
 FORMATS: dict[str, tuple[str, str]] = {
@@ -146,6 +146,10 @@ def upgrade_data_section(data: dict) -> dict:
 def plan_frame(path: str | Path, cfg: DataConfig | None = None) -> FramePlan:
     """The frame plan of a capture under `cfg` (its format's rules; nerfcli.data.plan)."""
     cfg = cfg or DataConfig()
+    if cfg.format != "auto" and cfg.format not in FORMATS:
+        raise ConfigError(
+            f"data.format must be one of auto, {', '.join(FORMATS)}, got {cfg.format!r}"
+        )
     name = detect_format(path) if cfg.format == "auto" else cfg.format
     return format_module(name).plan_frame(Path(path), replace(cfg, format=name))
 

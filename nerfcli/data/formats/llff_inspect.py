@@ -43,6 +43,7 @@ from nerfcli.data.formats.llff import (
     list_images,
     scene_from_poses_bounds,
 )
+from nerfcli.data.formats.llff_config import LlffConfig
 from nerfcli.data.formats.llff_frame import stored_to_training_axes
 from nerfcli.data.formats.llff_plan import plan_kind
 from nerfcli.data.formats.poses_bounds import PosesBounds, find_pose_problems, read_poses_array
@@ -107,8 +108,8 @@ class PoseReport(Report):
 def inspect_poses(
     path: str | Path,
     factor: int = 8,
-    bd_factor: float = 0.75,
-    spherify: bool = False,
+    bd_factor: float = LlffConfig.bd_factor,
+    spherify: bool = LlffConfig.spherify,
     llffhold: int = 8,
     render_frames: int = 120,
     scene_type: str = "auto",

@@ -99,7 +99,7 @@ def default_level(model, scene: Scene) -> float:
     if model.name == "tensorf":
         step = model.mask_step()
     else:
-        step = (scene.far - scene.near) / max(1, model.render_cfg.n_samples)
+        step = (scene.far - scene.near) / max(1, model.cfg.n_samples)
     return math.log(2.0) / step
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nerfcli.config import Config, available_presets, build_config, with_values
+from nerfcli.config import available_presets
 from nerfcli.data.formats import plan_frame, preset_of, scene_root
 from nerfcli.data.plan import FramePlan
+from nerfcli.models.config import Config, build_config, with_values
 from nerfcli.models.registry import check_keys_read, model_profile
 
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nerfcli.config import Config, dump_yaml
+from nerfcli.config import dump_yaml
 from nerfcli.errors import CheckpointError, NerfError
 from nerfcli.fsutil import atomic_write
+from nerfcli.models.config import Config
 
 
 def prepare_run_dir(out_dir: Path, cfg: Config, resume: bool) -> None:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
-from nerfcli.config import Config, with_values
 from nerfcli.data.formats import load_scene
 from nerfcli.data.plan import FramePlan
 from nerfcli.data.scene import Scene
 from nerfcli.errors import ConfigError
+from nerfcli.models.config import Config, with_values
 from nerfcli.models.resolve import default_preset, resolve_config, resolve_run
 from nerfcli.training import distributed
 from nerfcli.training.checkpoint import load_checkpoint

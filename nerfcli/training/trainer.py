@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nerfcli.config import Config
 from nerfcli.data.images import write_image_atomic
 from nerfcli.data.rays import Rays
 from nerfcli.data.scene import Scene
 from nerfcli.errors import CheckpointError, ConfigError, NerfError
 from nerfcli.metrics import downscale_image, psnr_from_mse, to8b
+from nerfcli.models.config import Config
 from nerfcli.models.registry import build_model
 from nerfcli.render.composite import apply_background
 from nerfcli.render.image import render_view

@@ -17,10 +17,10 @@ import torch
 from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
-from nerfcli.config import Config, with_values
 from nerfcli.data.cameras import intrinsics
 from nerfcli.data.scene import Scene
 from nerfcli.export.ply import read_ply
+from nerfcli.models.config import Config, with_values
 from nerfcli.models.registry import build_model
 from nerfcli.training.checkpoint import Checkpoint, save_checkpoint
 

@@ -214,8 +214,8 @@ def test_contracted_region_maps_back_to_the_grid() -> None:
     its points map to the training frame and back through the model's own contraction."""
     from dataclasses import replace
 
-    from nerfcli.config import Config, with_values
     from nerfcli.export.region import march_region
+    from nerfcli.models.config import Config, with_values
     from nerfcli.models.registry import build_model
 
     cfg = Config()

@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from nerfcli.config import build_config
 from nerfcli.data.formats.llff import load_scene
 from nerfcli.errors import ConfigError
+from nerfcli.models.config import build_config
 from nerfcli.training.optim import Schedule, learning_rate_factor
 from nerfcli.training.session import start_run
 from tests.conftest import write_llff

@@ -14,9 +14,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nerfcli.config import build_config, merge_dicts
+from nerfcli.config import merge_dicts
 from nerfcli.data.rays import Rays, make_rays
 from nerfcli.errors import ConfigError, DataError
+from nerfcli.models.config import build_config
 from nerfcli.models.reference import (
     appearance_reference,
     density_feature_reference,
@@ -61,7 +62,7 @@ def tiny_config(*overrides: str, ndc: bool = True):
 
 def make_model(*overrides: str, ndc: bool = True, seed: int = 0) -> TensorfModel:
     torch.manual_seed(seed)
-    return TensorfModel(tiny_config(*overrides, ndc=ndc))
+    return build_model(tiny_config(*overrides, ndc=ndc))
 
 
 def random_coords(count: int, seed: int = 1) -> torch.Tensor:

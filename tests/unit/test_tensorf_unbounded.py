@@ -8,11 +8,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nerfcli.config import build_config, merge_dicts
+from nerfcli.config import merge_dicts
 from nerfcli.data.rays import Rays, make_rays
 from nerfcli.errors import ConfigError
+from nerfcli.models.config import build_config
 from nerfcli.models.reference import density_feature_reference, render_rays_reference
-from nerfcli.models.registry import model_profile
+from nerfcli.models.registry import build_model, model_profile
 from nerfcli.models.tensorf import TensorfModel
 from nerfcli.render.composite import sample_deltas
 from nerfcli.render.contraction import contract
@@ -25,7 +26,7 @@ BOX = torch.tensor([[-2.0, -1.0, -1.5], [2.0, 3.0, 1.5]])  # not a cube, not cen
 def unbounded_model(*overrides: str, kind: str = "linf", seed: int = 0) -> TensorfModel:
     torch.manual_seed(seed)
     cfg = tiny_config(f"model.tensorf.contraction={kind}", *overrides, ndc=False)
-    return TensorfModel(cfg, BOX)
+    return build_model(cfg, BOX)
 
 
 def inside_rays(count: int, seed: int = 3) -> Rays:
@@ -47,7 +48,7 @@ def test_grid_coordinates_are_the_contracted_box_coordinates_halved():
     expected = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.75, 0.0, 0.0]])
     torch.testing.assert_close(coords[:3], expected)
     torch.testing.assert_close(coords[3], torch.tensor([0.0, -0.5 * (2.0 - 1.0 / 11.0), 0.0]))
-    plain = TensorfModel(tiny_config(ndc=False), BOX)  # no contraction: the box coordinates
+    plain = build_model(tiny_config(ndc=False), BOX)  # no contraction: the box coordinates
     torch.testing.assert_close(plain.normalize(points), box)
 
 
@@ -178,7 +179,7 @@ def test_contraction_config_checks():
     with pytest.raises(ConfigError, match="contraction must be none, linf or l2"):
         unbounded_model(kind="sphere")
     with pytest.raises(ConfigError, match="not NDC"):
-        TensorfModel(tiny_config("model.tensorf.contraction=linf"))
+        build_model(tiny_config("model.tensorf.contraction=linf"))
     with pytest.raises(ConfigError, match=r"outer_samples must be a finite number at least 0"):
         unbounded_model("model.tensorf.outer_samples=-1")
 
@@ -194,7 +195,7 @@ def test_unbounded_profile_contracts_and_box_profile_does_not(device_type):
             {"data": {"ndc": False}}, model_profile("tensorf", device_type, "unbounded")
         )
     )
-    model = TensorfModel(cfg, BOX)
+    model = build_model(cfg, BOX)
     assert model.cfg.contraction == "l2" and model.policy.contracted
     rx, ry, rz = cfg.model.tensorf.grid_final
     assert rx == ry == rz

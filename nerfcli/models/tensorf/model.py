@@ -7,18 +7,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nerfcli.config import Config, TensorfModelConfig
 from nerfcli.data.rays import Rays
 from nerfcli.errors import ConfigError, DataError
 from nerfcli.models.base import RadianceModel
 from nerfcli.models.tensorf.checkpoint_shapes import adapt_to_state_dict
+from nerfcli.models.tensorf.config import TensorfModelConfig
 from nerfcli.models.tensorf.factors import grid_schedule
 from nerfcli.models.tensorf.field import TensorfField
 from nerfcli.models.tensorf.frozen import FrozenField
 from nerfcli.models.tensorf.losses import tensorf_loss
 from nerfcli.models.tensorf.render import RenderPolicy
 from nerfcli.render.composite import RenderResult
-from nerfcli.render.contraction import CONTRACTIONS
 from nerfcli.render.occupancy import OccupancyGrid
 
 # The LLFF box in NDC: NDC x, y of the training rays reach a little past [-1, 1].
@@ -28,13 +27,14 @@ NDC_BOX = ((-1.5, -1.67, -1.0), (1.5, 1.67, 1.0))
 CUBE_BOX = ((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0))
 
 
-def scene_box_for(cfg: Config, scene_box: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
+def scene_box_for(
+    m: TensorfModelConfig, scene_box: np.ndarray | torch.Tensor | None, ndc: bool
+) -> torch.Tensor:
     """The box [2, 3] (lo, hi; the rays' units: NDC or the training frame) the grid spans:
-    `model.tensorf.aabb` when set, else the Scene's `scene_box`, else the NDC box when
-    `data.ndc`, else the [-1, 1]^3 cube."""
-    aabb = cfg.model.tensorf.aabb
-    if aabb:
-        return torch.tensor([list(aabb[:3]), list(aabb[3:])], dtype=torch.float32)
+    `model.tensorf.aabb` when set, else the Scene's `scene_box`, else the NDC box when `ndc`,
+    else the [-1, 1]^3 cube."""
+    if m.aabb:
+        return torch.tensor([list(m.aabb[:3]), list(m.aabb[3:])], dtype=torch.float32)
     if scene_box is not None:
         if isinstance(scene_box, torch.Tensor):
             box = scene_box.detach().to("cpu", torch.float32).clone()
@@ -45,38 +45,7 @@ def scene_box_for(cfg: Config, scene_box: np.ndarray | torch.Tensor | None = Non
         if not bool((box[1] > box[0]).all()):
             raise DataError(f"scene box needs lo < hi on every axis, got {box.tolist()}")
         return box
-    return torch.tensor(NDC_BOX if cfg.data.ndc else CUBE_BOX, dtype=torch.float32)
-
-
-def validate_tensorf_config(m: TensorfModelConfig) -> None:
-    if m.density_activation not in ("relu", "softplus"):
-        raise ConfigError(
-            f"model.tensorf.density_activation must be relu or softplus, got "
-            f"{m.density_activation!r}"
-        )
-    if m.aabb and len(m.aabb) != 6:
-        raise ConfigError(
-            f"model.tensorf.aabb needs 6 numbers (x0, y0, z0, x1, y1, z1) or [], got {m.aabb}"
-        )
-    if m.aabb and not all(m.aabb[i] < m.aabb[i + 3] for i in range(3)):
-        raise ConfigError(f"model.tensorf.aabb needs lo < hi on every axis, got {m.aabb}")
-    for name in ("grid_init", "grid_final"):
-        if min(getattr(m, name)) < 2:
-            raise ConfigError(f"model.tensorf.{name} needs at least 2 voxels per axis")
-    for name in ("density_components", "appearance_components"):
-        if min(getattr(m, name)) < 1:
-            raise ConfigError(f"model.tensorf.{name} needs at least 1 component per mode")
-    if not m.step_ratio > 0:
-        raise ConfigError(f"model.tensorf.step_ratio must be positive, got {m.step_ratio}")
-    if list(m.upsample_steps) != sorted(set(m.upsample_steps)):
-        raise ConfigError("model.tensorf.upsample_steps must be increasing")
-    if m.contraction not in ("none", *CONTRACTIONS):
-        raise ConfigError(
-            f"model.tensorf.contraction must be none, {' or '.join(CONTRACTIONS)}, got "
-            f"{m.contraction!r}"
-        )
-    if m.outer_samples < 0:
-        raise ConfigError(f"model.tensorf.outer_samples must be >= 0, got {m.outer_samples}")
+    return torch.tensor(NDC_BOX if ndc else CUBE_BOX, dtype=torch.float32)
 
 
 class TensorfModel(TensorfField, RadianceModel):
@@ -85,16 +54,25 @@ class TensorfModel(TensorfField, RadianceModel):
 
     name = "tensorf"
 
-    def __init__(self, cfg: Config, scene_box: np.ndarray | torch.Tensor | None = None):
-        m = cfg.model.tensorf
-        validate_tensorf_config(m)
-        if cfg.data.ndc and m.contraction != "none":
+    def __init__(
+        self,
+        m: TensorfModelConfig,
+        scene_box: np.ndarray | torch.Tensor | None = None,
+        ndc: bool = True,
+        background: str = "auto",
+        perturb: bool = True,
+    ):
+        """`m`: TensoRF's config section; of the scene: its box [2, 3] (None: NDC or the
+        cube), whether its rays are in NDC, its background (white composites onto white) and
+        whether training jitters the samples."""
+        m.validate()
+        if ndc and m.contraction != "none":
             raise ConfigError(
                 "model.tensorf.contraction is for unbounded scenes in world coordinates, not NDC; "
                 "set data.ndc=false (a surround capture) or model.tensorf.contraction=none"
             )
-        super().__init__(m, scene_box_for(cfg, scene_box))
-        self.policy = RenderPolicy.from_config(cfg)
+        super().__init__(m, scene_box_for(m, scene_box, ndc))
+        self.policy = RenderPolicy.from_config(m, ndc, background == "white", perturb)
         self.schedule = grid_schedule(m.grid_init, m.grid_final, len(m.upsample_steps))
         # (all samples, samples given density, samples given colour) of the last render
         self.last_sample_counts = (0, 0, 0)

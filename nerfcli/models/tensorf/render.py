@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
-from nerfcli.config import Config
 from nerfcli.data.rays import Rays
+from nerfcli.models.tensorf.config import TensorfModelConfig
 from nerfcli.models.tensorf.fast import composite_quantiles, optical_depth
 from nerfcli.models.tensorf.field import TensorfField
 from nerfcli.models.tensorf.frozen import render_world_fast
@@ -66,12 +66,14 @@ class RenderPolicy:
     contraction: str = "none"  # none, or the unbounded scene's contraction (linf, l2)
 
     @classmethod
-    def from_config(cls, cfg: Config) -> RenderPolicy:
-        m = cfg.model.tensorf
+    def from_config(
+        cls, m: TensorfModelConfig, ndc: bool, white_bkgd: bool, perturb: bool
+    ) -> RenderPolicy:
+        """The policy of TensoRF's config section and the scene's settings."""
         return cls(
-            ndc=cfg.data.ndc,
-            perturb=cfg.render.perturb,
-            white_bkgd=cfg.data.background == "white",
+            ndc=ndc,
+            perturb=perturb,
+            white_bkgd=white_bkgd,
             step_ratio=m.step_ratio,
             max_samples=m.max_samples,
             colour_samples=m.colour_samples,

@@ -45,6 +45,9 @@ def settle_config(cfg: Config, scene: Scene) -> Config:
 
 @dataclass
 class Run:
+    """A started run: the settled config (saved in the run folder), its scene, the Trainer
+    (`run.trainer.run()` trains) and the folder."""
+
     cfg: Config
     scene: Scene
     trainer: Trainer

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from bench.common import machine, require_capture, write_json
-from nerfcli.config import build_config, with_values
+from nerfcli.models.config import build_config, with_values
 from nerfcli.models.registry import model_profile
 from nerfcli.training.device import select_device
 from nerfcli.training.session import load_training_scene, start_run

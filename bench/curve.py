@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from bench.common import machine, peak_rss_gb, require_capture, write_json
-from nerfcli.config import to_dict, with_values
+from nerfcli.config import to_dict
 from nerfcli.metrics import downscale_image, psnr_from_mse, ssim
+from nerfcli.models.config import with_values
 from nerfcli.render.image import render_view
 from nerfcli.training.device import select_device
 from nerfcli.training.session import (

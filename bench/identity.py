@@ -9,7 +9,9 @@ every weight tensor saved, and a comparison of two such records with torch.equal
 through training/session.py) for --iters steps (default 20) with a fixed seed, one CPU
 thread, every step logged (train.log_every=1) and no held-out evaluation, then saves the
 logged losses (from metrics.jsonl) and the checkpoint's weights. `compare` exits 1 at the
-first difference it finds, naming it.
+first difference it finds, naming it; a TensoRF record made before the model became a
+composition has its tensor names mapped to the composed ones (`model.density_planes.0` ->
+`model.field.density_planes.0`) first, so old baselines compare by value.
 """
 
 from __future__ import annotations
@@ -72,9 +74,25 @@ def _tensors(tree, prefix: str = "") -> dict[str, torch.Tensor]:
     return found
 
 
+def _composed_names(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A TensoRF record from before the model became a composition (its field's tensors at
+    `model.density_planes.0`, `model.aabb`, ...) under the composed names (`model.field.*`;
+    the estimator's keep theirs): the same mapping as checkpoint_shapes.upgrade_field_keys."""
+    if "model.density_planes.0" not in weights:
+        return weights
+    renamed = {}
+    for name, value in weights.items():
+        rest = name[len("model.") :]
+        if name.startswith("model.") and not rest.startswith(("field.", "estimator.")):
+            name = f"model.field.{rest}"
+        renamed[name] = value
+    return renamed
+
+
 def compare(first: Path, second: Path) -> int:
     a = torch.load(first, weights_only=False)
     b = torch.load(second, weights_only=False)
+    a["weights"], b["weights"] = _composed_names(a["weights"]), _composed_names(b["weights"])
     if len(a["losses"]) != len(b["losses"]):
         print(f"DIFFER: {len(a['losses'])} losses against {len(b['losses'])}")
         return 1

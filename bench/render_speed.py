@@ -111,7 +111,7 @@ def main() -> None:
         return model.render_rays(rays, near, far, train=False)
 
     doc: dict = {"machine": machine(), "checkpoint": str(args.ckpt), "step": ckpt.step}
-    doc["resolution"] = list(model.resolution)
+    doc["resolution"] = list(model.field.resolution)
     held_out = list(scene.held_out)
     if args.views > 0:  # every k-th, spread over the held-out views
         held_out = held_out[:: max(1, len(held_out) // args.views)][: args.views]

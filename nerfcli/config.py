@@ -1,4 +1,7 @@
-"""Configuration: frozen dataclasses, YAML scene presets and `--set section.key=value` overrides.
+"""Configuration's shared sections and machinery: the data, render and train sections (frozen
+dataclasses) and their checks, dict <-> dataclass, YAML scene presets and `--set
+section.key=value` overrides. The whole config (`Config`: these sections plus each model's own,
+beside the model) and `build_config` are in nerfcli.models.config.
 
 Precedence: dataclass defaults < scenes/<name>.yaml (following its `base:` chain) < --set < flags.
 Unknown keys are a ConfigError that lists the valid ones, so a typo never passes silently.
@@ -9,7 +12,7 @@ from __future__ import annotations
 import math
 import types
 import typing
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,76 +50,9 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class NerfModelConfig:
-    netdepth: int = 8
-    netwidth: int = 256
-    netdepth_fine: int = 8
-    netwidth_fine: int = 256
-    multires: int = 10  # log2 of the max positional-encoding frequency for xyz
-    multires_views: int = 4  # same for view directions
-    use_viewdirs: bool = True
-    skips: tuple[int, ...] = (4,)  # the input is concatenated again after these layers
-
-
-@dataclass(frozen=True)
-class TensorfModelConfig:
-    """TensoRF-VM. Defaults are TensoRF's LLFF recipe; nerfcli.models.tensorf.device_profile
-    overrides some of them per device (CPU: smaller, faster; GPU: larger)."""
-
-    density_components: tuple[int, int, int] = (16, 4, 4)  # per mode: xy|z, xz|y, yz|x
-    appearance_components: tuple[int, int, int] = (48, 12, 12)
-    app_dim: int = 27  # features fed to the colour decoder
-    decoder_width: int = 128
-    view_pe: int = 0  # positional-encoding frequencies of view directions in the decoder
-    feature_pe: int = 0  # positional-encoding frequencies of appearance features in the decoder
-    grid_init: tuple[int, int, int] = (128, 128, 128)  # starting vertices per axis (x, y, z)
-    grid_final: tuple[int, int, int] = (320, 320, 320)  # after the last upsampling
-    upsample_steps: tuple[int, ...] = (2000, 3000, 4000, 5500)
-    alpha_mask_steps: tuple[int, ...] = (2500, 4000)
-    density_activation: str = "relu"  # relu, or softplus(feature + density_shift)
-    density_shift: float = -10.0
-    distance_scale: float = 25.0  # sigma = distance_scale * activation(feature)
-    init_scale: float = 0.1  # factors start as init_scale * N(0, 1)
-    step_ratio: float = 0.5  # sample spacing in voxels
-    max_samples: int = 0  # cap on samples per ray (0: none)
-    colour_samples: int = 8  # colour evaluations per ray, at weight quantiles (0: threshold)
-    weight_threshold: float = 1e-4  # colour_samples=0: colour only where the weight exceeds this
-    alpha_mask_threshold: float = 1e-4
-    tv_weight_density: float = 0.02  # times the mean squared neighbour difference of planes
-    tv_weight_app: float = 0.02
-    l1_weight: float = 0.0
-    lr_grid: float = 0.02
-    lr_network: float = 1e-3
-    aabb: tuple[float, ...] = ()  # x0 y0 z0 x1 y1 z1; empty: NDC box, or [-1, 1]^3 (spherified)
-    # unbounded scenes: none (the grid spans the box), linf or l2 (the box is the inner
-    # region, the rest of space contracted around it; nerfcli.render.contraction)
-    contraction: str = "none"
-    outer_samples: int = 0  # contraction: samples per ray past the box (0: from the grid)
-    # --- occupancy estimator (issue 23, nerfcli/render/occupancy.py): box and unbounded
-    # scenes only (NDC keeps its path). A grid of the field's cells, updated from the exact
-    # vertex density every estimator_every training steps (0: never), a moving maximum that
-    # decays by estimator_decay an update; training and renders read density only in its
-    # occupied cells (alpha > alpha_mask_threshold at the sample spacing there). Off (0) by
-    # default: lego half-res, 5 minutes side by side at 1 thread, 16 gave 991 steps and 25.60 dB
-    # held-out against 1325 steps and 25.74 dB without (bench/README.md).
-    estimator_every: int = 0
-    estimator_decay: float = 0.95
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str = "tensorf"  # a key of nerfcli.models.MODELS
-    nerf: NerfModelConfig = field(default_factory=NerfModelConfig)
-    tensorf: TensorfModelConfig = field(default_factory=TensorfModelConfig)
-
-
-@dataclass(frozen=True)
 class RenderConfig:
-    n_samples: int = 64  # coarse (stratified) samples per ray
-    n_importance: int = 64  # extra fine (inverse-CDF) samples per ray; 0 disables the fine pass
+    # (the classic model's samples per ray are its own: model.nerf.n_samples, ...)
     perturb: bool = True  # stratified jitter during training
-    lindisp: bool = False  # sample linearly in inverse depth
-    raw_noise_std: float = 1.0  # noise added to raw density during training
     chunk: int = 2048  # rays rendered at once: at most chunk x samples points in memory
 
 
@@ -146,14 +82,6 @@ class TrainConfig:
     # the training rays stay on the GPU up to this size; larger ones live in pinned host memory
     # and each batch is gathered there and copied (fern: 0.16 GB; lego at 800 x 800: 3.1 GB)
     device_rays_gb: float = 2.0
-
-
-@dataclass(frozen=True)
-class Config:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    render: RenderConfig = field(default_factory=RenderConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 # ----------------------------------------------------------------------------- dict <-> dataclass
@@ -344,33 +272,10 @@ def parse_override(text: str) -> dict:
     return out
 
 
-def build_config(
-    preset: str | Path | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
-    base: dict | None = None,
-) -> Config:
-    """Resolve defaults < preset (or `base` dict) < overrides into a validated Config."""
-    data: dict = dict(base or {})
-    if preset is not None:
-        data = merge_dicts(data, read_yaml_config(preset))
-    for text in overrides:
-        data = merge_dicts(data, parse_override(text))
-    cfg = from_dict(Config, data)
-    validate(cfg)
-    return cfg
+def validate(cfg: Any) -> None:
+    """ConfigError naming the first bad key of the shared sections (data, render, train) of a
+    config (nerfcli.models.config.Config; each model's own section checks itself)."""
 
-
-def with_values(cfg: Config, section: str, **values: Any) -> Config:
-    """Return cfg with some keys of one section replaced (first-class CLI flags)."""
-    values = {k: v for k, v in values.items() if v is not None}
-    if not values:
-        return cfg
-    new = replace(cfg, **{section: replace(getattr(cfg, section), **values)})
-    validate(new)
-    return new
-
-
-def validate(cfg: Config) -> None:
     def positive(value: float, name: str) -> None:
         if not value > 0:
             raise ConfigError(f"{name} must be positive, got {value}")
@@ -386,13 +291,6 @@ def validate(cfg: Config) -> None:
             raise ConfigError(
                 f"data.{name} must be one of {', '.join(allowed)}, got {getattr(cfg.data, name)!r}"
             )
-    # The fine pass resamples the bins between inner coarse samples: it needs at least one.
-    fewest = 3 if cfg.render.n_importance > 0 else 1
-    if not cfg.render.n_samples >= fewest:
-        raise ConfigError(
-            f"render.n_samples must be at least {fewest}"
-            f"{' with render.n_importance > 0' if fewest > 1 else ''}, got {cfg.render.n_samples}"
-        )
     positive(cfg.render.chunk, "render.chunk")
     positive(cfg.train.batch_rays, "train.batch_rays")
     positive(cfg.train.lr, "train.lr")
@@ -403,24 +301,6 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"data.render_frames must be >= 1, or 0 for the format's own, got {cfg.data.render_frames}"
         )
-    nerf = cfg.model.nerf
-    for name, low, high in (
-        ("netdepth", 1, 1024),
-        ("netwidth", 1, 65536),
-        ("netdepth_fine", 1, 1024),
-        ("netwidth_fine", 1, 65536),
-        ("multires", 0, 64),
-        ("multires_views", 0, 64),
-    ):
-        value = getattr(nerf, name)
-        if not low <= value <= high:
-            raise ConfigError(f"model.nerf.{name} must be in {low}..{high}, got {value}")
-    for skip in nerf.skips:  # input concatenated after layer `skip`: a later layer must take it
-        if skip < 0 or skip in (nerf.netdepth - 1, nerf.netdepth_fine - 1):
-            raise ConfigError(
-                f"model.nerf.skips: {skip} is not a layer followed by another (layers 0.."
-                f"{min(nerf.netdepth, nerf.netdepth_fine) - 2} of netdepth {nerf.netdepth})"
-            )
     if cfg.train.schedule not in ("auto", "steps", "time"):
         raise ConfigError(f"train.schedule must be auto, steps or time, got {cfg.train.schedule!r}")
     if cfg.train.schedule == "time" and not cfg.train.max_minutes > 0:
@@ -433,86 +313,42 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.device_rays_gb must be >= 0, got {cfg.train.device_rays_gb}")
     if cfg.train.iters < 0:
         raise ConfigError(f"train.iters must be >= 0, got {cfg.train.iters}")
-    if cfg.render.n_importance < 0:
-        raise ConfigError("render.n_importance must be >= 0")
     if cfg.data.llffhold < 0:
         raise ConfigError("data.llffhold must be >= 0")
     check_value_ranges(cfg)
 
 
-def check_value_ranges(cfg: Config) -> None:
-    """Values no model can run with (a negative width, an infinite learning rate, a negative
-    density scale): refused here, not found as NaN weights after training."""
-
-    def check(value: float, name: str, low: float, strict: bool = False) -> None:
-        ok = math.isfinite(value) and (value > low if strict else value >= low)
-        if not ok:
-            bound = f"more than {low:g}" if strict else f"at least {low:g}"
-            raise ConfigError(f"{name} must be a finite number {bound}, got {value}")
-
-    tensorf = cfg.model.tensorf
-    for name in ("density_components", "appearance_components"):
-        for value in getattr(tensorf, name):
-            check(value, f"model.tensorf.{name}", 1)
-    for name in ("grid_init", "grid_final"):
-        for value in getattr(tensorf, name):
-            check(value, f"model.tensorf.{name}", 2)
-    for name in ("app_dim", "decoder_width"):
-        check(getattr(tensorf, name), f"model.tensorf.{name}", 1)
-    for name in ("view_pe", "feature_pe", "max_samples", "colour_samples", "outer_samples"):
-        check(getattr(tensorf, name), f"model.tensorf.{name}", 0)
-    for name in ("distance_scale", "init_scale", "step_ratio", "lr_grid", "lr_network"):
-        check(getattr(tensorf, name), f"model.tensorf.{name}", 0, strict=True)
-    for name in ("tv_weight_density", "tv_weight_app", "l1_weight"):
-        check(getattr(tensorf, name), f"model.tensorf.{name}", 0)
-    # any finite threshold: a negative one colours every sample (the reference tests' setting)
-    check(tensorf.weight_threshold, "model.tensorf.weight_threshold", -math.inf, strict=True)
-    check(tensorf.alpha_mask_threshold, "model.tensorf.alpha_mask_threshold", 0)
-    check(tensorf.estimator_every, "model.tensorf.estimator_every", 0)
-    check(tensorf.estimator_decay, "model.tensorf.estimator_decay", 0)
-    check(tensorf.density_shift, "model.tensorf.density_shift", -math.inf, strict=True)
+def check_value_ranges(cfg: Any) -> None:
+    """Values no run can go with (an infinite learning rate, a negative time budget): refused
+    here, not found as NaN weights after training."""
     for name in ("lr", "lr_decay_rate", "lr_decay_steps"):
-        check(getattr(cfg.train, name), f"train.{name}", 0, strict=True)
-    check(cfg.train.max_minutes, "train.max_minutes", 0)
-    check(cfg.render.raw_noise_std, "render.raw_noise_std", 0)
+        check_at_least(getattr(cfg.train, name), f"train.{name}", 0, strict=True)
+    check_at_least(cfg.train.max_minutes, "train.max_minutes", 0)
 
 
-def _upgrade_keys(data: dict) -> dict:
-    """Keys renamed since a checkpoint was written: train.amp (bf16 on CUDA) became
-    train.precision (true: auto, false: fp32). (The data section's are upgraded by its
-    formats: nerfcli.data.formats.upgrade_data_section.)"""
-    train = data.get("train") if isinstance(data, dict) else None
-    if not isinstance(train, dict) or "amp" not in train:
-        return data
-    train = dict(train)
-    amp = train.pop("amp")
-    train.setdefault("precision", "auto" if amp is True else "fp32")
-    return {**data, "train": train}
+def check_at_least(value: float, name: str, low: float, strict: bool = False) -> None:
+    """ConfigError unless value is finite and >= low (> low when strict)."""
+    ok = math.isfinite(value) and (value > low if strict else value >= low)
+    if not ok:
+        bound = f"more than {low:g}" if strict else f"at least {low:g}"
+        raise ConfigError(f"{name} must be a finite number {bound}, got {value}")
 
 
-def dump_yaml(cfg: Config) -> str:
+def dump_yaml(cfg: Any) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
 
-def config_from_checkpoint_dict(data: dict) -> Config:
-    cfg = from_dict(Config, _upgrade_keys(data), "checkpoint config")
-    validate(cfg)
-    return cfg
-
-
 __all__ = [
-    "Config",
     "DataConfig",
-    "ModelConfig",
-    "NerfModelConfig",
-    "TensorfModelConfig",
     "RenderConfig",
     "TrainConfig",
-    "build_config",
-    "with_values",
-    "to_dict",
-    "from_dict",
-    "dump_yaml",
-    "read_yaml_config",
     "available_presets",
+    "check_at_least",
+    "dump_yaml",
+    "from_dict",
+    "merge_dicts",
+    "parse_override",
+    "read_yaml_config",
+    "to_dict",
+    "validate",
 ]

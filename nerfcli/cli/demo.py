@@ -136,7 +136,7 @@ def _generate_scene(scene_dir: Path, seed: int, quiet: bool) -> Path:
 
 def _train(scene_dir: Path, run_dir: Path, model, iters, seed: int, dev, quiet: bool):
     """The demo's run through the one training path: (config, scene, summary)."""
-    from nerfcli.config import with_values
+    from nerfcli.models.config import with_values
     from nerfcli.training.session import (
         ConfigRequest,
         load_training_scene,

@@ -73,8 +73,6 @@ def eval_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
 ) -> None:
     """Render every held-out view, score it, and write render / ground truth / error PNGs."""
-    from rich.table import Table
-
     from nerfcli.evaluation.evaluate import evaluate, load_matching_scene
     from nerfcli.training import distributed
     from nerfcli.training.checkpoint import load_checkpoint
@@ -128,28 +126,36 @@ def eval_command(
     if json_out:
         stdout_json(report.to_dict())
     if not quiet:
-        table = Table(
-            title=f"held-out views, step {report.step} ({report.width} x {report.height}, W x H)"
-        )
-        for column in ("view", "PSNR", "SSIM"):
-            table.add_column(column, justify="right")
-        has_depth = report.depth_abs_rel is not None
-        if lpips_model is not None:
-            table.add_column(f"LPIPS ({report.lpips_net})", justify="right")
-        if has_depth:
-            table.add_column("depth abs rel", justify="right")
-        for s in report.views:
-            row = [str(s.view), f"{s.psnr:.2f}", f"{s.ssim:.4f}"]
-            if lpips_model is not None:
-                row.append(f"{s.lpips:.4f}")
-            if has_depth:
-                row.append(f"{s.depth_abs_rel:.4f}")
-            table.add_row(*row)
-        mean = ["mean", f"{report.psnr:.2f}", f"{report.ssim:.4f}"]
-        if lpips_model is not None:
-            mean.append(f"{report.lpips:.4f}")
-        if has_depth:
-            mean.append(f"{report.depth_abs_rel:.4f}")
-        table.add_row(*mean, style="bold")
-        console.print(table)
+        console.print(_report_table(report, lpips_model is not None))
         console.print(f"images and metrics.json in {q(out)}")
+
+
+def _report_table(report, with_lpips: bool):
+    """The per-view table of an eval report (PSNR, SSIM, LPIPS and depth where scored), the
+    mean in bold."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"held-out views, step {report.step} ({report.width} x {report.height}, W x H)"
+    )
+    for column in ("view", "PSNR", "SSIM"):
+        table.add_column(column, justify="right")
+    has_depth = report.depth_abs_rel is not None
+    if with_lpips:
+        table.add_column(f"LPIPS ({report.lpips_net})", justify="right")
+    if has_depth:
+        table.add_column("depth abs rel", justify="right")
+    for s in report.views:
+        row = [str(s.view), f"{s.psnr:.2f}", f"{s.ssim:.4f}"]
+        if with_lpips:
+            row.append(f"{s.lpips:.4f}")
+        if has_depth:
+            row.append(f"{s.depth_abs_rel:.4f}")
+        table.add_row(*row)
+    mean = ["mean", f"{report.psnr:.2f}", f"{report.ssim:.4f}"]
+    if with_lpips:
+        mean.append(f"{report.lpips:.4f}")
+    if has_depth:
+        mean.append(f"{report.depth_abs_rel:.4f}")
+    table.add_row(*mean, style="bold")
+    return table

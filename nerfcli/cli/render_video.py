@@ -82,18 +82,12 @@ def render_video(
     import numpy as np
 
     from nerfcli.cli.common import atomic_path
-    from nerfcli.evaluation.video import VideoWriter, camera_path, colorize_disparity, render_frames
+    from nerfcli.evaluation.video import camera_path, colorize_disparity, render_frames
     from nerfcli.training import distributed
     from nerfcli.training.checkpoint import load_checkpoint, restore_model
 
-    if sum([spiral, circle, orbit, path is not None]) > 1:
-        raise ConfigError("choose one of --spiral, --circle, --orbit and --path")
     frames_asked = frames
-    kind = "spiral" if spiral else "circle" if circle else "orbit" if orbit else "default"
-    if path == "interpolate":
-        kind, path = "interpolate", None
-    elif path is not None:
-        kind, path = "file", Path(path)
+    kind, path = _path_kind(spiral, circle, orbit, path)
     dev, ranks = distributed.join(device)
     quiet = quiet or not ranks.is_main
     json_out = json_out and ranks.is_main
@@ -141,20 +135,7 @@ def render_video(
         for _ in frames:  # render this rank's frames; rank 0 writes them
             pass
         return
-    writer = VideoWriter(out, fps)
-    disparities = []
-    try:
-        with make_progress(quiet) as progress:
-            task = progress.add_task("render", total=len(poses))
-            for rgb, disparity in frames:
-                writer.append(rgb)
-                if depth:
-                    disparities.append(disparity)
-                progress.advance(task)
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
+    disparities = _write_frames(out, fps, frames, len(poses), depth, quiet)
     seconds = time.perf_counter() - start
     if depth_out is not None:
         from nerfcli.evaluation.video import write_video
@@ -180,3 +161,38 @@ def render_video(
     if json_out:
         stdout_json(result)
     info(f"[green]wrote[/] {q(out)} ({len(poses)} frames, {seconds:.1f}s)", quiet)
+
+
+def _path_kind(spiral: bool, circle: bool, orbit: bool, path: str | None):
+    """(kind, path file or None) of the camera-path flags: spiral, circle, orbit,
+    interpolate, file or default (the scene's own)."""
+    if sum([spiral, circle, orbit, path is not None]) > 1:
+        raise ConfigError("choose one of --spiral, --circle, --orbit and --path")
+    kind = "spiral" if spiral else "circle" if circle else "orbit" if orbit else "default"
+    if path == "interpolate":
+        return "interpolate", None
+    if path is not None:
+        return "file", Path(path)
+    return kind, None
+
+
+def _write_frames(out: Path, fps: int, frames, total: int, depth: bool, quiet: bool) -> list:
+    """Write the rendered (rgb, disparity) frames to `out` (nothing left half-written on an
+    error); the disparities when `depth`."""
+    from nerfcli.evaluation.video import VideoWriter
+
+    writer = VideoWriter(out, fps)
+    disparities = []
+    try:
+        with make_progress(quiet) as progress:
+            task = progress.add_task("render", total=total)
+            for rgb, disparity in frames:
+                writer.append(rgb)
+                if depth:
+                    disparities.append(disparity)
+                progress.advance(task)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return disparities

@@ -16,17 +16,19 @@ CHUNK = 1 << 18
 
 
 def _tensorf_density(model, points: torch.Tensor) -> torch.Tensor:
-    coords = model.normalize(points)  # [P, 3] grid coordinates
+    field = model.field
+    coords = field.normalize(points)  # [P, 3] grid coordinates
     inside = (coords.abs() <= 1.0).all(-1)  # [P]
-    sigma = model.activate_density(model.density_feature(coords.clamp(-1.0, 1.0)))
-    if model.alpha_mask.numel():
-        inside = inside & model.alpha_mask_lookup(coords.detach())
+    sigma = field.activate_density(field.density_feature(coords.clamp(-1.0, 1.0)))
+    if field.alpha_mask.numel():
+        inside = inside & field.alpha_mask_lookup(coords.detach())
     return sigma * inside
 
 
 def _tensorf_colour(model, points: torch.Tensor, viewdirs: torch.Tensor) -> torch.Tensor:
-    coords = model.normalize(points).clamp(-1.0, 1.0)  # [P, 3]
-    return model.decoder(model.appearance(coords), viewdirs)  # [P, 3]
+    field = model.field
+    coords = field.normalize(points).clamp(-1.0, 1.0)  # [P, 3]
+    return field.decoder(field.appearance(coords), viewdirs)  # [P, 3]
 
 
 def _nerf_field(model):

@@ -97,9 +97,9 @@ def default_level(model, scene: Scene) -> float:
     """The density at which one render sample of the model is half opaque (alpha 0.5):
     ln 2 / the sample spacing (TensoRF: its box step; NeRF: (far - near) / samples)."""
     if model.name == "tensorf":
-        step = model.mask_step()
+        step = model.field.mask_step()
     else:
-        step = (scene.far - scene.near) / max(1, model.render_cfg.n_samples)
+        step = (scene.far - scene.near) / max(1, model.cfg.n_samples)
     return math.log(2.0) / step
 
 

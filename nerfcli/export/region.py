@@ -55,14 +55,14 @@ def cameras_focus(scene: Scene) -> tuple[np.ndarray, float]:
 
 
 def _model_box(model: RadianceModel) -> np.ndarray | None:
-    aabb = getattr(model, "aabb", None)
+    aabb = getattr(getattr(model, "field", None), "aabb", None)  # TensoRF's box
     return None if aabb is None else aabb.detach().cpu().numpy().astype(np.float64)
 
 
 def _contracted_region(model, box: np.ndarray, scene: Scene) -> MarchRegion:
     corners = np.stack(np.meshgrid(*box.T, indexing="ij"), -1).reshape(-1, 3)  # [8, 3]
-    grid = model.normalize(torch.as_tensor(corners, dtype=torch.float32)).numpy()
-    aabb = model.aabb.detach().cpu().numpy().astype(np.float64)
+    grid = model.field.normalize(torch.as_tensor(corners, dtype=torch.float32)).numpy()
+    aabb = model.field.aabb.detach().cpu().numpy().astype(np.float64)
     kind = model.cfg.contraction
 
     def to_ray(points: np.ndarray) -> np.ndarray:
@@ -81,7 +81,7 @@ def march_region(model: RadianceModel, scene: Scene, bbox: list[float] | None) -
     if box is not None and not (box[1] > box[0]).all():
         raise NerfError(f"--bbox {list(bbox)}: empty crop box, need x0 < x1, y0 < y1, z0 < z1")
     model_box = _model_box(model)
-    if getattr(model, "contracted", False):
+    if getattr(getattr(model, "field", None), "contracted", False):  # TensoRF's grid
         if box is None:
             focus, half = cameras_focus(scene)
             box = np.stack([focus - half, focus + half])

@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nerfcli.config import Config
 from nerfcli.data.rays import Rays
 from nerfcli.models.base import RadianceModel
 from nerfcli.models.encoding import encoded_channels, positional_encoding
+from nerfcli.models.nerf_config import NerfModelConfig
 from nerfcli.render.composite import RenderResult, composite
 from nerfcli.render.samplers import sample_pdf, sample_points, stratified_samples
 
@@ -77,11 +77,14 @@ class NerfMLP(nn.Module):
 class NerfModel(RadianceModel):
     name = "nerf"
 
-    def __init__(self, cfg: Config):
+    def __init__(self, m: NerfModelConfig, background: str = "auto", perturb: bool = True):
+        """`m`: the classic model's config section (networks, samples per ray); of the scene:
+        its background (white composites onto white) and whether training jitters the
+        samples."""
         super().__init__()
-        m = cfg.model.nerf
-        self.render_cfg = cfg.render
-        self.white_bkgd = cfg.data.background == "white"
+        self.cfg = m
+        self.perturb = perturb
+        self.white_bkgd = background == "white"
         self.coarse = NerfMLP(
             m.netdepth, m.netwidth, m.multires, m.multires_views, m.skips, m.use_viewdirs
         )
@@ -94,7 +97,7 @@ class NerfModel(RadianceModel):
                 m.skips,
                 m.use_viewdirs,
             )
-            if cfg.render.n_importance > 0
+            if m.n_importance > 0
             else None
         )
 
@@ -118,8 +121,8 @@ class NerfModel(RadianceModel):
         )
 
     def render_rays(self, rays, near, far, train, generator=None) -> RenderResult:
-        r = self.render_cfg
-        perturb = train and r.perturb
+        r = self.cfg
+        perturb = train and self.perturb
         noise = r.raw_noise_std if train else 0.0
         num_rays = len(rays)
         device = rays.origins.device

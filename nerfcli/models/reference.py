@@ -114,17 +114,18 @@ def total_variation_reference(tensor: torch.Tensor) -> torch.Tensor:
 def _density_at(model: TensorfModel, coords: torch.Tensor) -> torch.Tensor:
     """Density [...] at box coords [..., 3]: 0 outside the box and the alpha mask."""
     flat = coords.reshape(-1, 3)
-    inside = torch.all(flat.abs() <= 1.0, -1) & model.alpha_mask_lookup(flat)  # [P]
+    field = model.field
+    inside = torch.all(flat.abs() <= 1.0, -1) & field.alpha_mask_lookup(flat)  # [P]
     feature = density_feature_reference(
-        list(model.density_planes), list(model.density_lines), flat.clamp(-1.0, 1.0)
+        list(field.density_planes), list(field.density_lines), flat.clamp(-1.0, 1.0)
     )
-    return (model.activate_density(feature) * inside).view(coords.shape[:-1])
+    return (field.activate_density(feature) * inside).view(coords.shape[:-1])
 
 
 def density_slices_reference(model: TensorfModel, rays: Rays, t_row: torch.Tensor) -> torch.Tensor:
     """TensorfField.density_slices: density [R, S] at depths t_row [S] along rays [R]."""
     points = rays.origins[:, None] + t_row[None, :, None] * rays.directions[:, None]  # [R, S, 3]
-    return _density_at(model, model.normalize(points))
+    return _density_at(model, model.field.normalize(points))
 
 
 def render_rays_reference(
@@ -138,14 +139,15 @@ def render_rays_reference(
     """TensorfModel.render_rays the plain way: the same sample depths, then density (0 outside
     the box and the alpha mask) and colour at every sample, one composite."""
     t_vals = model.sample_depths(rays, near, far, train, generator)  # [R, S]
-    coords = model.normalize(sample_points(rays.origins, rays.directions, t_vals))  # [R, S, 3]
+    field = model.field
+    coords = field.normalize(sample_points(rays.origins, rays.directions, t_vals))  # [R, S, 3]
     sigma = _density_at(model, coords)  # [R, S]
     weights = weights_from_alpha(alpha_from_density(sigma, sample_deltas(t_vals, rays.directions)))
     features = appearance_reference(
-        list(model.app_planes), list(model.app_lines), model.basis, coords.clamp(-1.0, 1.0)
+        list(field.app_planes), list(field.app_lines), field.basis, coords.clamp(-1.0, 1.0)
     )  # [R, S, app_dim]
     viewdirs = rays.viewdirs[:, None, :].expand(coords.shape)  # [R, S, 3]
-    rgb = model.decoder(features.reshape(-1, features.shape[-1]), viewdirs.reshape(-1, 3))
+    rgb = field.decoder(features.reshape(-1, features.shape[-1]), viewdirs.reshape(-1, 3))
     # where the density is 0 (outside the box) so is the weight: that colour never counts
     out = composite_weights(weights, rgb.view(coords.shape), t_vals, model.policy.white_bkgd)
     return RenderResult(out.rgb, out.depth, out.disparity, out.opacity)

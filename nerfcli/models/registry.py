@@ -1,16 +1,19 @@
-"""Models by name: the explicit table the config's `model.name` selects from, and each model's
-device/scene profile (nerfcli.models.profiles)."""
+"""Models by name: the explicit table the config's `model.name` selects from, each model's
+device/scene profile (nerfcli.models.profiles), and the builder that hands a model its own
+config section and what it needs of the scene (its box, NDC, background). Which model reads a
+--set key is derived from the config section holding it (nerfcli.models.config.check_keys_read,
+re-exported here)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from nerfcli.config import Config, parse_override
-from nerfcli.errors import ConfigError, UsageError
+from nerfcli.errors import ConfigError
 from nerfcli.models.base import RadianceModel
+from nerfcli.models.config import Config, check_keys_read
 from nerfcli.models.nerf import NerfModel
 from nerfcli.models.profiles import SCENE_KINDS, nerf_profile, tensorf_profile
 from nerfcli.models.tensorf import TensorfModel
@@ -20,11 +23,13 @@ ModelBuilder = Callable[[Config, SceneBox], RadianceModel]
 
 
 def _build_nerf(cfg: Config, scene_box: SceneBox) -> RadianceModel:
-    return NerfModel(cfg)  # samples each ray over [near, far]: no box
+    # samples each ray over [near, far]: no box
+    return NerfModel(cfg.model.nerf, cfg.data.background, cfg.render.perturb)
 
 
 def _build_tensorf(cfg: Config, scene_box: SceneBox) -> RadianceModel:
-    return TensorfModel(cfg, scene_box)
+    m = cfg.model.tensorf
+    return TensorfModel(m, scene_box, cfg.data.ndc, cfg.data.background, cfg.render.perturb)
 
 
 MODELS: dict[str, ModelBuilder] = {
@@ -37,43 +42,7 @@ PROFILES: dict[str, Callable[[str, str], dict]] = {  # (device_type, scene kind)
     "tensorf": tensorf_profile,
 }
 
-
-# Keys of the shared sections a model does not read, with what to set instead: --set on one
-# of them is a usage error rather than a silent no-op.
-NOT_READ: dict[str, dict[str, str]] = {
-    "tensorf": {
-        "train.lr": "set model.tensorf.lr_grid (the grids) and model.tensorf.lr_network "
-        "(basis and decoder) instead",
-        "render.n_samples": "set model.tensorf.step_ratio (sample spacing in voxels) or "
-        "model.tensorf.max_samples instead",
-        "render.n_importance": "set model.tensorf.colour_samples (colour evaluations per "
-        "ray) instead",
-        "render.lindisp": "TensoRF samples evenly in its grid; model.tensorf.step_ratio sets "
-        "the spacing",
-        "render.raw_noise_std": "TensoRF adds no noise to its densities",
-        "model.nerf": "model.nerf.* is the classic model's: --model nerf",
-    },
-    "nerf": {
-        "model.tensorf": "model.tensorf.* is TensoRF's: --model tensorf",
-    },
-}
-
-
-def check_keys_read(name: str, overrides: Iterable[str]) -> None:
-    """UsageError for a --set override (`section.key=value`) that model `name` does not read,
-    naming the key and the one to set instead (NOT_READ)."""
-    not_read = NOT_READ.get(name, {})
-    for text in overrides:
-        key = ".".join(_dotted(parse_override(text)))
-        for prefix, instead in not_read.items():
-            if key == prefix or key.startswith(prefix + "."):
-                raise UsageError(f"--set {key}: the {name} model does not read it; {instead}")
-
-
-def _dotted(tree: dict) -> list[str]:
-    """{'train': {'lr': 1e-3}} -> ['train', 'lr'] (one --set holds one key)."""
-    key, value = next(iter(tree.items()))
-    return [key, *_dotted(value)] if isinstance(value, dict) and len(value) == 1 else [key]
+__all__ = ["MODELS", "PROFILES", "build_model", "check_keys_read", "model_profile"]
 
 
 def _check_name(name: str) -> None:

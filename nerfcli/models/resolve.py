@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nerfcli.config import Config, DataConfig, available_presets, build_config, with_values
+from nerfcli.config import DataConfig, available_presets
 from nerfcli.data.formats import (
     check_options,
     check_set_keys,
@@ -21,6 +21,7 @@ from nerfcli.data.formats import (
     scene_root,
 )
 from nerfcli.data.plan import Choice, FramePlan
+from nerfcli.models.config import Config, build_config, with_values
 from nerfcli.models.registry import check_keys_read, model_profile
 
 

@@ -15,11 +15,12 @@ from typing import Any
 
 import torch
 
-from nerfcli.config import Config, config_from_checkpoint_dict, to_dict
+from nerfcli.config import to_dict
 from nerfcli.data.formats import upgrade_data_section
 from nerfcli.data.scene import Scene
 from nerfcli.errors import CheckpointError, ConfigError, DataError
 from nerfcli.fsutil import atomic_write
+from nerfcli.models.config import Config, config_from_checkpoint_dict
 from nerfcli.training.scene_record import scene_from_record, scene_record, upgrade_v1
 
 # 2: the format-neutral Scene (per-view K, splits, kind, background, pixel_center, distortion,

@@ -7,8 +7,8 @@ import math
 
 import torch
 
-from nerfcli.config import Config
 from nerfcli.models.base import RadianceModel
+from nerfcli.models.config import Config
 
 
 def learning_rate_factor(cfg: Config, step: int) -> float:

@@ -5,11 +5,16 @@ appended to and trimmed back to a checkpoint's step on resume."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
-from nerfcli.config import Config, dump_yaml
+from nerfcli.config import dump_yaml
 from nerfcli.errors import CheckpointError, NerfError
 from nerfcli.fsutil import atomic_write
+from nerfcli.models.config import Config
+from nerfcli.training.checkpoint import Checkpoint, save_checkpoint
 
 
 def prepare_run_dir(out_dir: Path, cfg: Config, resume: bool) -> None:
@@ -184,3 +189,54 @@ def check_resume_scene(out_dir: Path, scene: Path) -> None:
             f"--resume: {out_dir} trained on {then}, not {scene}; resume with that scene, or "
             "start a new run on this one with another --out"
         )
+
+
+def check_free_space(out_dir: Path, state: dict) -> None:
+    """Refuse to start when the disk cannot hold the next checkpoint of a model whose
+    state_dict is `state` (it is written beside the previous one before replacing it):
+    weights, two Adam moments, 1 MB of the rest."""
+    weights = sum(t.numel() * t.element_size() for t in state.values())
+    needed = 3 * weights + (1 << 20)
+    folder = out_dir.absolute()
+    while not folder.is_dir() and folder != folder.parent:  # a new run: not created yet
+        folder = folder.parent
+    if not os.access(folder, os.W_OK):
+        return  # read-only: prepare_run_dir names that, more usefully than free space
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < needed:
+        raise NerfError(
+            f"{out_dir}: only {free / 1e6:.1f} MB free but a checkpoint of this model "
+            f"needs about {needed / 1e6:.1f} MB; free some space or choose another --out"
+        )
+
+
+def save_with_copies(
+    checkpoint: Callable[[], Checkpoint], out_dir: Path, step: int, keep: int
+) -> Path:
+    """Write ckpt.pt (atomically) and checkpoints/step_XXXXXXX.pt (a hard link to it, or a
+    second copy where links fail), keeping the newest `keep` numbered copies (0: all)."""
+    latest = save_checkpoint(checkpoint(), out_dir / "ckpt.pt")
+    folder = out_dir / "checkpoints"
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(f"{folder}: cannot create ({exc.strerror or exc})") from None
+    numbered = folder / f"step_{step:07d}.pt"
+    tmp = folder / f".{numbered.name}.link"
+    try:
+        if tmp.exists():
+            tmp.unlink()
+        os.link(latest, tmp)
+        os.replace(tmp, numbered)
+    except OSError:
+        save_checkpoint(checkpoint(), numbered)
+    old = sorted(folder.glob("step_*.pt"))
+    for stale in old[:-keep] if keep > 0 else []:
+        try:
+            stale.unlink(missing_ok=True)
+        except OSError:
+            pass  # an old copy left behind is harmless
+    return latest

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import torch
 
-from nerfcli.config import Config, with_values
 from nerfcli.data.formats import load_scene
 from nerfcli.data.plan import FramePlan
 from nerfcli.data.scene import Scene
+from nerfcli.errors import ConfigError
+from nerfcli.models.config import Config, with_values
 from nerfcli.models.resolve import ConfigRequest, default_preset, resolve, resolve_config
 from nerfcli.training import distributed
 from nerfcli.training.checkpoint import load_checkpoint
@@ -44,6 +45,9 @@ def settle_config(cfg: Config, scene: Scene) -> Config:
 
 @dataclass
 class Run:
+    """A started run: the settled config (saved in the run folder), its scene, the Trainer
+    (`run.trainer.run()` trains) and the folder."""
+
     cfg: Config
     scene: Scene
     trainer: Trainer

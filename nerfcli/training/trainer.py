@@ -15,30 +15,26 @@ write. Held-out views are split across the ranks.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from nerfcli.config import Config
-from nerfcli.data.images import write_image_atomic
 from nerfcli.data.rays import Rays
 from nerfcli.data.scene import Scene
-from nerfcli.errors import CheckpointError, ConfigError, NerfError
-from nerfcli.metrics import downscale_image, psnr_from_mse, to8b
+from nerfcli.errors import CheckpointError, ConfigError
+from nerfcli.metrics import psnr_from_mse
+from nerfcli.models.config import Config
 from nerfcli.models.registry import build_model
 from nerfcli.render.composite import apply_background
-from nerfcli.render.image import render_view
 from nerfcli.training import distributed, precision
 from nerfcli.training.batches import RaySource, block_seed, rays_home
-from nerfcli.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from nerfcli.training.checkpoint import Checkpoint, load_checkpoint
 from nerfcli.training.events import EvalEvent, Event, EventCallback, StepEvent, TrainSummary
+from nerfcli.training.held_out import evaluate_held_out
 from nerfcli.training.optim import Schedule, build_optimizer, check_adam_state, set_learning_rates
-from nerfcli.training.run_dir import append_log, trim_log
+from nerfcli.training.run_dir import append_log, check_free_space, save_with_copies, trim_log
 
 __all__ = ["Event", "EvalEvent", "EventCallback", "StepEvent", "TrainSummary", "Trainer"]
 
@@ -88,7 +84,7 @@ class Trainer:
         else:
             self.optimizer = build_optimizer(self.model, cfg)
         self.source = RaySource(scene, self.device, home, self.generator)
-        self._check_free_space()
+        check_free_space(self.out_dir, self.model.state_dict())
 
     @property
     def rays(self) -> Rays:
@@ -98,26 +94,6 @@ class Trainer:
     @property
     def target(self) -> torch.Tensor:
         return self.source.target  # [P, 3]
-
-    def _check_free_space(self) -> None:
-        """Refuse to start when the disk cannot hold the next checkpoint (it is written beside
-        the previous one before replacing it): weights, two Adam moments, 1 MB of the rest."""
-        weights = sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
-        needed = 3 * weights + (1 << 20)
-        folder = self.out_dir.absolute()
-        while not folder.is_dir() and folder != folder.parent:  # a new run: not created yet
-            folder = folder.parent
-        if not os.access(folder, os.W_OK):
-            return  # read-only: prepare_run_dir names that, more usefully than free space
-        try:
-            free = shutil.disk_usage(folder).free
-        except OSError:
-            return
-        if free < needed:
-            raise NerfError(
-                f"{self.out_dir}: only {free / 1e6:.1f} MB free but a checkpoint of this model "
-                f"needs about {needed / 1e6:.1f} MB; free some space or choose another --out"
-            )
 
     # -- checkpoints
 
@@ -197,69 +173,31 @@ class Trainer:
         """Write ckpt.pt and a numbered copy (rank 0 only; every rank holds the same state)."""
         if not self.ranks.is_main:
             return self.out_dir / "ckpt.pt"
-        latest = save_checkpoint(self.checkpoint(), self.out_dir / "ckpt.pt")
-        folder = self.out_dir / "checkpoints"
-        try:
-            folder.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise CheckpointError(f"{folder}: cannot create ({exc.strerror or exc})") from None
-        numbered = folder / f"step_{self.step:07d}.pt"
-        tmp = folder / f".{numbered.name}.link"
-        try:
-            if tmp.exists():
-                tmp.unlink()
-            os.link(latest, tmp)
-            os.replace(tmp, numbered)
-        except OSError:
-            save_checkpoint(self.checkpoint(), numbered)
         keep = self.cfg.train.keep_checkpoints
-        old = sorted(folder.glob("step_*.pt"))
-        for stale in old[:-keep] if keep > 0 else []:
-            try:
-                stale.unlink(missing_ok=True)
-            except OSError:
-                pass  # an old copy left behind is harmless
-        return latest
+        return save_with_copies(self.checkpoint, self.out_dir, self.step, keep)
 
     # -- evaluation during training
 
     def render_fn(self, rays: Rays, near: float, far: float):
         return self.model.render_rays(rays, near, far, train=False)
 
-    @torch.no_grad()
     def evaluate(self) -> EvalEvent:
         """Held-out PSNR at 1/eval_downscale resolution and a preview of the first held-out
-        view (the same views `nerf eval` scores; split across the ranks, the first on rank 0)."""
-        k = max(1, self.cfg.train.eval_downscale)
+        view (the same views `nerf eval` scores; split across the ranks, the first on rank 0;
+        held_out.py)."""
         self.model.eval()
-        views = self.scene.held_out
-        errors: dict[int, float] = {}
-        preview_image = None
-        for position, view in self.ranks.shard(list(enumerate(views))):
-            out = render_view(
-                self.render_fn, self.scene.camera(view), self.cfg.render.chunk, self.device, k
-            )
-            gt = downscale_image(torch.from_numpy(self.scene.images[view]), k).to(self.device)
-            gt = gt[: out.rgb.shape[0], : out.rgb.shape[1]]
-            errors[position] = float(torch.mean((out.rgb - gt) ** 2))
-            if position == 0:
-                preview_image = np.concatenate([to8b(out.rgb), to8b(gt)], 1)
+        event = evaluate_held_out(
+            self.render_fn,
+            self.scene,
+            self.cfg.render.chunk,
+            self.cfg.train.eval_downscale,
+            self.device,
+            self.ranks,
+            self.step,
+            self.out_dir,
+        )
         self.model.train()
-        for part in self.ranks.all_gather_objects(errors):
-            errors.update(part)
-        mean = float(np.mean([errors[i] for i in range(len(views))]))
-        if not self.ranks.is_main:
-            return EvalEvent(self.step, psnr_from_mse(mean), None)
-        preview = self.out_dir / "previews" / f"step_{self.step:07d}.png"
-        try:
-            preview.parent.mkdir(exist_ok=True)
-            write_image_atomic(preview, preview_image)
-        except OSError as exc:
-            raise NerfError(
-                f"{preview}: cannot write ({exc.strerror or exc}); the last checkpoint is "
-                "intact: free space or fix the folder, then --resume"
-            ) from None
-        return EvalEvent(self.step, psnr_from_mse(mean), preview)
+        return event
 
     # -- the loop
 

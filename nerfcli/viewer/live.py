@@ -4,8 +4,8 @@ time), from copies the training thread makes between steps only while a page is 
 
 from __future__ import annotations
 
-from nerfcli.config import Config
 from nerfcli.data.scene import Scene
+from nerfcli.models.config import Config
 from nerfcli.models.registry import build_model
 from nerfcli.training.events import EvalEvent, StepEvent
 from nerfcli.viewer.engine import EngineOptions

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from nerfcli.config import Config
 from nerfcli.data.scene import Scene
 from nerfcli.models.base import RadianceModel
+from nerfcli.models.config import Config
 from nerfcli.training.checkpoint import Checkpoint, restore_model
 
 

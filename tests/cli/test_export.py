@@ -17,10 +17,10 @@ import torch
 from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
-from nerfcli.config import Config, with_values
 from nerfcli.data.cameras import intrinsics
 from nerfcli.data.scene import Scene
 from nerfcli.export.ply import read_ply
+from nerfcli.models.config import Config, with_values
 from nerfcli.models.registry import build_model
 from nerfcli.training.checkpoint import Checkpoint, save_checkpoint
 
@@ -68,15 +68,15 @@ def _slab_checkpoint(folder: Path) -> Path:
     cfg = with_values(cfg, "data", ndc=False, format="llff", background="black")
     model = build_model(cfg)
     with torch.no_grad():
-        for plane, line in zip(model.density_planes, model.density_lines):
+        for plane, line in zip(model.field.density_planes, model.field.density_lines):
             plane.zero_()
             line.zero_()
-        model.density_planes[0].fill_(1.0)  # xy plane, times the z line
+        model.field.density_planes[0].fill_(1.0)  # xy plane, times the z line
         z = torch.linspace(-1.0, 1.0, RES)
         # 4 per unit inside the slab's faces, falling linearly outside: feature 0.5 at the faces
         distance = torch.minimum(z - SLAB[0], SLAB[1] - z)
-        model.density_lines[0][0, 0, :, 0] = 0.5 + 10.0 * distance
-        last = model.decoder.layers[-1]
+        model.field.density_lines[0][0, 0, :, 0] = 0.5 + 10.0 * distance
+        last = model.field.decoder.layers[-1]
         last.weight.zero_()
         last.bias.copy_(torch.logit(torch.tensor(COLOUR)))
     views = 5

@@ -28,7 +28,7 @@ import torch
 from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
-from nerfcli.config import build_config
+from nerfcli.models.config import build_config
 from tests.conftest import settings_args, tiny_nerf_args, write_llff
 
 pytestmark = [

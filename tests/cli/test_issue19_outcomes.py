@@ -147,7 +147,8 @@ def test_bracket_paths_print_as_they_are(tmp_path):
         ("model.tensorf.grid_init=[128,-1,128]", "model.tensorf.grid_init"),
         ("model.tensorf.density_components=[16,0,4]", "model.tensorf.density_components"),
         ("model.tensorf.step_ratio=0", "model.tensorf.step_ratio"),
-        ("render.raw_noise_std=-1", "render.raw_noise_std"),
+        ("model.nerf.raw_noise_std=-1", "model.nerf.raw_noise_std"),
+        ("render.raw_noise_std=-1", "model.nerf.raw_noise_std"),  # its spelling before the move
     ],
 )
 def test_set_values_no_model_can_run_with(tmp_path, setting, named):

@@ -55,13 +55,15 @@ def test_unbounded_train_eval_render_depth_video(tmp_path):
     assert tensorf.grid_final == (13, 13, 13)  # --set still wins over the profile
 
     model = restore_model(ckpt)  # the contraction, box, grid and alpha mask come back
-    assert model.cfg.contraction == "l2" and model.resolution == (13, 13, 13)
-    assert model.alpha_mask.numel() > 0
-    torch.testing.assert_close(model.aabb, torch.as_tensor(ckpt.scene.scene_box))
+    assert model.cfg.contraction == "l2" and model.field.resolution == (13, 13, 13)
+    assert model.field.alpha_mask.numel() > 0
+    torch.testing.assert_close(model.field.aabb, torch.as_tensor(ckpt.scene.scene_box))
     rays = camera_rays(ckpt.scene.camera(0)).reshape(-1)
     with torch.no_grad():
         t = model.sample_depths(rays, ckpt.scene.near, ckpt.scene.far, train=False)
-        coords = model.normalize(rays.origins[:, None] + t[..., None] * rays.directions[:, None])
+        coords = model.field.normalize(
+            rays.origins[:, None] + t[..., None] * rays.directions[:, None]
+        )
         a = model.render_rays(rays, ckpt.scene.near, ckpt.scene.far, train=False)
         b = restore_model(ckpt).render_rays(rays, ckpt.scene.near, ckpt.scene.far, train=False)
     last = contraction_norm(coords[:, -1], "l2")  # the last sample: far out in the shell

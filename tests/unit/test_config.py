@@ -4,26 +4,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nerfcli.config import (
-    Config,
-    available_presets,
-    build_config,
-    dump_yaml,
-    from_dict,
-    parse_override,
-    to_dict,
-    with_values,
-)
+from nerfcli.config import available_presets, dump_yaml, from_dict, parse_override, to_dict
 from nerfcli.errors import ConfigError
+from nerfcli.models.config import Config, build_config, with_values
 
 
 def test_defaults_are_the_reference_settings():
     cfg = Config()
-    assert cfg.render.n_samples == 64 and cfg.render.n_importance == 64
+    assert cfg.model.nerf.n_samples == 64 and cfg.model.nerf.n_importance == 64
     assert cfg.train.batch_rays == 1024 and cfg.train.lr == 5e-4
     assert cfg.train.lr_decay_steps == 250000 and cfg.train.lr_decay_rate == 0.1
     assert cfg.model.nerf.multires == 10 and cfg.model.nerf.multires_views == 4
-    assert cfg.render.raw_noise_std == 1.0 and cfg.data.llffhold == 8
+    assert cfg.model.nerf.raw_noise_std == 1.0 and cfg.data.llffhold == 8
 
 
 def test_presets_exist_and_chain():

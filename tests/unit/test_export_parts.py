@@ -198,7 +198,8 @@ def test_ndc_region_is_what_the_images_see() -> None:
     from nerfcli.export.region import march_region
 
     scene = _scene(ndc=True)  # far bound 5: NDC z at most 1 - 2 / 5.5
-    model = SimpleNamespace(aabb=torch.tensor([[-1.5, -1.67, -1.0], [1.5, 1.67, 1.0]]))
+    box = torch.tensor([[-1.5, -1.67, -1.0], [1.5, 1.67, 1.0]])
+    model = SimpleNamespace(field=SimpleNamespace(aabb=box))  # a TensoRF model's box
     region = march_region(model, scene, None)
     np.testing.assert_allclose(region.lo, [-1.0, -1.0, -1.0])
     np.testing.assert_allclose(region.hi, [1.0, 1.0, 1.0 - 2.0 / 5.5])
@@ -214,8 +215,8 @@ def test_contracted_region_maps_back_to_the_grid() -> None:
     its points map to the training frame and back through the model's own contraction."""
     from dataclasses import replace
 
-    from nerfcli.config import Config, with_values
     from nerfcli.export.region import march_region
+    from nerfcli.models.config import Config, with_values
     from nerfcli.models.registry import build_model
 
     cfg = Config()
@@ -235,7 +236,7 @@ def test_contracted_region_maps_back_to_the_grid() -> None:
     assert (region.lo > -1).all() and (region.hi < 1).all() and (region.hi > region.lo).all()
     grid = np.random.default_rng(0).uniform(region.lo, region.hi, (50, 3))
     world = region.to_ray(grid)
-    back = model.normalize(torch.as_tensor(world, dtype=torch.float32)).numpy()
+    back = model.field.normalize(torch.as_tensor(world, dtype=torch.float32)).numpy()
     np.testing.assert_allclose(back, grid, atol=1e-5)
     wide = march_region(model, scene, [-50, -50, -50, 50, 50, 50])  # far out: the shell
     assert (wide.hi > 0.9).all() and (wide.lo < -0.9).all()

@@ -122,7 +122,8 @@ def test_format_options_are_typed_checked_and_upgraded():
 def test_a_checkpoint_config_from_before_the_format_sections_loads():
     """What load_checkpoint reads: a stored config whose data section has the format keys
     flat (data.bd_factor, data.half_res, ...) loads with them in their sections."""
-    from nerfcli.config import build_config, config_from_checkpoint_dict, to_dict
+    from nerfcli.config import to_dict
+    from nerfcli.models.config import build_config, config_from_checkpoint_dict
     from nerfcli.training.checkpoint import _upgraded_config
 
     stored = to_dict(build_config("llff"))

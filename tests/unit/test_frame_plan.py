@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from nerfcli.config import DataConfig, build_config
+from nerfcli.config import DataConfig
 from nerfcli.data.formats import load_scene, plan_frame
 from nerfcli.data.formats.llff_unbounded import CAMERA_RADIUS, rotation_to_up
 from nerfcli.data.plan import MAX_SIDE, auto_factor
 from nerfcli.errors import ConfigError
+from nerfcli.models.config import build_config
 from nerfcli.models.resolve import ConfigRequest, resolve, resolve_config
 from tests.conftest import write_llff
 from tests.scene_types import surround_poses, write_surround_llff

@@ -33,8 +33,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
-from nerfcli.config import Config, build_config
 from nerfcli.data.formats.llff import load_llff_data
+from nerfcli.models.config import Config, build_config
 from nerfcli.data.scene import Scene
 from nerfcli.errors import CheckpointError, ConfigError, DataError, NerfError
 from nerfcli.evaluation.video import load_path_file

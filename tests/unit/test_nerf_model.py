@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nerfcli.config import build_config
 from nerfcli.data.rays import Rays
+from nerfcli.models.config import build_config
 from nerfcli.models.nerf import NerfMLP
 from nerfcli.models.registry import build_model, model_profile
 

@@ -7,8 +7,9 @@ import warnings
 import pytest
 import torch
 
-from nerfcli.config import build_config, config_from_checkpoint_dict, to_dict
+from nerfcli.config import to_dict
 from nerfcli.errors import ConfigError
+from nerfcli.models.config import build_config, config_from_checkpoint_dict
 from nerfcli.training import distributed
 from nerfcli.training.device import select_device
 from nerfcli.training.precision import autocast, autocast_dtype, peak_memory_gb, tf32_scope

@@ -198,11 +198,11 @@ def test_box_interval_is_the_part_of_the_ray_inside_the_box():
 
 
 def test_tensorf_world_samples_stay_inside_the_box():
-    from nerfcli.config import build_config
     from nerfcli.data.rays import Rays
-    from nerfcli.models.tensorf import TensorfModel
+    from nerfcli.models.config import build_config
+    from nerfcli.models.registry import build_model
 
-    model = TensorfModel(
+    model = build_model(
         build_config(
             overrides=[
                 "data.ndc=false",

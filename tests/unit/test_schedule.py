@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from nerfcli.config import build_config
 from nerfcli.data.formats.llff import load_llff_data
 from nerfcli.errors import ConfigError
+from nerfcli.models.config import build_config
 from nerfcli.training.optim import Schedule, learning_rate_factor
 from nerfcli.training.session import start_run
 from tests.conftest import write_llff
@@ -78,7 +78,7 @@ def test_time_schedule_runs_every_event_and_ends_decayed(tmp_path, monkeypatch):
     cfg = build_config(overrides=[*TINY_TENSORF, "train.max_minutes=0.125"])
     trainer = start_run(cfg, scene, tmp_path / "run", torch.device("cpu")).trainer
     summary = trainer.run()
-    assert trainer.model.resolution == (12, 12, 12)  # all three upsamples ran
+    assert trainer.model.field.resolution == (12, 12, 12)  # all three upsamples ran
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert summary.steps == 15 and not summary.stopped_by_time  # 0.5 s per step
     assert summary.train_seconds == pytest.approx(7.5)

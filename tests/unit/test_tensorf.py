@@ -14,9 +14,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nerfcli.config import build_config, merge_dicts
+from nerfcli.config import merge_dicts
 from nerfcli.data.rays import Rays, make_rays
 from nerfcli.errors import ConfigError, DataError
+from nerfcli.models.config import build_config
 from nerfcli.models.reference import (
     appearance_reference,
     density_feature_reference,
@@ -61,7 +62,7 @@ def tiny_config(*overrides: str, ndc: bool = True):
 
 def make_model(*overrides: str, ndc: bool = True, seed: int = 0) -> TensorfModel:
     torch.manual_seed(seed)
-    return TensorfModel(tiny_config(*overrides, ndc=ndc))
+    return build_model(tiny_config(*overrides, ndc=ndc))
 
 
 def random_coords(count: int, seed: int = 1) -> torch.Tensor:
@@ -82,11 +83,15 @@ def grads(parameters) -> list[torch.Tensor]:
 
 
 def density_reference(model: TensorfModel, coords: torch.Tensor) -> torch.Tensor:
-    return density_feature_reference(list(model.density_planes), list(model.density_lines), coords)
+    return density_feature_reference(
+        list(model.field.density_planes), list(model.field.density_lines), coords
+    )
 
 
 def app_reference(model: TensorfModel, coords: torch.Tensor) -> torch.Tensor:
-    return appearance_reference(list(model.app_planes), list(model.app_lines), model.basis, coords)
+    return appearance_reference(
+        list(model.field.app_planes), list(model.field.app_lines), model.field.basis, coords
+    )
 
 
 # ----------------------------------------------------------------------------- fast == reference
@@ -105,16 +110,16 @@ def test_density_fast_matches_reference_values_and_gradients(batch, count, path,
     monkeypatch.setattr(tensorf_field, "DIRECT_POINTS_RATIO", 10**9 if path == "volume" else 0)
     model = make_model()
     coords = batched_coords(batch, count)
-    params = [*model.density_planes, *model.density_lines]
+    params = [*model.field.density_planes, *model.field.density_lines]
     reference = density_reference(model, coords)  # [*batch, P]
     weights = torch.randn(reference.shape)
     (reference * weights).sum().backward()
     grads_reference = grads(params)
     model.zero_grad()
     calls = []
-    monkeypatch.setattr(model, "density_direct", lambda c: calls.append(1) or direct(c))
-    direct = type(model).density_direct.__get__(model)
-    fast = model.density_feature(coords)
+    monkeypatch.setattr(model.field, "density_direct", lambda c: calls.append(1) or direct(c))
+    direct = type(model.field).density_direct.__get__(model.field)
+    fast = model.field.density_feature(coords)
     assert bool(calls) == (path == "direct")
     (fast * weights).sum().backward()
     assert fast.shape == (*batch, count)
@@ -122,7 +127,9 @@ def test_density_fast_matches_reference_values_and_gradients(batch, count, path,
     for a, b in zip(grads(params), grads_reference):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
     with torch.no_grad():  # the no-grad path: one grid_sample of the (cached) volume
-        torch.testing.assert_close(model.density_feature(coords), reference, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(
+            model.field.density_feature(coords), reference, atol=1e-6, rtol=1e-5
+        )
 
 
 @pytest.mark.parametrize("batch", BATCH_SHAPES)
@@ -133,13 +140,13 @@ def test_appearance_fast_matches_reference_values_and_gradients(batch, count, gr
     # xz and yz together.
     model = make_model(f"model.tensorf.grid_init={grid}")
     coords = batched_coords(batch, count, seed=count)
-    params = [*model.app_planes, *model.app_lines, *model.basis.parameters()]
+    params = [*model.field.app_planes, *model.field.app_lines, *model.field.basis.parameters()]
     reference = app_reference(model, coords)  # [P, app_dim]
     upstream = torch.randn_like(reference)
     (reference * upstream).sum().backward()
     grads_reference = grads(params)
     model.zero_grad()
-    fast = model.appearance(coords)
+    fast = model.field.appearance(coords)
     (fast * upstream).sum().backward()
     assert fast.shape == (*batch, count, 5)
     torch.testing.assert_close(fast, reference, atol=1e-6, rtol=1e-5)
@@ -211,10 +218,10 @@ def test_density_slices_match_reference(count):
     model = make_model()
     rays = ndc_rays(count, seed=count)
     t_row = torch.linspace(0.0, 1.0, 9)
-    sigma = model.density_slices(rays, t_row)  # [R, S]
+    sigma = model.field.density_slices(rays, t_row)  # [R, S]
     upstream = torch.rand_like(sigma)
     (sigma * upstream).sum().backward()
-    params = [*model.density_planes, *model.density_lines]
+    params = [*model.field.density_planes, *model.field.density_lines]
     grads_fast = grads(params)
     model.zero_grad()
     expected = density_slices_reference(model, rays, t_row)  # [R, S]
@@ -229,7 +236,7 @@ def constant_colour_model(**kwargs) -> TensorfModel:
     """Appearance factors constant in space: colour only depends on the view direction."""
     model = make_model(*[f"model.tensorf.{k}={v}" for k, v in kwargs.items()])
     with torch.no_grad():
-        for factor in [*model.app_planes, *model.app_lines]:
+        for factor in [*model.field.app_planes, *model.field.app_lines]:
             factor.copy_(
                 torch.linspace(0.2, 0.9, factor.shape[1]).view(1, -1, 1, 1).expand_as(factor)
             )
@@ -242,7 +249,11 @@ def test_colour_quantiles_exact_when_colour_is_constant_along_rays():
     reference = render_rays_reference(model, rays, 0.0, 1.0, train=False)
     upstream = torch.randn(40, 3)
     (reference.rgb * upstream).sum().backward()
-    params = [*model.density_planes, *model.density_lines, *model.decoder.parameters()]
+    params = [
+        *model.field.density_planes,
+        *model.field.density_lines,
+        *model.field.decoder.parameters(),
+    ]
     grads_reference = grads(params)
     model.zero_grad()
     fast = model.render_rays(rays, 0.0, 1.0, train=False)
@@ -314,8 +325,8 @@ def test_trilinear_gather_reproduces_a_linear_field_and_vertices():
 
 def test_density_volume_is_the_field_at_grid_vertices():
     model = make_model()
-    rx, ry, rz = model.resolution
-    volume = model.density_volume().detach()  # [Rz, Ry, Rx]
+    rx, ry, rz = model.field.resolution
+    volume = model.field.density_volume().detach()  # [Rz, Ry, Rx]
     k, j, i = 3, 2, 5
     coords = torch.tensor([[i / (rx - 1), j / (ry - 1), k / (rz - 1)]]) * 2.0 - 1.0
     with torch.no_grad():
@@ -331,8 +342,8 @@ def smooth_model() -> TensorfModel:
     model = make_model()
     with torch.no_grad():
         for planes, lines in (
-            (model.density_planes, model.density_lines),
-            (model.app_planes, model.app_lines),
+            (model.field.density_planes, model.field.density_lines),
+            (model.field.app_planes, model.field.app_lines),
         ):
             for plane in planes:
                 channels, height, width = plane.shape[1:]
@@ -354,12 +365,12 @@ def test_upsampling_preserves_the_represented_field():
     with torch.no_grad():
         density_before = density_reference(model, coords)
         app_before = app_reference(model, coords)
-        model.upsample((23, 19, 13))
+        model.field.upsample((23, 19, 13))
         density_after = density_reference(model, coords)
         app_after = app_reference(model, coords)
-    assert model.resolution == (23, 19, 13)
-    assert model.density_planes[0].shape[2:] == (19, 23)
-    assert model.density_lines[0].shape[2] == 13
+    assert model.field.resolution == (23, 19, 13)
+    assert model.field.density_planes[0].shape[2:] == (19, 23)
+    assert model.field.density_lines[0].shape[2] == 13
     scale = float(density_before.abs().max())
     assert float((density_after - density_before).abs().max()) < 0.02 * scale
     torch.testing.assert_close(
@@ -371,9 +382,9 @@ def test_upsampling_a_trilinear_field_at_its_vertices_is_exact():
     """New grid vertices that coincide with old ones keep their value exactly (11 -> 21 puts
     an old vertex at every other new one)."""
     model = make_model()
-    before = model.density_volume().detach()  # [7, 9, 11]
-    model.upsample((21, 17, 13))
-    after = model.density_volume().detach()  # [13, 17, 21]
+    before = model.field.density_volume().detach()  # [7, 9, 11]
+    model.field.upsample((21, 17, 13))
+    after = model.field.density_volume().detach()  # [13, 17, 21]
     torch.testing.assert_close(after[::2, ::2, ::2], before, atol=1e-6, rtol=1e-5)
 
 
@@ -383,13 +394,13 @@ def test_before_step_follows_the_schedule():
     assert schedule[0] == (11, 9, 7) and schedule[-1] == (23, 19, 13)
     assert model.before_step(0) is False
     assert model.before_step(10) is True
-    assert model.resolution == schedule[1]
+    assert model.field.resolution == schedule[1]
     assert model.before_step(15) is False  # alpha mask only: parameters unchanged
-    assert model.alpha_mask.numel() == math.prod(r - 1 for r in schedule[1])
+    assert model.field.alpha_mask.numel() == math.prod(r - 1 for r in schedule[1])
     assert model.before_step(20) is True
-    assert model.resolution == (23, 19, 13)
+    assert model.field.resolution == (23, 19, 13)
     # the mask follows the grid after an upsample
-    assert tuple(model.alpha_mask.shape) == (12, 18, 22)
+    assert tuple(model.field.alpha_mask.shape) == (12, 18, 22)
 
 
 def test_num_samples_follows_the_grid_in_ndc():
@@ -407,7 +418,7 @@ def blob_model(seed: int) -> TensorfModel:
     model = make_model("model.tensorf.density_activation=relu", seed=seed)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for plane, line in zip(model.density_planes, model.density_lines):
+        for plane, line in zip(model.field.density_planes, model.field.density_lines):
             plane.copy_(torch.randn(plane.shape, generator=generator) - 1.0)
             line.copy_(torch.rand(line.shape, generator=generator))
             plane[0, 0, 2, 3] = 4.0  # at least one dense spot
@@ -420,13 +431,13 @@ def blob_model(seed: int) -> TensorfModel:
 def test_alpha_mask_never_drops_significant_density(seed):
     model = blob_model(seed)
     model.update_alpha_mask()
-    assert 0.0 < model.occupancy() < 1.0
+    assert 0.0 < model.field.occupancy() < 1.0
     coords = random_coords(4000, seed=seed)
     with torch.no_grad():
-        sigma = model.activate_density(density_reference(model, coords))
-    alpha = 1.0 - torch.exp(-sigma * model.mask_step())
+        sigma = model.field.activate_density(density_reference(model, coords))
+    alpha = 1.0 - torch.exp(-sigma * model.field.mask_step())
     significant = alpha > model.cfg.alpha_mask_threshold
-    assert bool(model.alpha_mask_lookup(coords)[significant].all())
+    assert bool(model.field.alpha_mask_lookup(coords)[significant].all())
 
 
 def test_alpha_mask_keeps_rendering_unchanged_for_significant_samples():
@@ -449,10 +460,10 @@ def test_adapt_to_state_dict_round_trip():
     model.before_step(15)  # alpha mask
     state = {k: v.clone() for k, v in model.state_dict().items()}
     fresh = make_model(seed=5)
-    assert fresh.resolution != model.resolution
+    assert fresh.field.resolution != model.field.resolution
     fresh.adapt_to_state_dict(state)
     fresh.load_state_dict(state)
-    assert fresh.resolution == model.resolution
+    assert fresh.field.resolution == model.field.resolution
     rays = ndc_rays(32)
     with torch.no_grad():
         a = model.render_rays(rays, 0.0, 1.0, train=False)
@@ -464,14 +475,14 @@ def test_adapt_to_state_dict_round_trip():
     other = make_model(seed=7)
     other.adapt_to_state_dict(plain.state_dict())
     other.load_state_dict(plain.state_dict())
-    assert other.alpha_mask.numel() == 0
+    assert other.field.alpha_mask.numel() == 0
 
 
 def test_build_model_registry_and_box():
     cfg = build_config(overrides=["model.name=tensorf", "model.tensorf.grid_init=[8,8,8]"])
     model = build_model(cfg)
     assert isinstance(model, TensorfModel)
-    assert torch.equal(model.aabb, torch.tensor(NDC_BOX))
+    assert torch.equal(model.field.aabb, torch.tensor(NDC_BOX))
     unknown = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name="nope"))
     with pytest.raises(ConfigError, match="unknown model 'nope'"):
         build_model(unknown)
@@ -506,17 +517,17 @@ def test_total_variation_matches_the_plain_formula(batch, shape):
 def test_model_tv_loss_zero_on_constant_grid():
     model = make_model()
     with torch.no_grad():
-        for p in model.grid_parameters():
+        for p in model.field.grid_parameters():
             p.fill_(0.3)
-    density, appearance = (t.detach() for t in tv_loss(model))
+    density, appearance = (t.detach() for t in tv_loss(model.field))
     assert float(density) == 0.0 and float(appearance) == 0.0
     result = model.render_rays(ndc_rays(8), 0.0, 1.0, train=True)
     loss, scalars = model.loss(result, torch.zeros(8, 3), decay=1.0)
     assert scalars["tv_density"] == 0.0
     assert float(loss.detach()) == pytest.approx(scalars["mse"], rel=1e-6)
     with torch.no_grad():
-        model.app_planes[0][0, 0, 0, 0] += 1.0
-    assert float(tv_loss(model)[1].detach()) > 0.0
+        model.field.app_planes[0][0, 0, 0, 0] += 1.0
+    assert float(tv_loss(model.field)[1].detach()) > 0.0
 
 
 def test_l1_term_only_when_configured():
@@ -560,7 +571,7 @@ def test_param_groups_cover_every_parameter_once():
 
 def test_parameter_count_matches_the_factor_shapes():
     model = make_model()
-    rx, ry, rz = model.resolution
+    rx, ry, rz = model.field.resolution
     planes = (ry * rx, rz * rx, rz * ry)
     lines = (rz, ry, rx)
     expected = sum(c * (p + q) for c, p, q in zip((4, 2, 2), planes, lines))
@@ -621,14 +632,14 @@ SCENE_BOX = np.array([[-2.0, -1.5, -1.0], [2.0, 1.5, 3.0]], dtype=np.float32)
 def test_scene_box_precedence():
     """model.tensorf.aabb, else the Scene's box, else the NDC box (data.ndc), else the cube."""
     world = tiny_config(ndc=False)
-    assert build_model(world).aabb.tolist() == box_list(CUBE_BOX)
-    assert torch.equal(build_model(tiny_config()).aabb, torch.tensor(NDC_BOX))
-    assert build_model(world, scene_box=SCENE_BOX).aabb.tolist() == SCENE_BOX.tolist()
+    assert build_model(world).field.aabb.tolist() == box_list(CUBE_BOX)
+    assert torch.equal(build_model(tiny_config()).field.aabb, torch.tensor(NDC_BOX))
+    assert build_model(world, scene_box=SCENE_BOX).field.aabb.tolist() == SCENE_BOX.tolist()
     as_tensor = build_model(world, scene_box=torch.from_numpy(SCENE_BOX).double())
-    assert as_tensor.aabb.dtype == torch.float32
-    assert as_tensor.aabb.tolist() == SCENE_BOX.tolist()
+    assert as_tensor.field.aabb.dtype == torch.float32
+    assert as_tensor.field.aabb.tolist() == SCENE_BOX.tolist()
     explicit = tiny_config("model.tensorf.aabb=[0,0,0,1,2,3]", ndc=False)
-    assert build_model(explicit, scene_box=SCENE_BOX).aabb.tolist() == [[0, 0, 0], [1, 2, 3]]
+    assert build_model(explicit, scene_box=SCENE_BOX).field.aabb.tolist() == [[0, 0, 0], [1, 2, 3]]
     # the classic model samples [near, far] and takes no box
     classic = build_config(overrides=["model.name=nerf", "model.nerf.netwidth=8"])
     assert not hasattr(build_model(classic, scene_box=SCENE_BOX), "aabb")
@@ -645,7 +656,7 @@ def test_bad_scene_box_is_a_data_error(box):
 
 def test_world_rendering_in_the_scene_box():
     model = build_model(tiny_config(ndc=False), scene_box=SCENE_BOX)
-    corners = model.normalize(torch.from_numpy(SCENE_BOX))  # [2, 3]
+    corners = model.field.normalize(torch.from_numpy(SCENE_BOX))  # [2, 3]
     assert corners.tolist() == [[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]
     c2w = torch.eye(4)[:3].clone()
     c2w[:, 3] = torch.tensor([0.0, 0.0, 5.0])  # outside the box, looking down -z through it
@@ -668,7 +679,7 @@ def test_scene_box_is_restored_from_the_state_dict():
     fresh = build_model(tiny_config(ndc=False))  # the cube
     fresh.adapt_to_state_dict(model.state_dict())
     fresh.load_state_dict(model.state_dict())
-    assert torch.equal(fresh.aabb, model.aabb)
+    assert torch.equal(fresh.field.aabb, model.field.aabb)
     c2w = torch.eye(4)[:3].clone()
     c2w[:, 3] = torch.tensor([0.0, 0.0, 5.0])
     rays = make_rays(4, 4, 4.0, c2w, ndc=False).reshape(-1)

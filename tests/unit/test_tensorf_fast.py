@@ -51,7 +51,7 @@ def assert_same_render(fast, plain, atol=1e-5):
 def test_fast_render_matches_the_plain_path(count, colours):
     model = make_model(seed=count + colours)
     with torch.no_grad():  # denser than the initial field: opaque rays
-        for plane in model.density_planes:
+        for plane in model.field.density_planes:
             plane.mul_(4.0)
     model.policy = dataclasses.replace(model.policy, colour_samples=colours)
     fast, plain, counts = render_both(model, ndc_rays(count, seed=count))
@@ -82,8 +82,8 @@ def test_fast_render_matches_for_rays_leaving_the_box(activation):
         seed=3,
     )
     rays = make_rays(12, 16, 9.0, torch.eye(4)[:3], ndc=True).reshape(-1)
-    start = model.normalize(rays.origins)[:, :2]
-    end = model.normalize(rays.origins + rays.directions)[:, :2]
+    start = model.field.normalize(rays.origins)[:, :2]
+    end = model.field.normalize(rays.origins + rays.directions)[:, :2]
     assert bool(((start.abs() > 1) | (end.abs() > 1)).any())  # some samples leave the box
     fast, plain, _ = render_both(model, rays)
     assert bool(torch.isfinite(fast.rgb).all())
@@ -94,7 +94,7 @@ def test_fast_render_is_the_reference_when_colour_is_constant_along_rays():
     """With one colour along each ray the quantile colours are exact: fast == reference."""
     model = blob_model(5)
     with torch.no_grad():
-        for factor in [*model.app_planes, *model.app_lines]:
+        for factor in [*model.field.app_planes, *model.field.app_lines]:
             factor.copy_(
                 torch.linspace(0.2, 0.9, factor.shape[1]).view(1, -1, 1, 1).expand_as(factor)
             )
@@ -126,22 +126,22 @@ def test_baked_appearance_slices_are_the_field(grid):
     z = torch.tensor([-1.0, -0.37, 0.0, 0.52, 1.0])  # [S]
     with torch.no_grad():
         table = appearance_at_depths(
-            list(model.app_planes), list(model.app_lines), model.basis.weight, z
+            list(model.field.app_planes), list(model.field.app_lines), model.field.basis.weight, z
         )
         xy = random_coords(400)[:, :2]
         index = torch.arange(400) % len(z)
         coords = torch.cat([xy, z[index][:, None]], 1)
         expected = appearance_reference(
-            list(model.app_planes), list(model.app_lines), model.basis, coords
+            list(model.field.app_planes), list(model.field.app_lines), model.field.basis, coords
         )
         corners = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [1.0, -1.0]])
         corner_expected = appearance_reference(
-            list(model.app_planes),
-            list(model.app_lines),
-            model.basis,
+            list(model.field.app_planes),
+            list(model.field.app_lines),
+            model.field.basis,
             torch.cat([corners, z[:3, None]], 1),
         )
-    rx, ry = model.resolution[:2]
+    rx, ry = model.field.resolution[:2]
     assert table.shape == (len(z), ry, rx, 5)
     torch.testing.assert_close(read_slices(table, xy, index), expected, atol=1e-5, rtol=1e-5)
     got = read_slices(table, corners, torch.arange(3))  # the box edges: clamped, not wrapped
@@ -151,7 +151,7 @@ def test_baked_appearance_slices_are_the_field(grid):
 def test_half_precision_table_keeps_eleven_bits():
     model = make_model(seed=5)
     z = torch.linspace(-1.0, 1.0, 6)
-    args = (list(model.app_planes), list(model.app_lines), model.basis.weight, z)
+    args = (list(model.field.app_planes), list(model.field.app_lines), model.field.basis.weight, z)
     with torch.no_grad():
         full = appearance_at_depths(*args)
         half = appearance_at_depths(*args, dtype=torch.float16, block=4)  # blocks: 4 + 2
@@ -169,24 +169,24 @@ def test_the_table_is_baked_once_it_pays_and_dropped_by_training(monkeypatch):
     model = blob_model(7)
     rays = ndc_rays(64)
     t_row = model.sample_depths(rays, 0.0, 1.0, train=False)[0]
-    z = model.slice_depths(rays, t_row)
-    ry, rx = model.app_planes[0].shape[2:]
+    z = model.field.slice_depths(rays, t_row)
+    ry, rx = model.field.app_planes[0].shape[2:]
     vertices = ry * rx * len(z)
     monkeypatch.setattr(field_module, "BAKE_AFTER", vertices / 128)  # after 128 rays
     with torch.no_grad():
         unbaked = model.render_rays(rays, 0.0, 1.0, train=False)
-        assert "app_table" not in model._caches
+        assert "app_table" not in model.field._caches
         model.render_rays(rays, 0.0, 1.0, train=False)
-        assert "app_table" in model._caches
+        assert "app_table" in model.field._caches
         baked = model.render_rays(rays, 0.0, 1.0, train=False)
     torch.testing.assert_close(baked.rgb, unbaked.rgb, atol=1e-5, rtol=1e-4)
     model.render_rays(rays, 0.0, 1.0, train=True)  # a training step: the caches go
-    assert "app_table" not in model._caches
+    assert "app_table" not in model.field._caches
     monkeypatch.setattr(field_module, "BAKE_MAX_BYTES", 1.0)  # too large: never baked
     with torch.no_grad():
         for _ in range(4):
             model.render_rays(rays, 0.0, 1.0, train=False)
-    assert "app_table" not in model._caches
+    assert "app_table" not in model.field._caches
 
 
 def test_while_one_render_thread_bakes_the_others_read_the_factors(monkeypatch):
@@ -195,16 +195,16 @@ def test_while_one_render_thread_bakes_the_others_read_the_factors(monkeypatch):
     model = blob_model(7)
     rays = ndc_rays(64)
     t_row = model.sample_depths(rays, 0.0, 1.0, train=False)[0]
-    z = model.slice_depths(rays, t_row)
+    z = model.field.slice_depths(rays, t_row)
     monkeypatch.setattr(field_module, "BAKE_AFTER", 1e12)  # worth baking at once
     with torch.no_grad():
-        model._baking = True
-        assert model.appearance_table(z, 64) is None
-        assert "app_table" not in model._caches
-        model._baking = False
-        table = model.appearance_table(z, 64)
-    assert table is not None and model._caches["app_table"][1] is table
-    assert not model._baking
+        model.field._baking = True
+        assert model.field.appearance_table(z, 64) is None
+        assert "app_table" not in model.field._caches
+        model.field._baking = False
+        table = model.field.appearance_table(z, 64)
+    assert table is not None and model.field._caches["app_table"][1] is table
+    assert not model.field._baking
 
 
 # ----------------------------------------------------------------------------- CPU profile path
@@ -219,10 +219,10 @@ def test_fast_render_with_the_cpu_profile_decoder(monkeypatch, baked):
     monkeypatch.setattr(field_module, "BAKE_AFTER", 1e12 if baked else 0.0)
     model = make_model(*CPU_DECODER, "model.tensorf.colour_samples=4", seed=8)
     with torch.no_grad():
-        for plane in model.density_planes:
+        for plane in model.field.density_planes:
             plane.mul_(4.0)
     fast, plain, counts = render_both(model, ndc_rays(90, seed=8))
-    assert ("app_table" in model._caches) == baked
+    assert ("app_table" in model.field._caches) == baked
     assert_same_render(fast, plain)
     assert 90 <= counts[2] <= 4 * 90  # one to K colours a ray, each distinct sample once
 
@@ -235,7 +235,7 @@ def test_fast_render_for_rays_that_never_saturate_and_rays_that_saturate_at_once
     at one sample). Samples from t = 0.2, so depth, and disparity, stay well away from 0."""
     model = make_model(*CPU_DECODER, seed=9)
     with torch.no_grad():
-        for plane in model.density_planes:
+        for plane in model.field.density_planes:
             plane.copy_((plane.abs() + 0.5) * scale)
     fast, plain, counts = render_both(model, ndc_rays(70, seed=9), near=0.2)
     assert_same_render(fast, plain)
@@ -260,9 +260,9 @@ def test_decode_is_the_decoder_in_blocks_and_padding(rows, encodings):
     features = torch.randn(rows, 5, generator=generator)
     viewdirs = torch.nn.functional.normalize(torch.randn(rows, 3, generator=generator), dim=-1)
     with torch.no_grad():
-        inputs = fast_module.decoder_inputs(model.decoder, features, viewdirs)
-        got = fast_module.decode(model, inputs)
-        expected = model.decoder(features, viewdirs)
+        inputs = fast_module.decoder_inputs(model.field.decoder, features, viewdirs)
+        got = fast_module.decode(model.field, inputs)
+        expected = model.field.decoder(features, viewdirs)
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
 
 
@@ -279,9 +279,9 @@ def test_bfloat16_decoder_is_within_its_tolerance(monkeypatch):
     viewdirs = torch.nn.functional.normalize(torch.randn(3000, 3, generator=generator), dim=-1)
     with torch.no_grad():
         got = fast_module.decode(
-            model, fast_module.decoder_inputs(model.decoder, features, viewdirs)
+            model.field, fast_module.decoder_inputs(model.field.decoder, features, viewdirs)
         )
-        expected = model.decoder(features, viewdirs)
+        expected = model.field.decoder(features, viewdirs)
     error = (got - expected).abs()
     assert got.dtype == torch.float32
     assert float(error.max()) < 1e-2 and float(error.mean()) < 2e-3
@@ -297,7 +297,11 @@ def test_gather_slices_is_read_slices(dtype):
     z = torch.tensor([-1.0, -0.2, 0.4, 1.0])
     with torch.no_grad():
         table = appearance_at_depths(
-            list(model.app_planes), list(model.app_lines), model.basis.weight, z, dtype
+            list(model.field.app_planes),
+            list(model.field.app_lines),
+            model.field.basis.weight,
+            z,
+            dtype,
         )
     xy = torch.cat([random_coords(500)[:, :2], torch.tensor([[-1.0, -1.0], [1.0, 1.0]])])
     index = torch.arange(len(xy)) % len(z)

@@ -40,7 +40,7 @@ def box_blob_model(seed: int, white: bool = False):
     model = make_model(*overrides, ndc=False, seed=seed)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for plane, line in zip(model.density_planes, model.density_lines, strict=True):
+        for plane, line in zip(model.field.density_planes, model.field.density_lines, strict=True):
             plane.copy_(torch.randn(plane.shape, generator=generator) - 1.0)
             line.copy_(torch.rand(line.shape, generator=generator))
             plane[0, 0, 2, 3] = 6.0
@@ -73,8 +73,8 @@ def unbounded_column_model(seed: int):
     of `inside_rays` (grid x, y about 0.08, 0.05) from z 0 down, so its rays meet density."""
     model = unbounded_blob_model(seed)
     with torch.no_grad():
-        model.density_planes[0][0, 0, 4:6, 4:7] = 3.0
-        model.density_lines[0][0, 0, :3, 0] = 1.0
+        model.field.density_planes[0][0, 0, 4:6, 4:7] = 3.0
+        model.field.density_lines[0][0, 0, :3, 0] = 1.0
     return model
 
 
@@ -155,9 +155,9 @@ def test_estimator_is_updated_in_training_and_keeps_every_significant_cell():
     assert 0.0 < model.estimator.occupied_fraction() < 1.0
     with torch.no_grad():  # the exact cells: what update_alpha_mask marks at these weights
         model.update_alpha_mask()
-    assert torch.equal(model.estimator.occupied, model.alpha_mask)
+    assert torch.equal(model.estimator.occupied, model.field.alpha_mask)
     # training reads density only in the estimator's cells
-    model.alpha_mask = torch.zeros(0, dtype=torch.bool)
+    model.field.alpha_mask = torch.zeros(0, dtype=torch.bool)
     rays = outside_rays(256, 3)
     model.render_rays(rays, 0.5, 6.0, train=True)
     all_samples, with_density, _ = model.last_sample_counts

@@ -15,9 +15,10 @@ import torch
 from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
-from nerfcli.config import DataConfig, build_config
+from nerfcli.config import DataConfig
 from nerfcli.data.formats import load_scene
 from nerfcli.metrics import to8b
+from nerfcli.models.config import build_config
 from nerfcli.training.batches import (
     RaySource,
     block_seed,

@@ -1,5 +1,6 @@
 """TensoRF-VM (Chen et al. 2022): a radiance field stored as vector-matrix factors.
 
+    config.py             TensorfModelConfig (model.tensorf.*) and its checks
     factors.py            the plane/line layout and the tensor maths that reads and resizes it
     field.py              TensorfField: parameters, scene box, density/appearance, alpha mask
     render.py             RenderPolicy: sampling, density path, colour by weight quantiles,
@@ -7,9 +8,10 @@
     fast.py               the no-grad NDC render (eval, videos): the same image in fewer
                           passes, colour from baked appearance slices
     losses.py             MSE + decayed total-variation and L1 regularisers
-    checkpoint_shapes.py  resize a fresh model to the grid a checkpoint stores
-    model.py              TensorfModel: the field behind the RadianceModel interface, its
-                          scene box and training schedule
+    checkpoint_shapes.py  resize a fresh model to the grid a checkpoint stores; read the
+                          names of checkpoints saved before the composition
+    model.py              TensorfModel: has a field, an occupancy estimator and a render
+                          policy; the RadianceModel interface, scene box, training schedule
 
 Device profiles are in nerfcli.models.profiles, the plain reference paths the fast code is
 tested against in nerfcli.models.reference.

@@ -5,27 +5,47 @@ has the starting shapes, not the saved ones."""
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from nerfcli.errors import CheckpointError
 from nerfcli.models.tensorf.factors import factor_resolution, make_factors
 from nerfcli.models.tensorf.field import TensorfField
 
+FIELD_PREFIX = "field."  # the TensoRF model's field, by composition
+OTHER_PREFIXES = ("estimator.",)  # the model's other parts
+
+
+def upgrade_field_keys(state: dict, prefix: str = "") -> None:
+    """Rename in place the keys of a checkpoint saved while TensorfModel was its field
+    (`density_planes.0`, `aabb`, `alpha_mask`, `basis.weight`, `decoder.*`) to the composed
+    model's (`field.density_planes.0`, ...); the estimator's keep theirs. No-op for a state
+    dict already in the new form."""
+    ours = (FIELD_PREFIX, *OTHER_PREFIXES)
+    old = [
+        key for key in state if key.startswith(prefix) and not key[len(prefix) :].startswith(ours)
+    ]
+    for key in old:
+        state[prefix + FIELD_PREFIX + key[len(prefix) :]] = state.pop(key)
+
 
 def saved_resolution(state: dict) -> tuple[int, int, int]:
     """The (x, y, z) vertex counts of the factors in a state dict."""
     try:
-        return factor_resolution([state["density_planes.0"], state["density_planes.1"]])
+        planes = [state[f"{FIELD_PREFIX}density_planes.{i}"] for i in (0, 1)]
+        return factor_resolution(planes)
     except (KeyError, IndexError) as exc:
         raise CheckpointError(
             f"checkpoint has no TensoRF grid ({exc}); was it saved by another model?"
         ) from None
 
 
-def adapt_to_state_dict(field: TensorfField, state: dict) -> None:
+def adapt_to_state_dict(field: TensorfField, estimator: nn.Module, state: dict) -> None:
     """Resize every factor and the alpha mask of `field` to the shapes stored in `state` (the
-    values are then loaded by load_state_dict). A checkpoint saved before the occupancy
-    estimator gets its keys added, empty: the estimator is then not built (renders derive the
+    values are then loaded by load_state_dict). A checkpoint saved before the composition has
+    its field's keys renamed (upgrade_field_keys); one saved before the occupancy estimator
+    gets its keys added, empty: the estimator is then not built (renders derive the
     occupancy from the field) until training updates it."""
+    upgrade_field_keys(state)
     resolution = saved_resolution(state)
     if resolution != field.resolution:
         m = field.cfg
@@ -36,10 +56,10 @@ def adapt_to_state_dict(field: TensorfField, state: dict) -> None:
         field.to(field.aabb.device)
         field.resolution = resolution
     if "estimator.occupied" not in state:  # a checkpoint from before the estimator
-        for name, buffer in field.estimator.state_dict().items():
+        for name, buffer in estimator.state_dict().items():
             empty = torch.zeros(0, dtype=buffer.dtype) if name != "aabb" else buffer
             state.setdefault(f"estimator.{name}", empty.clone())
-    mask = state.get("alpha_mask")
+    mask = state.get(f"{FIELD_PREFIX}alpha_mask")
     if mask is not None and tuple(mask.shape) != tuple(field.alpha_mask.shape):
         field.alpha_mask = torch.zeros(mask.shape, dtype=torch.bool, device=field.aabb.device)
     field.clear_caches()

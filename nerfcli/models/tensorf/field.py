@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nerfcli.config import TensorfModelConfig
 from nerfcli.data.rays import Rays
 from nerfcli.models.encoding import positional_encoding
+from nerfcli.models.tensorf.config import TensorfModelConfig
 from nerfcli.models.tensorf.factors import (
     LINE_AXES,
     PLANE_AXES,

@@ -30,7 +30,7 @@ from nerfcli.models.tensorf.field import TensorfField
 from nerfcli.render.composite import Composite
 from nerfcli.render.contraction import contract
 from nerfcli.render.march import MarchSettings, composite_packed, march
-from nerfcli.render.occupancy import FrozenOccupancy, occupied_cells
+from nerfcli.render.occupancy import FrozenOccupancy, OccupancyGrid, occupied_cells
 
 # Rays stop below this transmittance (the weight a ray can lose; PSNR within 0.01 dB on lego
 # and fox, bench/README.md).
@@ -44,7 +44,7 @@ class FrozenField:
     """Read-only render tensors of a TensorfField (module docstring)."""
 
     @torch.no_grad()
-    def __init__(self, field: TensorfField):
+    def __init__(self, field: TensorfField, estimator: OccupancyGrid | None = None):
         self.aabb = field.aabb.detach().clone()  # [2, 3]
         self.contraction = field.cfg.contraction
         self.cfg = field.cfg
@@ -54,7 +54,6 @@ class FrozenField:
         cells = occupied_cells(sigma, field.vertex_steps(), field.cfg.alpha_mask_threshold)
         if field.alpha_mask.numel() and field.alpha_mask.shape == cells.shape:
             cells = cells & field.alpha_mask
-        estimator = getattr(field, "estimator", None)
         if estimator is not None and estimator.built and estimator.occupied.shape == cells.shape:
             cells = cells & estimator.occupied  # the plain path reads only there too
         self.occupancy = FrozenOccupancy.build(cells, COARSE_FACTOR)

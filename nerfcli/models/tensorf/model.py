@@ -1,24 +1,25 @@
-"""TensorfModel: the TensoRF field behind the RadianceModel interface. Builds the field in its
-scene box from the config, renders with the render policy, and runs the training schedule
-(coarse-to-fine upsampling, alpha-mask updates, optimizer groups, the decayed loss)."""
+"""TensorfModel: TensoRF behind the RadianceModel interface, by composition. It has a field
+(TensorfField, built in its scene box from TensoRF's config section), an occupancy estimator
+(render/occupancy.py) and a render policy (RenderPolicy), and runs the training schedule
+(coarse-to-fine upsampling, alpha-mask and estimator updates, optimizer groups, the decayed
+loss)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from nerfcli.config import Config, TensorfModelConfig
 from nerfcli.data.rays import Rays
 from nerfcli.errors import ConfigError, DataError
 from nerfcli.models.base import RadianceModel
-from nerfcli.models.tensorf.checkpoint_shapes import adapt_to_state_dict
+from nerfcli.models.tensorf.checkpoint_shapes import adapt_to_state_dict, upgrade_field_keys
+from nerfcli.models.tensorf.config import TensorfModelConfig
 from nerfcli.models.tensorf.factors import grid_schedule
 from nerfcli.models.tensorf.field import TensorfField
 from nerfcli.models.tensorf.frozen import FrozenField
 from nerfcli.models.tensorf.losses import tensorf_loss
 from nerfcli.models.tensorf.render import RenderPolicy
 from nerfcli.render.composite import RenderResult
-from nerfcli.render.contraction import CONTRACTIONS
 from nerfcli.render.occupancy import OccupancyGrid
 
 # The LLFF box in NDC: NDC x, y of the training rays reach a little past [-1, 1].
@@ -28,13 +29,14 @@ NDC_BOX = ((-1.5, -1.67, -1.0), (1.5, 1.67, 1.0))
 CUBE_BOX = ((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0))
 
 
-def scene_box_for(cfg: Config, scene_box: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
+def scene_box_for(
+    m: TensorfModelConfig, scene_box: np.ndarray | torch.Tensor | None, ndc: bool
+) -> torch.Tensor:
     """The box [2, 3] (lo, hi; the rays' units: NDC or the training frame) the grid spans:
-    `model.tensorf.aabb` when set, else the Scene's `scene_box`, else the NDC box when
-    `data.ndc`, else the [-1, 1]^3 cube."""
-    aabb = cfg.model.tensorf.aabb
-    if aabb:
-        return torch.tensor([list(aabb[:3]), list(aabb[3:])], dtype=torch.float32)
+    `model.tensorf.aabb` when set, else the Scene's `scene_box`, else the NDC box when `ndc`,
+    else the [-1, 1]^3 cube."""
+    if m.aabb:
+        return torch.tensor([list(m.aabb[:3]), list(m.aabb[3:])], dtype=torch.float32)
     if scene_box is not None:
         if isinstance(scene_box, torch.Tensor):
             box = scene_box.detach().to("cpu", torch.float32).clone()
@@ -45,76 +47,61 @@ def scene_box_for(cfg: Config, scene_box: np.ndarray | torch.Tensor | None = Non
         if not bool((box[1] > box[0]).all()):
             raise DataError(f"scene box needs lo < hi on every axis, got {box.tolist()}")
         return box
-    return torch.tensor(NDC_BOX if cfg.data.ndc else CUBE_BOX, dtype=torch.float32)
+    return torch.tensor(NDC_BOX if ndc else CUBE_BOX, dtype=torch.float32)
 
 
-def validate_tensorf_config(m: TensorfModelConfig) -> None:
-    if m.density_activation not in ("relu", "softplus"):
-        raise ConfigError(
-            f"model.tensorf.density_activation must be relu or softplus, got "
-            f"{m.density_activation!r}"
-        )
-    if m.aabb and len(m.aabb) != 6:
-        raise ConfigError(
-            f"model.tensorf.aabb needs 6 numbers (x0, y0, z0, x1, y1, z1) or [], got {m.aabb}"
-        )
-    if m.aabb and not all(m.aabb[i] < m.aabb[i + 3] for i in range(3)):
-        raise ConfigError(f"model.tensorf.aabb needs lo < hi on every axis, got {m.aabb}")
-    for name in ("grid_init", "grid_final"):
-        if min(getattr(m, name)) < 2:
-            raise ConfigError(f"model.tensorf.{name} needs at least 2 voxels per axis")
-    for name in ("density_components", "appearance_components"):
-        if min(getattr(m, name)) < 1:
-            raise ConfigError(f"model.tensorf.{name} needs at least 1 component per mode")
-    if not m.step_ratio > 0:
-        raise ConfigError(f"model.tensorf.step_ratio must be positive, got {m.step_ratio}")
-    if list(m.upsample_steps) != sorted(set(m.upsample_steps)):
-        raise ConfigError("model.tensorf.upsample_steps must be increasing")
-    if m.contraction not in ("none", *CONTRACTIONS):
-        raise ConfigError(
-            f"model.tensorf.contraction must be none, {' or '.join(CONTRACTIONS)}, got "
-            f"{m.contraction!r}"
-        )
-    if m.outer_samples < 0:
-        raise ConfigError(f"model.tensorf.outer_samples must be >= 0, got {m.outer_samples}")
-
-
-class TensorfModel(TensorfField, RadianceModel):
-    """TensoRF-VM (Chen et al. 2022). `scene_box` [2, 3] is the Scene's box (see
-    `scene_box_for` for which box wins)."""
+class TensorfModel(RadianceModel):
+    """TensoRF-VM (Chen et al. 2022), by composition: the model *has* a field (`field`: the
+    factors, basis and decoder over the box), an occupancy estimator (`estimator`) and a
+    render policy (`policy`: samples, density path, colour, compositing), and runs the training
+    schedule over them. `scene_box` [2, 3] is the Scene's box (see `scene_box_for` for which
+    box wins). Checkpoints name the field's tensors `field.*` (`upgrade_field_keys` reads the
+    names of checkpoints saved while the model was the field)."""
 
     name = "tensorf"
 
-    def __init__(self, cfg: Config, scene_box: np.ndarray | torch.Tensor | None = None):
-        m = cfg.model.tensorf
-        validate_tensorf_config(m)
-        if cfg.data.ndc and m.contraction != "none":
+    def __init__(
+        self,
+        m: TensorfModelConfig,
+        scene_box: np.ndarray | torch.Tensor | None = None,
+        ndc: bool = True,
+        background: str = "auto",
+        perturb: bool = True,
+    ):
+        """`m`: TensoRF's config section; of the scene: its box [2, 3] (None: NDC or the
+        cube), whether its rays are in NDC, its background (white composites onto white) and
+        whether training jitters the samples."""
+        super().__init__()
+        m.validate()
+        if ndc and m.contraction != "none":
             raise ConfigError(
                 "model.tensorf.contraction is for unbounded scenes in world coordinates, not NDC; "
                 "set data.ndc=false (a surround capture) or model.tensorf.contraction=none"
             )
-        super().__init__(m, scene_box_for(cfg, scene_box))
-        self.policy = RenderPolicy.from_config(cfg)
+        self.cfg = m
+        self.field = TensorfField(m, scene_box_for(m, scene_box, ndc))
+        self.policy = RenderPolicy.from_config(m, ndc, background == "white", perturb)
         self.schedule = grid_schedule(m.grid_init, m.grid_final, len(m.upsample_steps))
         # (all samples, samples given density, samples given colour) of the last render
         self.last_sample_counts = (0, 0, 0)
         # the occupancy estimator (render/occupancy.py) over the field's cells; built by the
         # first update in training (box and unbounded scenes), stored in checkpoints
-        cells = tuple(r - 1 for r in self.resolution)
+        cells = tuple(r - 1 for r in self.field.resolution)
         self.estimator = OccupancyGrid(
-            self.aabb, cells, m.contraction, m.alpha_mask_threshold, 0, m.estimator_decay
+            self.field.aabb, cells, m.contraction, m.alpha_mask_threshold, 0, m.estimator_decay
         )
         # the baked read-only render field (frozen.py): built by the first no-grad render in
         # world coordinates, dropped whenever the parameters may change (train(), a grad
         # render, loading, upsampling). Render threads that find none both build one (the
         # same values): a benign race, so no lock.
         self._frozen: FrozenField | None = None
+        self.register_load_state_dict_pre_hook(_field_keys_hook)
 
     def frozen_field(self) -> FrozenField:
         """The baked render field of the current parameters (built once, then reused)."""
         frozen = self._frozen
         if frozen is None:
-            frozen = FrozenField(self)
+            frozen = FrozenField(self.field, self.estimator)
             self._frozen = frozen
         return frozen
 
@@ -125,24 +112,25 @@ class TensorfModel(TensorfField, RadianceModel):
 
     def clear_caches(self) -> None:
         self._frozen = None
-        super().clear_caches()
+        self.field.clear_caches()
 
     def update_alpha_mask(self) -> None:
         self._frozen = None
-        super().update_alpha_mask()
+        self.field.update_alpha_mask()
 
     @torch.no_grad()
     def update_estimator(self) -> None:
         """Fold the field's exact vertex density into the occupancy estimator (a moving
         maximum; resized to the field's cells after an upsampling)."""
         self._frozen = None
-        cells = tuple(r - 1 for r in self.resolution)
+        field = self.field
+        cells = tuple(r - 1 for r in field.resolution)
         if self.estimator.cells != cells:
             self.estimator.resize(cells)
-        sigma = self.activate_density(self.density_volume())  # [Rz, Ry, Rx]
+        sigma = field.activate_density(field.density_volume())  # [Rz, Ry, Rx]
         if self.estimator.built:
             sigma = torch.maximum(sigma, self.estimator.vertex_density * self.cfg.estimator_decay)
-        self.estimator.set_vertex_density(sigma, self.vertex_steps())
+        self.estimator.set_vertex_density(sigma, field.vertex_steps())
 
     def render_rays(
         self,
@@ -154,12 +142,14 @@ class TensorfModel(TensorfField, RadianceModel):
     ) -> RenderResult:
         if torch.is_grad_enabled():
             self._frozen = None  # training: the parameters are about to change
-        out, self.last_sample_counts = self.policy.render(self, rays, near, far, train, generator)
+        out, self.last_sample_counts = self.policy.render(
+            self.field, rays, near, far, train, generator, self.estimator, self.frozen_field
+        )
         return RenderResult(out.rgb, out.depth, out.disparity, out.opacity)
 
     def num_samples(self, near: float, far: float, rays_d: torch.Tensor | None = None) -> int:
         """Samples per ray at the current grid (RenderPolicy.num_samples)."""
-        return self.policy.num_samples(self, near, far, rays_d)
+        return self.policy.num_samples(self.field, near, far, rays_d)
 
     def sample_depths(
         self,
@@ -170,22 +160,22 @@ class TensorfModel(TensorfField, RadianceModel):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Sample depths t [R, S] at the current grid (RenderPolicy.sample_depths)."""
-        return self.policy.sample_depths(self, rays, near, far, train, generator)
+        return self.policy.sample_depths(self.field, rays, near, far, train, generator)
 
     def loss(self, result, target, decay):
         """MSE + decay * (TV + L1): the regularisers decay with the learning rate."""
-        return tensorf_loss(self, result, target, decay)
+        return tensorf_loss(self.field, result, target, decay)
 
     def param_groups(self, lr: float) -> list[dict]:
         """Grids at lr_grid, basis + decoder at lr_network (the train lr is not used: the two
         rates differ by 20x in TensoRF and neither is the classic model's 5e-4)."""
         options: dict = {"betas": (0.9, 0.99)}  # TensoRF's betas
-        if self.aabb.device.type in ("cpu", "cuda"):
+        if self.field.aabb.device.type in ("cpu", "cuda"):
             # one fused kernel per step: 7 ms instead of 28-38 ms for 8 M parameters on 2 cores
             options["fused"] = True
         return [
-            {"params": self.grid_parameters(), "lr": self.cfg.lr_grid, **options},
-            {"params": self.network_parameters(), "lr": self.cfg.lr_network, **options},
+            {"params": self.field.grid_parameters(), "lr": self.cfg.lr_grid, **options},
+            {"params": self.field.network_parameters(), "lr": self.cfg.lr_network, **options},
         ]
 
     def before_step(self, step: int) -> bool:
@@ -197,8 +187,9 @@ class TensorfModel(TensorfField, RadianceModel):
         if step in self.cfg.upsample_steps:
             stage = list(self.cfg.upsample_steps).index(step) + 1
             target = self.schedule[stage]
-            if target != self.resolution:
-                self.upsample(target)
+            if target != self.field.resolution:
+                self._frozen = None
+                self.field.upsample(target)
                 changed = True
         every = self.cfg.estimator_every
         if not self.policy.ndc and every > 0 and (step % every == 0 or changed):
@@ -206,11 +197,17 @@ class TensorfModel(TensorfField, RadianceModel):
         return changed
 
     def adapt_to_state_dict(self, state: dict) -> None:
-        """Give every factor and the alpha mask the shapes stored in `state`."""
-        adapt_to_state_dict(self, state)
+        """Give every factor and the alpha mask the shapes stored in `state` (whose keys of a
+        checkpoint saved before the composition are renamed in place)."""
+        self._frozen = None
+        adapt_to_state_dict(self.field, self.estimator, state)
 
     def extra_repr(self) -> str:
-        return (
-            f"resolution={self.resolution}, ndc={self.policy.ndc}, "
-            f"contraction={self.cfg.contraction}"
-        )
+        return f"ndc={self.policy.ndc}, contraction={self.cfg.contraction}"
+
+
+def _field_keys_hook(module, state_dict, prefix, *args) -> None:
+    """load_state_dict of a checkpoint saved while TensorfModel was its field: the field's
+    keys (`density_planes.0`, `aabb`, ...) are read as `field.*`."""
+    module._frozen = None
+    upgrade_field_keys(state_dict, prefix)

@@ -23,15 +23,16 @@ frozen field).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from nerfcli.config import Config
 from nerfcli.data.rays import Rays
+from nerfcli.models.tensorf.config import TensorfModelConfig
 from nerfcli.models.tensorf.fast import composite_quantiles, optical_depth
 from nerfcli.models.tensorf.field import TensorfField
-from nerfcli.models.tensorf.frozen import render_world_fast
+from nerfcli.models.tensorf.frozen import FrozenField, render_world_fast
 from nerfcli.render.composite import (
     Composite,
     alpha_from_density,
@@ -40,6 +41,7 @@ from nerfcli.render.composite import (
     sample_deltas,
     weights_from_alpha,
 )
+from nerfcli.render.occupancy import OccupancyGrid
 from nerfcli.render.samplers import (
     box_interval,
     sample_points,
@@ -66,12 +68,14 @@ class RenderPolicy:
     contraction: str = "none"  # none, or the unbounded scene's contraction (linf, l2)
 
     @classmethod
-    def from_config(cls, cfg: Config) -> RenderPolicy:
-        m = cfg.model.tensorf
+    def from_config(
+        cls, m: TensorfModelConfig, ndc: bool, white_bkgd: bool, perturb: bool
+    ) -> RenderPolicy:
+        """The policy of TensoRF's config section and the scene's settings."""
         return cls(
-            ndc=cfg.data.ndc,
-            perturb=cfg.render.perturb,
-            white_bkgd=cfg.data.background == "white",
+            ndc=ndc,
+            perturb=perturb,
+            white_bkgd=white_bkgd,
             step_ratio=m.step_ratio,
             max_samples=m.max_samples,
             colour_samples=m.colour_samples,
@@ -171,20 +175,24 @@ class RenderPolicy:
         far: float,
         train: bool,
         generator: torch.Generator | None = None,
+        estimator: OccupancyGrid | None = None,
+        frozen: Callable[[], FrozenField] | None = None,
     ) -> tuple[Composite, SampleCounts]:
-        """Composite [R] of the rays, and how many samples got density and colour."""
+        """Composite [R] of the rays, and how many samples got density and colour; density is
+        read only in the `estimator`'s occupied cells once it is built, and no-grad world
+        renders go through the baked field `frozen()` returns."""
         t_vals = self.sample_depths(field, rays, near, far, train, generator)  # [R, S]
         if self.fast and self.colour_samples > 0 and not torch.is_grad_enabled():
-            if not self.ndc and hasattr(field, "frozen_field"):
-                frozen = field.frozen_field()
-                return render_world_fast(frozen, rays, t_vals, self.colour_samples, self.white_bkgd)
+            if not self.ndc and frozen is not None:
+                baked = frozen()
+                return render_world_fast(baked, rays, t_vals, self.colour_samples, self.white_bkgd)
             if field.alpha_mask.numel() == 0 and self.shares_depth(rays):
                 return self._render_fast(field, rays, t_vals[0])
         if self.shares_depth(rays):
             sigma = field.density_slices(rays, t_vals[0])  # [R, S]
             given_density = sigma.numel()  # every sample; zero density marks the rest
         else:
-            sigma, given_density = _density_in_box(field, rays, t_vals)  # [R, S]
+            sigma, given_density = _density_in_box(field, rays, t_vals, estimator)  # [R, S]
         deltas = sample_deltas(t_vals, rays.directions)  # [R, S]
         weights = weights_from_alpha(alpha_from_density(sigma, deltas))  # [R, S]
         if self.colour_samples > 0:
@@ -212,7 +220,7 @@ class RenderPolicy:
 
 
 def _density_in_box(
-    field: TensorfField, rays: Rays, t_vals: torch.Tensor
+    field: TensorfField, rays: Rays, t_vals: torch.Tensor, estimator: OccupancyGrid | None
 ) -> tuple[torch.Tensor, int]:
     """Density [R, S] read at the samples inside the box and the alpha mask (0 elsewhere),
     and how many samples were read."""
@@ -223,7 +231,6 @@ def _density_in_box(
     valid_index = torch.nonzero(valid).squeeze(-1)  # [V]
     if field.alpha_mask.numel():
         valid_index = valid_index[field.alpha_mask_lookup(coords[valid_index])]
-    estimator = getattr(field, "estimator", None)
     if estimator is not None and estimator.built:  # the occupancy grid (render/occupancy.py)
         valid_index = valid_index[estimator.lookup(coords[valid_index])]
     sigma_valid = field.activate_density(field.density_feature(coords[valid_index]))  # [V]

@@ -17,8 +17,8 @@ in rounds over the live rays, each at its next sample i:
    after the transmittance fell below the threshold are dropped;
 rays past the threshold or their last sample leave. Each round touches [A] or [A, W] tensors
 only: no [R, S] points, no per-block bookkeeping.
-`composite_packed` then composites the kept samples of each ray, packed to the left of a
-[R, M] table (M the most any ray kept), with colour at K weight quantiles per ray, as the
+`composite_packed` (nerfcli.render.packed) then composites the kept samples of each ray, as
+flat arrays, with colour at K weight quantiles per ray, as the
 TensoRF render policy's `_colour_by_quantiles` + `composite_grouped` do over all S samples.
 What a skipped sample would have added: nothing where the grid is exact (zero-alpha cells),
 and after termination at most `stop_transmittance` of weight per ray.
@@ -32,8 +32,11 @@ from dataclasses import dataclass
 
 import torch
 
-from nerfcli.render.composite import LAST_DELTA, Composite
+from nerfcli.render.composite import LAST_DELTA
 from nerfcli.render.occupancy import FrozenOccupancy, cell_index
+from nerfcli.render.packed import TAU_CAP, Packed, composite_packed, optical_before
+
+__all__ = ["MarchSettings", "Packed", "RayCells", "candidate_blocks", "composite_packed", "march"]
 
 
 @dataclass(frozen=True)
@@ -43,22 +46,8 @@ class MarchSettings:
     stop_transmittance: float = 1e-4  # early ray termination below this transmittance
 
 
-@dataclass
-class Packed:
-    """Kept samples, sorted by ray then sample: ray [V], sample [V] (index into S), tau [V]
-    (sigma * delta, the sample's optical depth)."""
-
-    ray: torch.Tensor
-    sample: torch.Tensor
-    tau: torch.Tensor
-
-
 ToGrid = Callable[[torch.Tensor], torch.Tensor]  # points [..., 3] -> grid coords [..., 3]
 SigmaFn = Callable[[torch.Tensor], torch.Tensor]  # grid coords [P, 3] -> sigma [P]
-
-# Optical depth a sample adds to the termination sums at most (exp(-1e3) is 0 in float32;
-# keeps the float64 running sum over a bundle exact to ~1e-8)
-TAU_CAP = 1e3
 
 
 def straight_rates(to_grid: ToGrid, origins: torch.Tensor, directions: torch.Tensor):
@@ -205,18 +194,8 @@ def _read_blocks(
     gap = torch.where(sample == num_samples - 1, LAST_DELTA, gap)
     norms = torch.linalg.norm(directions, dim=-1)  # [P]
     tau = sigma_fn(coords) * gap * norms  # [P]
-    # the optical depth before each sample: a float64 running sum over the bundle, less its
-    # value where the sample's ray starts (taus capped: exp(-TAU_CAP) is already 0)
+    before = optical_before(ray, tau, num_rays)  # [P] float64
     capped = tau.clamp(max=TAU_CAP).double()  # [P]
-    running = torch.cumsum(capped, 0) - capped  # [P] exclusive
-    counts = torch.bincount(ray, minlength=num_rays)  # [R]
-    starts = torch.cumsum(counts, 0) - counts  # [R]
-    base = (
-        running.index_select(0, starts.clamp(max=max(len(kept) - 1, 0))[ray])
-        if len(kept)
-        else running
-    )
-    before = running - base  # [P]
     total = torch.zeros(num_rays, dtype=torch.float64, device=t_vals.device)
     total.index_add_(0, ray, capped)  # [R]
     if optical is not None:
@@ -224,87 +203,3 @@ def _read_blocks(
         total = total + optical.double()
     lit = before < stop_depth  # [P]
     return Packed(ray[lit], sample[lit], tau[lit]), total.float()
-
-
-def pack_table(packed: Packed, num_rays: int) -> tuple[torch.Tensor, int]:
-    """(column [V], width M): where each kept sample sits in its ray's row of a [R, M] table
-    that packs each ray's samples to the left, in order."""
-    counts = torch.bincount(packed.ray, minlength=num_rays)  # [R]
-    starts = torch.cumsum(counts, 0) - counts  # [R]
-    column = torch.arange(len(packed.ray), device=packed.ray.device) - starts[packed.ray]
-    width = max(1, int(counts.max())) if num_rays else 1
-    return column, width
-
-
-ColourFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # ray [P], t [P] -> rgb [P, 3]
-
-
-def composite_packed(
-    packed: Packed,
-    t_vals: torch.Tensor,  # [R, S]
-    count: int,  # K colour quantiles per ray
-    colour_fn: ColourFn,
-    white_bkgd: bool,
-) -> tuple[Composite, int]:
-    """The composite [R] of the kept samples (weights [R, M] over the packed table), colour
-    evaluated once per distinct quantile sample of each ray with any opacity; and how many
-    colours were evaluated."""
-    num_rays = t_vals.shape[0]
-    row, (column, width) = packed.ray, pack_table(packed, num_rays)
-    optical = t_vals.new_zeros(num_rays, width)  # [R, M]
-    optical[row, column] = packed.tau
-    depths = t_vals.new_zeros(num_rays, width)  # [R, M]
-    depths[row, column] = t_vals[packed.ray, packed.sample]
-    torch.cumsum(optical, 1, out=optical)
-    # minus the transmittance before each sample and after it: ntrans[:, s + 1] = -T_s
-    ntrans = torch.empty(num_rays, width + 1, dtype=optical.dtype, device=optical.device)
-    ntrans[:, 0] = -1.0
-    torch.exp(optical.neg_(), out=ntrans[:, 1:])
-    ntrans[:, 1:].neg_()
-    weights = ntrans[:, 1:] - ntrans[:, :-1]  # [R, M] T_{s-1} - T_s
-    opacity = ntrans[:, -1] + 1.0  # [R]
-    rgb, coloured = _quantile_colours(ntrans, opacity, depths, count, colour_fn)  # [R, 3]
-    depth = torch.sum(weights * depths, 1)  # [R]
-    disparity = 1.0 / torch.clamp(depth / torch.clamp(opacity, min=1e-10), min=1e-10)
-    if white_bkgd:
-        rgb = rgb + (1.0 - opacity[:, None])
-    return Composite(rgb, depth, disparity, opacity, weights), coloured
-
-
-def _quantile_colours(
-    ntrans: torch.Tensor,  # [R, M + 1] minus the transmittance before/after each sample
-    opacity: torch.Tensor,  # [R]
-    depths: torch.Tensor,  # [R, M]
-    count: int,
-    colour_fn: ColourFn,
-) -> tuple[torch.Tensor, int]:
-    """rgb [R, 3] = sum_k group weight_k * colour at quantile k (the TensoRF policy's rule:
-    quantile k's colour at the first sample whose cdf reaches (k + 0.5) / K of the opacity,
-    group k the samples whose mass midpoint lies in [k / K, (k + 1) / K)); colours evaluated."""
-    num_rays, width = depths.shape
-    total = opacity.clamp(min=1e-10)[:, None]  # [R, 1]
-    fractions = torch.arange(count + 1, dtype=ntrans.dtype, device=ntrans.device) / count
-    targets = (fractions[:-1] + 0.5 / count)[None] * total - 1.0  # [R, K]
-    chosen = (torch.searchsorted(ntrans, targets.contiguous()) - 1).clamp(0, width - 1)  # [R, K]
-    midpoints = ntrans[:, 1:] + ntrans[:, :-1]  # [R, M] ascending
-    bounds = 2.0 * (fractions[1:-1][None] * total - 1.0)  # [R, K - 1]
-    inner = torch.searchsorted(midpoints, bounds.contiguous())  # [R, K - 1]
-    edges = torch.cat(
-        [inner.new_zeros(num_rays, 1), inner, inner.new_full((num_rays, 1), width)], 1
-    )  # [R, K + 1]
-    at_edges = torch.gather(ntrans, 1, edges)  # [R, K + 1]
-    group_weights = at_edges[:, 1:] - at_edges[:, :-1]  # [R, K]
-    first = torch.ones_like(chosen, dtype=torch.bool)  # [R, K] first of equal neighbours
-    torch.ne(chosen[:, 1:], chosen[:, :-1], out=first[:, 1:])
-    first &= (opacity > 0)[:, None]
-    picked = torch.nonzero(first.view(-1)).squeeze(1)  # [U]
-    ray_index = torch.div(picked, count, rounding_mode="floor")  # [U]
-    colour = colour_fn(ray_index, depths.view(-1)[ray_index * width + chosen.view(-1)[picked]])
-    # each quantile takes the colour of the last distinct pick at or before it
-    source = torch.cumsum(first.view(-1), 0) - 1  # [R * K]
-    colours = colour.new_zeros(max(len(colour), 1), 3)
-    colours[: len(colour)] = colour
-    per_quantile = colours[source.clamp(min=0)].view(num_rays, count, 3)  # [R, K, 3]
-    per_quantile = per_quantile * (opacity > 0)[:, None, None]
-    rgb = torch.sum(group_weights[..., None] * per_quantile, 1)  # [R, 3]
-    return rgb, len(picked)

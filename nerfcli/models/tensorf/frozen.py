@@ -100,9 +100,10 @@ def render_world_fast(
     t_vals: torch.Tensor,  # [R, S] the plain path's sample depths
     count: int,  # colour quantiles per ray
     white_bkgd: bool,
-) -> tuple[Composite, tuple[int, int, int]]:
+) -> tuple[Composite, tuple[int, int, int]] | None:
     """The composite [R] of the plain path through the occupancy grid (module docstring), and
-    (all samples, samples given density, colours evaluated)."""
+    (all samples, samples given density, colours evaluated); None where the march declines
+    (nearly every block occupied: the caller renders the plain path)."""
     settings = MarchSettings(stop_transmittance=STOP_TRANSMITTANCE)
     rates = None  # a box: straight_rates, exact
     if frozen.contraction != "none":
@@ -123,5 +124,7 @@ def render_world_fast(
         points = rays.origins[ray] + rays.directions[ray] * t[:, None]  # [P, 3]
         return frozen.colour(frozen.normalize(points), rays.viewdirs[ray])
 
+    if packed is None:  # a fog: the plain path is as fast
+        return None
     out, coloured = composite_packed(packed, t_vals, count, colour_fn, white_bkgd)
     return out, (t_vals.numel(), len(packed.ray), coloured)

@@ -101,9 +101,11 @@ class RayCells:
     def __call__(self, rows: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Flat cells [C, B] of the samples at depths t [C, B] of rays rows [C]."""
         if not self.affine:
-            points = self.origins[rows][:, None] + self.directions[rows][:, None] * t[..., None]
+            origins = self.origins.index_select(0, rows)[:, None]  # [C, 1, 3]
+            points = origins + self.directions.index_select(0, rows)[:, None] * t[..., None]
             return cell_index(self.occupancy.shape, self.to_grid(points))
-        position = torch.addcmul(self.start[rows][:, None], self.step[rows][:, None], t[..., None])
+        start, step = self.start.index_select(0, rows), self.step.index_select(0, rows)
+        position = torch.addcmul(start[:, None], step[:, None], t[..., None])  # [C, B, 3]
         position = torch.minimum(position.floor_().clamp_(min=0.0), self.top)  # [C, B, 3]
         return (position @ self.strides).long()  # [C, B]
 
@@ -118,10 +120,10 @@ def candidate_blocks(
     num_rays, num_samples = t_vals.shape
     firsts = torch.arange(0, num_samples, block, device=t_vals.device)  # [NB]
     lasts = (firsts + block - 1).clamp(max=num_samples - 1)  # [NB]
-    t_first = t_vals[:, firsts]  # [R, NB]
-    span = t_vals[:, lasts] - t_first  # [R, NB]
+    t_first = t_vals.index_select(1, firsts)  # [R, NB]
+    span = t_vals.index_select(1, lasts) - t_first  # [R, NB]
     rows = torch.arange(num_rays, device=t_vals.device)
-    free = cells_of.occupancy.free.to(t_vals.device)[cells_of(rows, t_first)]  # [R, NB] cells
+    free = cells_of.occupancy.free.to(t_vals.device).take(cells_of(rows, t_first))  # [R, NB]
     cell = cells_of.occupancy.cell_size.to(t_vals.device)  # [3]
     # depth a ray covers per cell of free radius (a hair less: roundings)
     reach = (cell / cells_of.rates.clamp(min=1e-12)).amin(-1) * (1.0 - 1e-4)  # [R]
@@ -188,17 +190,19 @@ def _read_blocks(
     ray_of, block_of = torch.nonzero(chosen, as_tuple=True)  # [C] row-major
     samples = block_of[:, None] * block + torch.arange(block, device=t_vals.device)  # [C, B]
     valid = samples < num_samples  # [C, B]
-    t = t_vals[ray_of[:, None], samples.clamp(max=num_samples - 1)]  # [C, B]
-    occupied = cells_of.occupancy.occupied.to(t.device)[cells_of(ray_of, t)]  # [C, B]
+    flat = ray_of[:, None] * num_samples + samples.clamp(max=num_samples - 1)  # [C, B]
+    t = t_vals.take(flat)  # [C, B]
+    occupied = cells_of.occupancy.occupied.to(t.device).take(cells_of(ray_of, t))  # [C, B]
     kept = torch.nonzero((occupied & valid).view(-1)).squeeze(1)  # [P]
-    ray = ray_of[torch.div(kept, block, rounding_mode="floor")]  # [P]
-    sample = samples.view(-1)[kept]  # [P]
-    directions = cells_of.directions[ray]  # [P, 3]
+    ray = ray_of.index_select(0, torch.div(kept, block, rounding_mode="floor"))  # [P]
+    sample = samples.view(-1).index_select(0, kept)  # [P]
+    t_kept = t.view(-1).index_select(0, kept)  # [P]
+    directions = cells_of.directions.index_select(0, ray)  # [P, 3]
     # o + d t as sample_points computes it (the same bits: a sample on the box's face stays
     # inside it, as in the plain path)
-    coords = cells_of.to_grid(cells_of.origins[ray] + directions * t.view(-1)[kept][:, None])
-    after = (sample + 1).clamp(max=num_samples - 1)  # [P]
-    gap = t_vals[ray, after] - t.view(-1)[kept]  # [P]
+    coords = cells_of.to_grid(cells_of.origins.index_select(0, ray) + directions * t_kept[:, None])
+    after = flat.view(-1).index_select(0, kept) + (sample < num_samples - 1)  # [P]
+    gap = t_vals.take(after) - t_kept  # [P]
     gap = torch.where(sample == num_samples - 1, LAST_DELTA, gap)
     norms = torch.linalg.norm(directions, dim=-1)  # [P]
     tau = sigma_fn(coords) * gap * norms  # [P]
@@ -207,7 +211,7 @@ def _read_blocks(
     total = torch.zeros(num_rays, dtype=torch.float64, device=t_vals.device)
     total.index_add_(0, ray, capped)  # [R]
     if optical is not None:
-        before = before + optical.double()[ray]
+        before = before + optical.double().index_select(0, ray)
         total = total + optical.double()
     lit = before < stop_depth  # [P]
     return Packed(ray[lit], sample[lit], tau[lit]), total.float()

@@ -45,7 +45,7 @@ def optical_before(ray: torch.Tensor, tau: torch.Tensor, num_rays: int) -> torch
         return running
     counts = torch.bincount(ray, minlength=num_rays)  # [R]
     starts = torch.cumsum(counts, 0) - counts  # [R]
-    return running - running[starts.clamp(max=len(ray) - 1)[ray]]
+    return running - running.index_select(0, starts.clamp(max=len(ray) - 1).index_select(0, ray))
 
 
 def composite_packed(
@@ -64,7 +64,7 @@ def composite_packed(
     after = before + tau.clamp(max=TAU_CAP).double()  # [V]
     trans_before, trans_after = torch.exp(-before), torch.exp(-after)  # [V]
     weights = (trans_before - trans_after).float()  # [V] T_{s-1} - T_s
-    depths = t_vals[ray, packed.sample]  # [V]
+    depths = t_vals.take(ray * t_vals.shape[1] + packed.sample)  # [V]
     opacity = t_vals.new_zeros(num_rays).index_add_(0, ray, weights)  # [R]
     depth = t_vals.new_zeros(num_rays).index_add_(0, ray, weights * depths)  # [R]
     total = opacity.clamp(min=1e-10)  # [R]
@@ -93,7 +93,7 @@ def _quantile_colours(
     if len(ray) == 0:
         return opacity.new_zeros(num_rays, 3), 0
     # groups: each sample's mass midpoint in K equal parts of its ray's opacity
-    middle = (cdf.float() - 0.5 * weights) / total[ray]  # [V]
+    middle = (cdf.float() - 0.5 * weights) / total.index_select(0, ray)  # [V]
     group = torch.clamp((middle * count).long(), 0, count - 1)  # [V]
     group_weights = opacity.new_zeros(num_rays * count)  # [R * K]
     group_weights.index_add_(0, ray * count + group, weights)
@@ -112,12 +112,12 @@ def _quantile_colours(
     torch.ne(chosen[1:], chosen[:-1], out=first[1:])
     first &= (opacity > 0).repeat_interleave(count)
     picked = torch.nonzero(first).squeeze(1)  # [U]
-    sample = chosen[picked]  # [U]
-    colour = colour_fn(ray[sample], depths[sample])  # [U, 3]
+    sample = chosen.index_select(0, picked)  # [U]
+    colour = colour_fn(ray.index_select(0, sample), depths.index_select(0, sample))  # [U, 3]
     source = torch.cumsum(first, 0) - 1  # [R * K] the last distinct pick at or before
     colours = colour.new_zeros(max(len(colour), 1), 3)
     colours[: len(colour)] = colour
-    per_quantile = colours[source.clamp(min=0)].view(num_rays, count, 3)  # [R, K, 3]
+    per_quantile = colours.index_select(0, source.clamp(min=0)).view(num_rays, count, 3)
     per_quantile = per_quantile * (opacity > 0)[:, None, None]
     rgb = torch.sum(group_weights.view(num_rays, count, 1) * per_quantile, 1)  # [R, 3]
     return rgb, len(picked)

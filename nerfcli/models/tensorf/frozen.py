@@ -121,8 +121,10 @@ def render_world_fast(
     )
 
     def colour_fn(ray: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        points = rays.origins[ray] + rays.directions[ray] * t[:, None]  # [P, 3]
-        return frozen.colour(frozen.normalize(points), rays.viewdirs[ray])
+        points = (
+            rays.origins.index_select(0, ray) + rays.directions.index_select(0, ray) * t[:, None]
+        )
+        return frozen.colour(frozen.normalize(points), rays.viewdirs.index_select(0, ray))
 
     if packed is None:  # a fog: the plain path is as fast
         return None

@@ -41,7 +41,7 @@ __all__ = ["MarchSettings", "Packed", "RayCells", "candidate_blocks", "composite
 
 @dataclass(frozen=True)
 class MarchSettings:
-    block: int = 4  # samples a block (the skip test's unit)
+    block: int = 8  # samples a block (the skip test's unit; 8 measured 6% faster than 4 on lego)
     first_blocks: int = 2  # candidate blocks a ray reads before the rest (termination)
     stop_transmittance: float = 1e-4  # early ray termination below this transmittance
     # above this fraction of candidate blocks (a fog: nearly every sample in an occupied

@@ -166,61 +166,109 @@ class OccupancyGrid(nn.Module):
         [-1, 1] are clamped to the border cells); all True before the first update."""
         if not self.built:
             return torch.ones(coords.shape[0], dtype=torch.bool, device=coords.device)
-        return self.frozen().lookup(coords)
+        return self.occupied.reshape(-1)[cell_index(self.occupied.shape, coords)]
 
     def occupied_fraction(self) -> float:
         """Fraction of cells occupied (1.0 before the first update)."""
         return float(self.occupied.float().mean()) if self.built else 1.0
 
-    def frozen(self, coarse_factor: int = 4) -> FrozenOccupancy:
-        """A read-only snapshot for renders: the grid and its coarse, dilated copy."""
-        return FrozenOccupancy.build(self.occupied, coarse_factor)
+    def frozen(self) -> FrozenOccupancy:
+        """A read-only snapshot for renders: the cells and their free radii."""
+        return FrozenOccupancy.build(self.occupied)
+
+
+# Free radii (in cells): exact up to EXACT_FREE (that many dilations of the grid), then 2^L from
+# the grid pooled by 2^L cells, up to 2^(FREE_LEVELS - 1).
+EXACT_FREE = 16
+FREE_LEVELS = 7
+
+
+def dilate(cells: torch.Tensor) -> torch.Tensor:
+    """cells [Z, Y, X] (bool) grown by one cell on every axis (the 26 neighbours: three
+    shifted ORs, one per axis)."""
+    out = cells.clone()
+    for axis in range(3):
+        size = out.shape[axis]
+        if size < 2:
+            continue
+        grown = out.clone()
+        grown.narrow(axis, 1, size - 1).logical_or_(out.narrow(axis, 0, size - 1))
+        grown.narrow(axis, 0, size - 1).logical_or_(out.narrow(axis, 1, size - 1))
+        out = grown
+    return out
+
+
+def free_radius(occupied: torch.Tensor) -> torch.Tensor:
+    """A lower bound on the empty space around each cell [Cz, Cy, Cx] (float, in cells): any
+    point less than this many cells (of each axis, on every axis) from a point in the cell is
+    in an unoccupied cell. Radius k <= EXACT_FREE: no occupied cell within k cells (index
+    difference <= k on every axis: the grid dilated k times is empty there). Radius 2^L beyond
+    that: the block of 2^L cells holding the cell (blocks aligned to the grid's corner) and
+    the 26 blocks around it are empty, and a point in the block is at least one block from
+    anything outside those 3 x 3 x 3 blocks."""
+    shape = occupied.shape
+    radius = torch.zeros(shape)
+    grown = occupied.bool()
+    for _ in range(EXACT_FREE):  # radius k where the grid dilated k times is still empty
+        grown = dilate(grown)
+        if bool(grown.all()):
+            break
+        radius += ~grown
+    for level in range(EXACT_FREE.bit_length(), FREE_LEVELS):
+        size = 2**level
+        if size > max(shape):
+            break
+        padded = F.pad(occupied.bool(), _padding(shape, size))  # multiples of size
+        bz, by, bx = (n // size for n in padded.shape)
+        blocks = padded.view(bz, size, by, size, bx, size).any(5).any(3).any(1)
+        empty = ~dilate(blocks)  # [Bz, By, Bx]
+        for axis in range(3):  # back to cells: each block repeated size times, cropped
+            empty = empty.repeat_interleave(size, axis).narrow(axis, 0, shape[axis])
+        radius[empty] = float(size)
+    return radius
+
+
+def _padding(shape: tuple[int, ...], size: int) -> tuple[int, ...]:
+    """F.pad's (last axis first) padding of `shape` up to multiples of `size`."""
+    return tuple(v for n in shape[::-1] for v in (0, -n % size))
 
 
 class FrozenOccupancy:
-    """Read-only occupancy for renders: the fine cells [Cz, Cy, Cx] and the coarse ones, the
-    fine grid max-pooled by `factor` cells (padded to a multiple of it) and dilated by one
-    coarse cell, so a coarse cell is occupied when any fine cell within one coarse cell of it
-    (on every axis) is. Both are float volumes read by grid_sample's nearest mode (one kernel
-    for a whole batch of points; align_corners=False puts the cell edges at -1 and 1).
-    Built once per bake; never written after."""
+    """Read-only occupancy for renders: the cells [Cz, Cy, Cx] (bool) and their free radius
+    (`free_radius`: how far a ray may skip from a point in a cell without entering an occupied
+    one), both flattened and read by one computed index per point (the cell holding grid coord
+    c is floor((c + 1) / 2 * cells) on each axis, clamped into the grid: the alpha mask's
+    rule). Built once per bake; never written after."""
 
-    def __init__(self, fine: torch.Tensor, coarse: torch.Tensor, factor: int):
-        self.fine_shape = tuple(fine.shape)  # (Cz, Cy, Cx)
-        self.fine_volume = fine.float()[None, None].contiguous()  # [1, 1, Cz, Cy, Cx]
-        self.coarse_shape = tuple(coarse.shape)
-        self.coarse_volume = coarse.float()[None, None].contiguous()
-        self.factor = factor
-        cells = torch.tensor(self.fine_shape[::-1], dtype=torch.float32)  # (Cx, Cy, Cz)
-        padded = torch.tensor(self.coarse_shape[::-1], dtype=torch.float32) * factor
-        # grid coords -> the coarse volume's coords (the padding lies past +1)
-        self.coarse_scale = cells / padded  # [3]
-        # the coarse cell's size in grid coords (the smallest over the axes)
-        self.coarse_size = float((2.0 * factor / cells).min())
+    def __init__(self, occupied: torch.Tensor):
+        self.shape = tuple(occupied.shape)  # (Cz, Cy, Cx)
+        self.occupied = occupied.bool().reshape(-1).contiguous()  # [Cz * Cy * Cx]
+        self.free = free_radius(occupied.bool()).reshape(-1).contiguous()  # [Cz * Cy * Cx]
+        cz, cy, cx = self.shape
+        self.cells = torch.tensor([cx, cy, cz], dtype=torch.float32)  # [3] (x, y, z)
+        self.cell_size = 2.0 / self.cells  # [3] a cell's size in grid coords
 
     @classmethod
-    def build(cls, occupied: torch.Tensor, factor: int = 4) -> FrozenOccupancy:
+    def build(cls, occupied: torch.Tensor) -> FrozenOccupancy:
         if occupied.numel() == 0:  # not built: every cell occupied
             occupied = torch.ones(1, 1, 1, dtype=torch.bool)
-        factor = max(1, min(factor, *occupied.shape))
-        pooled = F.max_pool3d(
-            occupied.float()[None, None], kernel_size=factor, stride=factor, ceil_mode=True
-        )
-        coarse = F.max_pool3d(pooled, kernel_size=3, stride=1, padding=1)[0, 0] > 0
-        return cls(occupied.bool(), coarse, factor)
+        return cls(occupied)
 
     def lookup(self, coords: torch.Tensor) -> torch.Tensor:
-        """Fine occupancy [...] (bool) at grid coords [..., 3] (clamped into the grid)."""
-        return _nearest(self.fine_volume, coords)
+        """Occupancy [...] (bool) at grid coords [..., 3] (clamped into the grid)."""
+        return self.occupied.to(coords.device)[cell_index(self.shape, coords)]
 
-    def lookup_coarse(self, coords: torch.Tensor) -> torch.Tensor:
-        """Coarse (pooled, dilated) occupancy [...] (bool) at grid coords [..., 3]."""
-        scale = self.coarse_scale.to(coords.device)
-        return _nearest(self.coarse_volume, (coords + 1.0) * scale - 1.0)
+    def free_at(self, coords: torch.Tensor) -> torch.Tensor:
+        """Free radius [...] (cells, float) at grid coords [..., 3]."""
+        return self.free.to(coords.device)[cell_index(self.shape, coords)]
 
 
-def _nearest(volume: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """The cell value of volume [1, 1, D, H, W] holding each coord [..., 3] -> bool [...]."""
-    grid = coords.reshape(1, 1, 1, -1, 3)
-    out = F.grid_sample(volume, grid, mode="nearest", padding_mode="border", align_corners=False)
-    return out.view(coords.shape[:-1]) > 0.5
+def cell_index(shape: tuple[int, ...], coords: torch.Tensor) -> torch.Tensor:
+    """Flat index [...] into cells of `shape` (Cz, Cy, Cx) of the cell holding each grid
+    coord [..., 3]: floor((c + 1) / 2 * cells) on each axis, clamped into the grid (the alpha
+    mask's rule; a non-finite coord lands in some cell, the caller masks it)."""
+    cz, cy, cx = shape
+    cells = coords.new_tensor([cx, cy, cz])  # [3]
+    index = ((coords + 1.0) * (0.5 * cells)).nan_to_num_(0.0)
+    index = torch.minimum(index.clamp_(min=0.0), cells - 1.0).long()  # [..., 3]
+    return (index[..., 2] * cy + index[..., 1]) * cx + index[..., 0]

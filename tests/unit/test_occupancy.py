@@ -7,8 +7,9 @@ What is asserted, and the tolerances:
   wide holds a corner of every cell it overlaps, dilation 0; a ball of radius >= half a cell
   diagonal holds a vertex within one cell of every cell it overlaps, dilation 1; see the
   module's docstring);
-- the coarse block test never rejects a block holding a sample in an occupied fine cell:
-  exactly, against the per-sample lookup;
+- the free radius is the Chebyshev distance to the nearest occupied cell less one (exactly up
+  to EXACT_FREE, a lower bound beyond), and the block test built on it never rejects a block
+  holding a sample in an occupied cell: exactly, against the per-sample lookup;
 - march + composite_packed against the plain dense composite of all S samples (density masked
   by the same grid, colour at weight quantiles): without early termination, the same image up
   to float rounding: the plain path multiplies S factors (1 - alpha + 1e-10), the march takes
@@ -31,8 +32,16 @@ from nerfcli.render.composite import (
     sample_deltas,
     weights_from_alpha,
 )
-from nerfcli.render.march import MarchSettings, candidate_blocks, composite_packed, march
-from nerfcli.render.occupancy import FrozenOccupancy, OccupancyGrid
+from nerfcli.render.contraction import contract
+from nerfcli.render.march import (
+    MarchSettings,
+    RayCells,
+    candidate_blocks,
+    composite_packed,
+    contracted_rates,
+    march,
+)
+from nerfcli.render.occupancy import EXACT_FREE, FrozenOccupancy, OccupancyGrid, free_radius
 from nerfcli.render.samplers import box_interval, stratified_samples, unbounded_samples
 
 BOX = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
@@ -135,28 +144,63 @@ def test_state_dict_round_trip_restores_shape_and_cells():
     assert torch.equal(other.lookup(points), grid.lookup(points))
 
 
+def test_free_radius_is_the_distance_to_the_nearest_occupied_cell():
+    """Exact (Chebyshev distance - 1) up to EXACT_FREE, a lower bound beyond, never above."""
+    g = torch.Generator().manual_seed(3)
+    occupied = torch.zeros(40, 70, 90, dtype=torch.bool)
+    occupied[torch.rand(occupied.shape, generator=g) < 2e-4] = True
+    radius = free_radius(occupied)
+    cells = torch.nonzero(occupied).float()  # [N, 3]
+    every = torch.stack(
+        torch.meshgrid(*(torch.arange(n) for n in occupied.shape), indexing="ij"), -1
+    )
+    distance = torch.cdist(every.reshape(-1, 3).float(), cells, p=float("inf")).amin(1)
+    distance = distance.view(occupied.shape)  # [Z, Y, X] Chebyshev, 0 on occupied cells
+    assert bool((radius <= (distance - 1).clamp(min=0)).all())
+    exact = distance <= EXACT_FREE + 1
+    assert torch.equal(radius[exact], (distance[exact] - 1).clamp(min=0))
+    assert float(radius[~exact].min()) >= EXACT_FREE
+
+
+@pytest.mark.parametrize("contraction", ["l2", "linf"])
+def test_the_contraction_moves_points_at_most_its_lipschitz_bound(contraction):
+    """contracted_rates' premise: |contract(x) - contract(y)| <= L |x - y| (L2), L = 1 for l2,
+    2 for linf (observed <= 1.1), near and far from the box."""
+    g = torch.Generator().manual_seed(0)
+    lipschitz = 1.0 if contraction == "l2" else 2.0
+    for scale in (0.5, 2.0, 10.0, 100.0):
+        x = torch.randn(50000, 3, generator=g) * scale
+        y = x + torch.randn(50000, 3, generator=g) * 0.05 * scale
+        moved = torch.linalg.norm(contract(x, contraction) - contract(y, contraction), dim=-1)
+        assert bool((moved <= lipschitz * torch.linalg.norm(x - y, dim=-1) * (1 + 1e-5)).all())
+
+
 @pytest.mark.parametrize("contraction", ["none", "l2", "linf"])
-@pytest.mark.parametrize("factor", [2, 4, 8])
-def test_coarse_blocks_never_reject_an_occupied_sample(contraction, factor):
-    g = torch.Generator().manual_seed(factor)
+@pytest.mark.parametrize("block", [2, 4, 8])
+def test_candidate_blocks_never_reject_an_occupied_sample(contraction, block):
+    g = torch.Generator().manual_seed(block)
     occupied = torch.zeros(24, 20, 28, dtype=torch.bool)  # random cells in one corner
     occupied[14:20, 3:9, 10:17] = torch.rand(6, 6, 7, generator=g) < 0.3
-    frozen = FrozenOccupancy.build(occupied, factor)
+    frozen = FrozenOccupancy.build(occupied)
     grid = OccupancyGrid(BOX, (28, 20, 24), contraction)
-    origins, directions = random_rays(2000, seed=factor, radius=0.8)
+    origins, directions = random_rays(2000, seed=block, radius=0.8)
+    rates = None
     if contraction == "none":
         t_vals = box_samples(origins, directions, 97)
     else:
         t_vals = unbounded_samples(origins, directions, BOX[0], BOX[1], 0.0, 64, 33, True, g)
-    settings = MarchSettings(block=8, curved=contraction != "none")
-    blocks = candidate_blocks(frozen, grid.normalize, origins, directions, t_vals, settings)
+        rates = contracted_rates(directions, 2.0 / (BOX[1] - BOX[0]), contraction)
+    cells_of = RayCells(frozen, grid.normalize, origins, directions, rates)
+    blocks = candidate_blocks(cells_of, t_vals, block)
     points = origins[:, None] + t_vals[..., None] * directions[:, None]
     fine = frozen.lookup(grid.normalize(points).reshape(-1, 3)).view(t_vals.shape)  # [R, S]
     assert int(fine.sum()) > 20
-    in_block = blocks.repeat_interleave(8, 1)[:, : t_vals.shape[1]]
+    in_block = blocks.repeat_interleave(block, 1)[:, : t_vals.shape[1]]
     assert bool(in_block[fine].all())
-    if factor <= 4:  # (at 8 the dilated coarse grid of 3-4 cells an axis is all occupied)
-        assert float(blocks.float().mean()) < 0.9  # the test does reject blocks
+    assert float(blocks.float().mean()) < 0.7  # the test does reject blocks
+    # the cells of the straight rays' affine form are the per-point lookup's
+    cells = cells_of(torch.arange(len(t_vals)), t_vals)  # [R, S]
+    assert torch.equal(frozen.occupied[cells], fine)
 
 
 def plain_composite(sigma, t_vals, directions, colour, count, white):
@@ -181,7 +225,7 @@ def plain_composite(sigma, t_vals, directions, colour, count, white):
 @pytest.mark.parametrize("count", [1, 8])
 def test_march_is_the_plain_composite_without_termination(density, white, count):
     grid = built_grid(density, 32, 1)
-    frozen = grid.frozen(4)
+    frozen = grid.frozen()
     origins, directions = random_rays(500, seed=count)
     t_vals = box_samples(origins, directions)
     # the march's own arithmetic (the densities are discontinuous: a rounding moves a sample
@@ -218,7 +262,7 @@ def test_early_termination_drops_at_most_the_threshold(density):
     runs = {}
     for stop in (0.0, 1e-4):
         packed = march(
-            grid.frozen(4),
+            grid.frozen(),
             grid.normalize,
             density,
             origins,

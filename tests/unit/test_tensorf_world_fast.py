@@ -21,6 +21,7 @@ import torch
 
 import nerfcli.models.tensorf.frozen as frozen_module
 from nerfcli.data.rays import make_rays
+from nerfcli.render.march import MarchSettings
 from tests.unit.test_tensorf import make_model
 from tests.unit.test_tensorf_unbounded import blob_model as unbounded_blob_model
 from tests.unit.test_tensorf_unbounded import inside_rays
@@ -203,3 +204,29 @@ def test_ndc_models_never_update_the_estimator():
     model = make_model("model.tensorf.estimator_every=16")
     model.before_step(model.cfg.estimator_every)
     assert not model.estimator.built
+
+
+def test_a_fog_takes_the_plain_path():
+    """Density in every cell (a nearly untrained model): the march declines and the render is
+    the plain path's, bit for bit; with the limit raised, the fast path renders (and differs
+    from it by roundings), so the equality is the fallback's."""
+    model = make_model("model.tensorf.density_activation=relu", ndc=False, seed=6)
+    with torch.no_grad():
+        for plane, line in zip(model.density_planes, model.density_lines, strict=True):
+            plane.fill_(0.3)
+            line.fill_(0.3)
+    model.update_alpha_mask()
+    model.eval()
+    assert model.frozen_field().occupied_fraction == 1.0
+    rays = outside_rays(200, 6)
+    fast, plain, _ = render_both(model, rays, 0.5, 6.0)
+    assert torch.equal(fast.rgb, plain.rgb) and torch.equal(fast.depth, plain.depth)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            frozen_module,
+            "MarchSettings",
+            lambda **kwargs: MarchSettings(dense_limit=1.0, **kwargs),
+        )
+        marched, plain, _ = render_both(model, rays, 0.5, 6.0)
+    assert not torch.equal(marched.depth, plain.depth)
+    assert float((marched.rgb - plain.rgb).abs().max()) < 1e-3

@@ -12,9 +12,11 @@ so render threads share it without a lock.
 
 `render_world_fast` is the image of `RenderPolicy.render` (the plain path, fast=False) for the
 same rays: the same sample depths, but only the samples in occupied cells get a density
-(nerfcli.render.march: coarse blocks, then fine cells), rays stop once their transmittance is
-below STOP_TRANSMITTANCE (at most that much weight is dropped per ray), and colour is
-evaluated only at the K weight quantiles of the rays with any opacity. Tested against the
+(nerfcli.render.march: blocks skipped by the free radius, then cells), rays stop once their
+transmittance is below STOP_TRANSMITTANCE (at most that much weight is dropped per ray), and colour is
+evaluated only at the K weight quantiles of the rays with any opacity. A bundle where nearly
+every block may hold density (a fog: a barely trained model) is declined and the caller
+renders the plain path, so the fast path is never much slower than it. Tested against the
 plain path per scene kind in tests/unit/test_tensorf_world_fast.py.
 """
 
@@ -29,15 +31,12 @@ from nerfcli.models.tensorf.fast import _layers, _mlp, decoder_dtype, decoder_in
 from nerfcli.models.tensorf.field import TensorfField
 from nerfcli.render.composite import Composite
 from nerfcli.render.contraction import contract
-from nerfcli.render.march import MarchSettings, composite_packed, march
+from nerfcli.render.march import MarchSettings, composite_packed, contracted_rates, march
 from nerfcli.render.occupancy import FrozenOccupancy, OccupancyGrid, occupied_cells
 
 # Rays stop below this transmittance (the weight a ray can lose; PSNR within 0.01 dB on lego
 # and fox, bench/README.md).
 STOP_TRANSMITTANCE = 1e-4
-# Fine cells per coarse cell on each axis (the block test's grid) and samples per block.
-COARSE_FACTOR = 4
-MAX_BLOCK_SAMPLES = 16
 
 
 class FrozenField:
@@ -56,7 +55,7 @@ class FrozenField:
             cells = cells & field.alpha_mask
         if estimator is not None and estimator.built and estimator.occupied.shape == cells.shape:
             cells = cells & estimator.occupied  # the plain path reads only there too
-        self.occupancy = FrozenOccupancy.build(cells, COARSE_FACTOR)
+        self.occupancy = FrozenOccupancy.build(cells)
         self.occupied_fraction = float(cells.float().mean())
         self.app_planes = stack_factors([p.detach() for p in field.app_planes])
         self.app_lines = stack_factors([line.detach() for line in field.app_lines])
@@ -96,35 +95,21 @@ class FrozenField:
         return _mlp(self.layers, inputs).float().sigmoid_()
 
 
-def block_samples(frozen: FrozenField, rays: Rays, t_vals: torch.Tensor, curved: bool) -> int:
-    """Samples per coarse-tested block: as many as fit in a coarse cell (half of one with a
-    contraction) at the largest spacing of the first two samples of the rays (in grid
-    coordinates), between 2 and MAX_BLOCK_SAMPLES; a block whose samples spread further is
-    kept without the test, so this choice is about speed only."""
-    if t_vals.shape[1] < 2 or len(rays) == 0:
-        return 2
-    two = torch.addcmul(rays.origins[:, None], t_vals[:, :2, None], rays.directions[:, None])
-    grid = frozen.normalize(two)  # [R, 2, 3]
-    step = float((grid[:, 1] - grid[:, 0]).abs().amax(-1).quantile(0.9))
-    limit = frozen.occupancy.coarse_size * (0.5 if curved else 1.0)
-    return int(min(MAX_BLOCK_SAMPLES, max(2, limit // max(step, 1e-9) + 1)))
-
-
 def render_world_fast(
     frozen: FrozenField,
     rays: Rays,  # [R]
     t_vals: torch.Tensor,  # [R, S] the plain path's sample depths
     count: int,  # colour quantiles per ray
     white_bkgd: bool,
-) -> tuple[Composite, tuple[int, int, int]]:
+) -> tuple[Composite, tuple[int, int, int]] | None:
     """The composite [R] of the plain path through the occupancy grid (module docstring), and
-    (all samples, samples given density, colours evaluated)."""
-    curved = frozen.contraction != "none"
-    settings = MarchSettings(
-        block=block_samples(frozen, rays, t_vals, curved),
-        stop_transmittance=STOP_TRANSMITTANCE,
-        curved=curved,
-    )
+    (all samples, samples given density, colours evaluated); None where the march declines
+    (nearly every block occupied: the caller renders the plain path)."""
+    settings = MarchSettings(stop_transmittance=STOP_TRANSMITTANCE)
+    rates = None  # a box: straight_rates, exact
+    if frozen.contraction != "none":
+        box_scale = 2.0 / (frozen.aabb[1] - frozen.aabb[0])  # [3]
+        rates = contracted_rates(rays.directions, box_scale, frozen.contraction)
     packed = march(
         frozen.occupancy,
         frozen.normalize,
@@ -133,11 +118,16 @@ def render_world_fast(
         rays.directions,
         t_vals,
         settings,
+        rates,
     )
 
     def colour_fn(ray: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        points = rays.origins[ray] + rays.directions[ray] * t[:, None]  # [P, 3]
-        return frozen.colour(frozen.normalize(points), rays.viewdirs[ray])
+        points = (
+            rays.origins.index_select(0, ray) + rays.directions.index_select(0, ray) * t[:, None]
+        )
+        return frozen.colour(frozen.normalize(points), rays.viewdirs.index_select(0, ray))
 
+    if packed is None:  # a fog: the plain path is as fast
+        return None
     out, coloured = composite_packed(packed, t_vals, count, colour_fn, white_bkgd)
     return out, (t_vals.numel(), len(packed.ray), coloured)

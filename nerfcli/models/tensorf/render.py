@@ -185,8 +185,10 @@ class RenderPolicy:
         if self.fast and self.colour_samples > 0 and not torch.is_grad_enabled():
             if not self.ndc and frozen is not None:
                 baked = frozen()
-                return render_world_fast(baked, rays, t_vals, self.colour_samples, self.white_bkgd)
-            if field.alpha_mask.numel() == 0 and self.shares_depth(rays):
+                fast = render_world_fast(baked, rays, t_vals, self.colour_samples, self.white_bkgd)
+                if fast is not None:  # None: a fog, where the plain path below is as fast
+                    return fast
+            elif field.alpha_mask.numel() == 0 and self.shares_depth(rays):
                 return self._render_fast(field, rays, t_vals[0])
         if self.shares_depth(rays):
             sigma = field.density_slices(rays, t_vals[0])  # [R, S]

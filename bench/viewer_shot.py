@@ -115,33 +115,36 @@ def render_video(ckpt: Path, path_file: Path, video: Path) -> np.ndarray:
 
 
 def compare(shot, right: int, frame: np.ndarray, sent: np.ndarray) -> tuple[dict, np.ndarray]:
-    """The screenshot area-resized to the frame's pixels, compared over the render area."""
-    height, width = frame.shape[:2]
-    page = resize_area(shot, height, width)  # [H, W, 3] the canvas covers the window
-    columns = int(width * right / shot.shape[1])
-    rows = int(height * (shot.shape[0] - 120) / shot.shape[0])
-    area = (slice(0, rows), slice(0, columns))
+    """The screenshot area-resized to the sent picture's pixels (the canvas covers the
+    window), compared over the render area with the video's frame (the mp4 keeps even sizes:
+    the top-left of the picture) and the sent picture; the side-by-side of that area, x4."""
+    size = [int(v) for v in sent.shape[:2]]
+    page = resize_area(shot, *size)  # [H, W, 3]
+    rows = min(frame.shape[0], int(sent.shape[0] * (shot.shape[0] - 120) / shot.shape[0]))
+    columns = min(frame.shape[1], int(sent.shape[1] * right / shot.shape[1]))
+    page, frame, sent = (image[:rows, :columns, :3] for image in (page, frame, sent))
 
     def scores(a, b) -> dict:
-        difference = np.abs(a[area].astype(np.float64) - b[area].astype(np.float64))
+        difference = np.abs(a.astype(np.float64) - b.astype(np.float64))
         mse = float(np.mean((difference / 255) ** 2))
         return {
             "mean_abs_255": round(float(difference.mean()), 2),
             "p99_abs_255": round(float(np.percentile(difference, 99)), 1),
+            "max_abs_255": int(difference.max()),
             "psnr_db": round(psnr_from_mse(mse), 2),
         }
 
     doc = {
-        "frame_size": [height, width],
+        "picture_size": size,
         "compared_area": [rows, columns],
         "screenshot_vs_video_frame": scores(page, frame),
         "sent_picture_vs_video_frame": scores(sent, frame),
         "screenshot_vs_sent_picture": scores(page, sent),
     }
     difference = np.abs(page.astype(np.int16) - frame.astype(np.int16))
-    amplified = np.clip(difference * 8, 0, 255).astype(np.uint8)  # [H, W, 3] x8
-    gap = np.full((height, 4, 3), 255, np.uint8)
-    side = np.concatenate([page, gap, frame[..., :3], gap, amplified], 1)
+    amplified = np.clip(difference * 8, 0, 255).astype(np.uint8)  # [h, w, 3] x8
+    gap = np.full((rows, 2, 3), 255, np.uint8)
+    side = np.concatenate([page, gap, frame, gap, amplified], 1)
     return doc, np.repeat(np.repeat(side, 4, 0), 4, 1)  # x4, nearest
 
 
@@ -150,6 +153,7 @@ def main() -> None:
     parser.add_argument("--ckpt", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="folder for the run's files")
     parser.add_argument("--picture", type=Path, required=True, help="the side-by-side PNG")
+    parser.add_argument("--page-picture", type=Path, default=None, help="the screenshot's copy")
     parser.add_argument("--port", type=int, default=7480)
     parser.add_argument("--window", default="1280,800")
     args = parser.parse_args()
@@ -190,6 +194,8 @@ def main() -> None:
     iio.imwrite(args.out / "video_frame_keyframe2.png", frames[index])
     args.picture.parent.mkdir(parents=True, exist_ok=True)
     iio.imwrite(args.picture, side)
+    if args.page_picture:
+        iio.imwrite(args.page_picture, shot)
     write_json(args.out / "shot.json", doc)
     print(json.dumps(doc, indent=1))
 

@@ -265,6 +265,11 @@ def test_live_source_copies_weights_between_steps(run: Path):
     for ours, theirs in zip(model.parameters(), reference.parameters()):
         torch.testing.assert_close(ours, theirs)
     assert source.status.step == 4
+    source.copy_seconds = 0.01  # a copy taking 10 ms: the next one 0.5 s later at 2%
+    source._last_copy = time.monotonic()
+    assert not source.wants_weights()
+    source._last_copy -= 0.51
+    assert source.wants_weights()
 
 
 def test_view_without_viser_says_how_to_get_it(run: Path, monkeypatch):

@@ -126,6 +126,10 @@ def look(ckpt_path: Path, orbit_seconds: float, max_height: int | None) -> dict:
         "full_picture_after_stop_s": round(full_frame[0] - stopped, 3) if full_frame else None,
         "full_picture_render_s": round(full_frame[1]["seconds"], 3) if full_frame else None,
         "moving_turn_s": _median_gap(recorder.frames, moving_from, stopped),
+        "longest_gap_while_moving_s": _longest_gap(recorder.frames, moving_from, stopped),
+        "still_pictures_while_moving": sum(
+            1 for t, info in recorder.frames if moving_from < t <= stopped and info["still"]
+        ),
         "errors": engine.errors[:3],
         "load_before": load,
         "load_after": os.getloadavg(),
@@ -135,6 +139,11 @@ def look(ckpt_path: Path, orbit_seconds: float, max_height: int | None) -> dict:
 
 def _spread(values: list) -> list | None:
     return [min(values), int(np.median(values)), max(values)] if values else None
+
+
+def _longest_gap(frames, start: float, end: float) -> float | None:
+    times = [start] + [t for t, info in frames if start < t <= end] + [end]
+    return round(float(np.max(np.diff(times))), 3)
 
 
 def _median_gap(frames, start: float, end: float) -> float | None:

@@ -24,7 +24,7 @@ class Sizer:
     # above the 8 a second asked: the gaps between pictures (the next camera update) and a
     # loaded machine's jitter are not in the measured turn
     moving_fps: float = 10.0
-    min_height: int = 24
+    min_height: int = 16  # cup's 111-step fog: 24 x 32 took 0.14 s at load 13
     rate: float | None = None  # render speed, pixels a second (any picture)
     moving_rate: float | None = None  # pixels a second of moving pictures' whole turns
     smoothing: float = 0.5

@@ -3,16 +3,19 @@ thread, sizing and bands; no websocket), and what `nerf train --view` costs trai
 
     .venv/bin/python -m bench.viewer look --ckpt runs/lego/ckpt.pt [--ckpt runs/cup/ckpt.pt ...]
     .venv/bin/python -m bench.viewer train --scene ../shared/data/fern --minutes 2
+    .venv/bin/python -m bench.viewer train --scene ../shared/data/fern --minutes 5 --side-by-side
 
 look: a client connects (its camera set at t = 0) -> time to the first picture; the camera then
 plays the scene's default path at 30 updates a second for --orbit-seconds -> pictures a second
 and their size while it moves; it stops -> time to the full-size picture. The browser's window
 has the capture's aspect and field of view.
 
-train: the same time budget twice in this process, without and with --view, the second with a
-scripted client playing the default path against the page the whole time (`nerf train` run
-in-process, its viewer reached through `cli.train._start_viewer`); steps, steps/s and held-out
-PSNR of both. The machine's load goes into the output (it is shared: compare the ratio).
+train: the same time budget twice, without and with --view, the second with a scripted client
+playing the default path against the page the whole time (`nerf train` run in-process, its
+viewer reached through `cli.train._start_viewer`); steps, steps/s and held-out PSNR of both.
+In turn in this process, or with --side-by-side at the same time, each run its own process
+at one torch thread (the fair comparison on a shared machine). The machine's load goes into
+the output (it is shared: compare the ratio).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from bench.common import machine, write_json
 from nerfcli.training.checkpoint import load_checkpoint
@@ -36,14 +40,29 @@ from nerfcli.viewer.source import ModelSource
 
 
 class Recorder:
-    def __init__(self):
+    """The pictures a viewer sends: (arrival time, info), and the images with keep_images."""
+
+    def __init__(self, keep_images: bool = False):
         self.frames: list[tuple[float, dict]] = []
+        self.images: list[np.ndarray] = []
+        self.keep_images = keep_images
         self.arrived = threading.Condition()
 
     def __call__(self, client_id, image, info):
         with self.arrived:
             self.frames.append((time.perf_counter(), info))
+            if self.keep_images:
+                self.images.append(image)
             self.arrived.notify_all()
+
+    def wait_quiet(self, seconds: float, timeout: float) -> None:
+        """Until no picture has come for `seconds` (the browser's echo of a camera set)."""
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            last = self.frames[-1][0] if self.frames else 0.0
+            if time.perf_counter() - last >= seconds:
+                return
+            time.sleep(0.05)
 
     def wait_for(self, test, timeout: float) -> tuple[float, dict] | None:
         deadline = time.perf_counter() + timeout
@@ -73,7 +92,9 @@ def look(ckpt_path: Path, orbit_seconds: float, max_height: int | None) -> dict:
     recorder = Recorder()
     full = min(scene.height, max_height) if max_height else scene.height
     engine = Engine(source, recorder, Sizer(full_height=full), EngineOptions()).start()
+    engine.warm.wait(300)  # as `nerf view`, which prints its URL once warm
     views = list(path_views(scene))
+    load = os.getloadavg()
     try:
         start = time.perf_counter()
         engine.set_camera(1, views[0])
@@ -96,14 +117,40 @@ def look(ckpt_path: Path, orbit_seconds: float, max_height: int | None) -> dict:
         "checkpoint": str(ckpt_path),
         "step": ckpt.step,
         "full_size": [full, round(full * scene.width / scene.height)],
+        "warm_up_s": None if engine.warm_up_seconds is None else round(engine.warm_up_seconds, 3),
         "first_picture_s": round(first[0] - start, 3) if first else None,
         "first_picture_size": [first[1]["height"], first[1]["width"]] if first else None,
         "moving_pictures_per_s": round(len(moving) / (stopped - moving_from), 2),
-        "moving_sizes": sorted({(i["height"], i["width"]) for i in moving}),
+        "moving_heights_min_median_max": _spread([i["height"] for i in moving]),
         "camera_updates": count,
         "full_picture_after_stop_s": round(full_frame[0] - stopped, 3) if full_frame else None,
+        "full_picture_render_s": round(full_frame[1]["seconds"], 3) if full_frame else None,
+        "moving_turn_s": _median_gap(recorder.frames, moving_from, stopped),
+        "longest_gap_while_moving_s": _longest_gap(recorder.frames, moving_from, stopped),
+        "still_pictures_while_moving": sum(
+            1 for t, info in recorder.frames if moving_from < t <= stopped and info["still"]
+        ),
         "errors": engine.errors[:3],
+        "load_before": load,
+        "load_after": os.getloadavg(),
+        "torch_threads": torch.get_num_threads(),
     }
+
+
+def _spread(values: list) -> list | None:
+    return [min(values), int(np.median(values)), max(values)] if values else None
+
+
+def _longest_gap(frames, start: float, end: float) -> float | None:
+    times = [start] + [t for t, info in frames if start < t <= end] + [end]
+    return round(float(np.max(np.diff(times))), 3)
+
+
+def _median_gap(frames, start: float, end: float) -> float | None:
+    """The median time between two moving pictures in (start, end]."""
+    times = [t for t, info in frames if start < t <= end and not info["still"]]
+    gaps = np.diff(times)
+    return round(float(np.median(gaps)), 3) if len(gaps) else None
 
 
 def train_cost(scene: Path, minutes: float, extra: list[str], order=("plain", "view")) -> dict:
@@ -152,12 +199,41 @@ def train_cost(scene: Path, minutes: float, extra: list[str], order=("plain", "v
             doc["viewer_errors"] = viewer.viewer.engine.errors[:3]
         doc["steps_per_s"] = doc["steps"] / max(doc["seconds"], 1e-9)
         results[mode] = doc
-    results["steps_ratio"] = results["view"]["steps"] / max(results["plain"]["steps"], 1)
-    results["steps_per_s_ratio"] = results["view"]["steps_per_s"] / results["plain"]["steps_per_s"]
-    results["psnr_difference_db"] = (results["view"]["test_psnr"] or math.nan) - (
-        results["plain"]["test_psnr"] or math.nan
+    return compare(results) if len(results) == 2 else results
+
+
+def compare(results: dict) -> dict:
+    """The view run against the plain one: steps, steps/s and held-out PSNR."""
+    view, plain = results["view"], results["plain"]
+    results["steps_ratio"] = view["steps"] / max(plain["steps"], 1)
+    results["steps_per_s_ratio"] = view["steps_per_s"] / plain["steps_per_s"]
+    results["psnr_difference_db"] = (view["test_psnr"] or math.nan) - (
+        plain["test_psnr"] or math.nan
     )
     return results
+
+
+def side_by_side(scene: Path, minutes: float, settings: list[str]) -> dict:
+    """The plain and the --view run at the same time, each its own process with one torch
+    thread (OMP_NUM_THREADS=1 and --threads 1): on a shared machine both see the same load."""
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    processes = {}
+    for mode in ("plain", "view"):
+        command = [sys.executable, "-m", "bench.viewer", "train", "--scene", str(scene)]
+        command += ["--minutes", str(minutes), "--only", mode, "--threads", "1"]
+        command += [arg for setting in settings for arg in ("--set", setting)]
+        processes[mode] = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    results = {}
+    for mode, process in processes.items():
+        out, _ = process.communicate()
+        if process.returncode != 0:
+            raise SystemExit(f"{mode} run failed (exit {process.returncode})")
+        results[mode] = json.loads(out)[mode]
+    return compare(results)
 
 
 def _drive(viewer, stop: threading.Event) -> None:
@@ -183,6 +259,12 @@ def main() -> None:
     train_parser.add_argument("--scene", type=Path, required=True)
     train_parser.add_argument("--minutes", type=float, default=2.0)
     train_parser.add_argument("--view-first", action="store_true", help="run --view first")
+    train_parser.add_argument("--only", choices=("plain", "view"), help="one of the two runs")
+    train_parser.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="both runs at the same time, each its own process at one torch thread",
+    )
     train_parser.add_argument(
         "--threads",
         type=int,
@@ -199,9 +281,12 @@ def main() -> None:
         doc = {"machine": machine(), "load_before": os.getloadavg()}
         doc["runs"] = [look(path, args.orbit_seconds, args.max_height) for path in args.ckpt]
         doc["load_after"] = os.getloadavg()
+    elif args.side_by_side:
+        doc = {"machine": machine(), **side_by_side(args.scene, args.minutes, args.set)}
     else:
         extra = [arg for setting in args.set for arg in ("--set", setting)]
         order = ("view", "plain") if args.view_first else ("plain", "view")
+        order = (args.only,) if args.only else order
         if args.threads:
             import torch
 

@@ -24,7 +24,6 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--use-angle=swiftshader",
     "--enable-unsafe-swiftshader",
-    "--window-size=800,600",
 ]
 
 
@@ -39,7 +38,7 @@ def chromium_path() -> str | None:
 class Browser:
     """One headless chromium with one page, driven over the DevTools websocket."""
 
-    def __init__(self, executable: str, timeout: float = 60.0):
+    def __init__(self, executable: str, timeout: float = 60.0, window=(800, 600)):
         from websockets.sync.client import connect
 
         self.profile = tempfile.mkdtemp(prefix="nerf-chromium-")
@@ -47,6 +46,7 @@ class Browser:
             [
                 executable,
                 *CHROMIUM_FLAGS,
+                f"--window-size={window[0]},{window[1]}",
                 f"--user-data-dir={self.profile}",
                 "--remote-debugging-port=0",
                 "about:blank",
@@ -90,6 +90,30 @@ class Browser:
         data = self.call("Page.captureScreenshot", format="png")["data"]
         Path(path).write_bytes(base64.b64decode(data))
         return Path(path)
+
+    def painted(self, region, timeout: float = 60.0, interval: float = 0.5):
+        """A screenshot (uint8 [H, W, 3]) once the page has painted: `region(shot)` (the part
+        that matters, as an array) is not blank (std > 5) and the same in two screenshots in
+        a row (mean difference < 0.5). Raises TimeoutError otherwise."""
+        import imageio.v3 as iio
+        import numpy as np
+
+        deadline = time.monotonic() + timeout
+        previous = None
+        while time.monotonic() < deadline:
+            data = self.call("Page.captureScreenshot", format="png")["data"]
+            shot = np.asarray(iio.imread(base64.b64decode(data)))[..., :3]
+            part = np.asarray(region(shot), np.float32)
+            if (
+                previous is not None
+                and part.std() > 5
+                and part.shape == previous.shape
+                and np.abs(part - previous).mean() < 0.5
+            ):
+                return shot
+            previous = part
+            time.sleep(interval)
+        raise TimeoutError("the page did not paint a steady picture")
 
     def close(self) -> None:
         try:

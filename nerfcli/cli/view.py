@@ -58,6 +58,7 @@ def view(
     for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C (even if started with it ignored)
         signal.signal(sig, interrupt)
     try:
+        viewer.engine.warm.wait(120)  # the model's render snapshots are built before the URL
         typer.echo(viewer.url)
         psnr = source.status.test_psnr
         info(

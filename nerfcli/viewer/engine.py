@@ -1,10 +1,14 @@
 """The viewer's render loop, apart from any web server: one thread renders every client's
 latest camera, small while it moves and at full size once it has been still for `still_after`
-seconds; a full-size picture is drawn in bands of rows and dropped as soon as the camera moves
-again. Pictures go out through `show(client_id, image, info)`.
+seconds; the full-size picture is drawn in one call (its chunks shared by both cores) and
+given up at the next chunk as soon as the camera moves again. Pictures go out through
+`show(client_id, image, info)`.
 
-One thread for all clients keeps the viewer's cost to one core at most; in a training process
-it also lowers its own priority (nice) and can be held to a share of the time (`duty`)."""
+One thread for all clients keeps the viewer's cost bounded; in a training process it also
+lowers its own priority (nice), renders with one torch thread and can be held to a share of
+the time (`duty`). Before any client comes, the thread renders the capture's first path view
+once (`warm_up`): the model's render snapshots (the frozen field) are built then, and the
+speed measured, so a page's first picture is already sized from it."""
 
 from __future__ import annotations
 
@@ -17,8 +21,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from nerfcli.evaluation.views import picture, render_camera
-from nerfcli.viewer.cameras import ViewPose, view_camera
+from nerfcli.evaluation.views import Cancelled, picture, render_camera
+from nerfcli.viewer.cameras import ViewPose, scene_vertical_fov, view_camera
 from nerfcli.viewer.sizing import Sizer
 from nerfcli.viewer.source import ModelSource
 
@@ -37,10 +41,26 @@ class ClientView:
 @dataclass
 class EngineOptions:
     still_after: float = 0.15  # seconds without camera updates before the full-size render
-    threads: int | None = None  # torch threads of the render thread (None: torch's default)
+    threads: int | None = None  # torch threads of the render thread (None: the process's)
     nice: int = 0  # added to the render thread's niceness (Linux: per thread)
     duty: float = 1.0  # the render thread's largest share of wall time (sleeps to keep it)
-    band_seconds: float = 0.25  # full-size pictures are drawn in bands of about this long
+    warm_up: bool = True  # render once before any client (snapshots built, speed measured)
+    cancel_seconds: float = 0.1  # a still picture's chunks take about this long each
+
+
+def limit_this_thread(threads: int) -> None:
+    """torch.set_num_threads(threads) for the calling thread only.
+
+    torch keeps the last count set by any thread in a process-wide value, and every thread
+    that has not yet run a parallel operation takes its count from that value on its first
+    one (a training loop that starts after the viewer would train on the viewer's one
+    thread). So the count is set here after this thread's own first one, and the
+    process-wide value put back from a throwaway thread."""
+    before = torch.get_num_threads()  # this thread's count, initialised now
+    torch.set_num_threads(threads)
+    restore = threading.Thread(target=torch.set_num_threads, args=(before,))
+    restore.start()
+    restore.join()
 
 
 @dataclass
@@ -57,6 +77,8 @@ class Engine:
         self._thread: threading.Thread | None = None
         self.weights_version = 0
         self.errors: list[str] = []
+        self.warm = threading.Event()  # set once the warm-up is done (or skipped)
+        self.warm_up_seconds: float | None = None
 
     # -- what the server calls (any thread)
 
@@ -75,6 +97,7 @@ class Engine:
     def drop_client(self, client_id: int) -> None:
         with self._wake:
             self.clients.pop(client_id, None)
+            self._wake.notify_all()
 
     def refresh(self) -> None:
         """New weights: every client's picture is drawn again."""
@@ -83,6 +106,7 @@ class Engine:
             self._wake.notify_all()
 
     def start(self) -> Engine:
+        torch.get_num_threads()  # this thread's count is its own before the render thread's
         self._thread = threading.Thread(target=self._run, name="nerf-view-render", daemon=True)
         self._thread.start()
         return self
@@ -103,7 +127,8 @@ class Engine:
             except (AttributeError, OSError):
                 pass
         if self.options.threads is not None:
-            torch.set_num_threads(self.options.threads)
+            limit_this_thread(self.options.threads)
+        self._warm_up()
         while True:
             job = self._next_job()
             if job is None:
@@ -120,6 +145,32 @@ class Engine:
                 with self._wake:
                     if not self._stop:
                         self._wake.wait(busy * (1.0 / self.options.duty - 1.0))
+
+    def _warm_up(self) -> None:
+        """The capture's first path view, once to build the snapshots and once timed at the
+        first moving size; skipped for a source without weights yet."""
+        try:
+            if not self.options.warm_up or not self.source.ready():
+                return
+            start = time.perf_counter()
+            scene = self.source.scene
+            c2w = np.asarray(scene.render_poses[0], np.float64)[:3, :4]
+            pose = ViewPose(
+                tuple(float(v) for v in c2w.reshape(-1)),
+                scene_vertical_fov(scene),
+                scene.width / scene.height,
+            )
+            model, chunk = self.source.model_for_render(), self.source.config.render.chunk
+            for height in (self.sizer.min_height, self.sizer.moving_height(pose.aspect)):
+                camera = view_camera(scene, pose, height)
+                began = time.perf_counter()
+                render_camera(model, camera, chunk, self.source.device)
+            self.sizer.record(camera.height * camera.width, time.perf_counter() - began)
+            self.warm_up_seconds = time.perf_counter() - start
+        except Exception as exc:
+            self.errors.append(f"warm-up: {type(exc).__name__}: {exc}")
+        finally:
+            self.warm.set()
 
     def _next_job(self) -> tuple[int, ClientView, int, bool] | None:
         """(client id, a copy of its view, height, still) of the next picture, waiting for one."""
@@ -146,22 +197,40 @@ class Engine:
                 self._wake.wait(max(wait, 1e-3))
             return None
 
+    def _moved_on(self, client_id: int, pose: ViewPose) -> bool:
+        """True when the client has gone, its camera moved or the engine stops (any thread)."""
+        current = self.clients.get(client_id)
+        return self._stop or current is None or current.pose != pose
+
+    def _still_chunk(self, chunk: int) -> int:
+        """Rays a chunk of a still picture: about `cancel_seconds` of one worker's time at the
+        measured speed, but not under 4096 (lego, 2 cores: 1024-ray chunks made a frame
+        30-60% slower, 4096 as fast as 8192), nor over the config's."""
+        if self.sizer.rate is None:
+            return chunk
+        workers = max(1, torch.get_num_threads())
+        rays = int(self.sizer.rate * self.options.cancel_seconds / workers)
+        return min(chunk, max(4096, rays))
+
     def _render(self, client_id: int, view: ClientView, height: int, still: bool) -> None:
+        turn = time.perf_counter()
         model = self.source.model_for_render()
         scene = self.source.scene
         camera = view_camera(scene, view.pose, height)
         chunk = self.source.config.render.chunk
+        cancelled = None
+        if still:  # chunks of about `cancel_seconds`: a camera that moves on waits no longer
+            cancelled = lambda: self._moved_on(client_id, view.pose)  # noqa: E731
+            chunk = self._still_chunk(chunk)
         start = time.perf_counter()
-        if not still or view.output == "depth":  # depth: one normalisation per picture
-            result = render_camera(model, camera, chunk, self.source.device)
-            bands = [picture(result, view.output, scene.ndc)]
-        else:
-            bands = self._render_bands(client_id, view, camera, model, chunk)
-            if bands is None:  # the camera moved: drop this picture
-                return
+        try:
+            result = render_camera(model, camera, chunk, self.source.device, cancelled)
+        except Cancelled:  # the camera moved: drop this picture
+            return
+        image = picture(result, view.output, scene.ndc)
         seconds = time.perf_counter() - start
-        self.sizer.record(camera.height * camera.width, seconds)
-        image = np.concatenate(bands, 0)
+        pixels = camera.height * camera.width
+        self.sizer.record(pixels, seconds)
         with self._wake:
             current = self.clients.get(client_id)
             if current is None:
@@ -170,26 +239,5 @@ class Engine:
             current.frames += 1
         info = {"height": camera.height, "width": camera.width, "seconds": seconds, "still": still}
         self.show(client_id, image, info)
-
-    def _render_bands(self, client_id, view, camera, model, chunk) -> list[np.ndarray] | None:
-        """The full-size picture in bands of rows (a band is the same camera with its principal
-        point moved), given up when the client's camera moves on."""
-        rate = self.sizer.rate or 1e5
-        rows = max(8, int(rate * self.options.band_seconds / camera.width))
-        bands = []
-        for top in range(0, camera.height, rows):
-            band = band_camera(camera, top, min(rows, camera.height - top))
-            result = render_camera(model, band, chunk, self.source.device)
-            bands.append(picture(result, view.output, self.source.scene.ndc))
-            with self._wake:
-                current = self.clients.get(client_id)
-                if current is None or current.pose != view.pose or self._stop:
-                    return None
-        return bands
-
-
-def band_camera(camera, top: int, rows: int):
-    """Rows top .. top + rows of `camera`'s picture, as a camera of its own."""
-    K = np.array(camera.K, np.float32)
-    K[1, 2] -= top
-    return replace(camera, height=rows, K=K)
+        if not still:
+            self.sizer.record_moving(pixels, time.perf_counter() - turn)

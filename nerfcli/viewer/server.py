@@ -17,8 +17,9 @@ from nerfcli.evaluation.camera_path import default_path
 from nerfcli.evaluation.views import OUTPUTS
 from nerfcli.viewer.cameras import browser_from_pose, pose_from_browser, scene_vertical_fov
 from nerfcli.viewer.engine import Engine, EngineOptions
+from nerfcli.viewer.keyframe_panel import KeyframePanel
 from nerfcli.viewer.keyframes import KeyframeBook
-from nerfcli.viewer.page_items import add_capture, add_keyframe_panel
+from nerfcli.viewer.page_items import add_capture
 from nerfcli.viewer.sizing import Sizer
 from nerfcli.viewer.source import ModelSource
 
@@ -71,8 +72,14 @@ class Viewer:
             if event.client_id is not None:
                 self.engine.set_output(event.client_id, output.value)
 
+        shown = self.server.gui.add_checkbox("show cameras, box and path", True)
+
+        @shown.on_update
+        def _(event) -> None:
+            self.show_overlays(shown.value)
+
         add_capture(self.server, scene, default_path(scene))
-        self.keyframe_panel = add_keyframe_panel(self, path_file)
+        self.keyframe_panel = KeyframePanel(self, path_file)
         self.server.on_client_connect(self._connect)
         self.server.on_client_disconnect(self._disconnect)
         self.engine.start()
@@ -121,6 +128,10 @@ class Viewer:
             client.camera.wxyz, client.camera.position = wxyz, position
         # the browser may not echo a camera it was given: render it now
         self.engine.set_camera(client_id, self.browser_pose(client.camera))
+
+    def show_overlays(self, visible: bool) -> None:
+        """Show or hide everything drawn over the render (cameras, box, paths, keyframes)."""
+        self.server.scene.set_global_visibility(visible)
 
     def _show(self, client_id: int, image: np.ndarray, info: dict) -> None:
         client = self.server.get_clients().get(client_id)

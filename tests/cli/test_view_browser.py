@@ -128,7 +128,7 @@ def test_page_shows_the_render_follows_the_server_camera_and_saves_a_path(
             f"HTMLInputElement.prototype, 'value').set; set.call(i, {str(target)!r}); "
             "i.dispatchEvent(new Event('input', {bubbles: true})); })()"
         )
-        wait_until(lambda: viewer.keyframe_panel["file"].value == str(target), what="file name")
+        wait_until(lambda: viewer.keyframe_panel.fields.file.value == str(target), what="file name")
         for k, pose in enumerate(scene.render_poses[[0, 10, 20]]):
             viewer.set_camera(client_id, pose)
             frames.wait(3 + k, still=True)  # the browser's camera is there

@@ -1,6 +1,6 @@
 """`nerf view`'s server side without a browser: browser camera -> image through the same render
-as eval, small while moving and full size when still, bands equal to one render (NDC too),
-outputs, the keyframe book saved and rendered by render-video, the live source's weight copies,
+as eval, small while moving and full size when still, a still render cancelled between its
+chunks, chunks shared evenly, the render thread's torch threads its own, outputs, the keyframe book saved and rendered by render-video, the live source's weight copies,
 and the command's messages (no viser, Ctrl-C)."""
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from nerfcli.cli.app import app
 from nerfcli.data.rays import camera_rays
 from nerfcli.errors import NerfError
 from nerfcli.evaluation.camera_path import read_path_file
-from nerfcli.evaluation.views import picture, render_camera
+from nerfcli.evaluation.views import Cancelled, balanced_chunk, picture, render_camera
 from nerfcli.render.image import render_view
 from nerfcli.training.checkpoint import load_checkpoint, restore_model
 from nerfcli.viewer.cameras import browser_from_pose, pose_from_browser, view_camera
-from nerfcli.viewer.engine import Engine, EngineOptions, band_camera
+from nerfcli.viewer.engine import Engine, EngineOptions
 from nerfcli.viewer.keyframes import KeyframeBook
 from nerfcli.viewer.sizing import Sizer
 from nerfcli.viewer.source import LiveSource, ModelSource
@@ -71,24 +71,76 @@ def test_view_at_the_capture_fov_renders_the_path_camera(run: Path):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
-def test_bands_equal_one_render_also_in_ndc(run: Path):
+def test_still_render_is_cancelled_between_chunks_also_in_ndc(run: Path):
     ckpt = load_checkpoint(run)
     model = restore_model(ckpt)
-    scene = ckpt.scene
-    assert scene.ndc
-    camera = view_camera(scene, browser_view(scene, fov=1.1, aspect=1.2), 17)
+    assert ckpt.scene.ndc
+    camera = view_camera(ckpt.scene, browser_view(ckpt.scene, fov=1.1, aspect=1.2), 17)
+    asked = []
+
+    def cancelled() -> bool:  # the camera moves after two chunks
+        asked.append(1)
+        return len(asked) > 2
+
+    with pytest.raises(Cancelled):
+        render_camera(model, camera, 64, "cpu", cancelled)  # 340 rays: 6 chunks
+    assert len(asked) == 3  # one thread (one_thread): chunks in turn, none after the third
     whole = render_camera(model, camera, 4096, "cpu")
-    bands = [render_camera(model, band_camera(camera, top, 5), 4096, "cpu") for top in (0, 5, 10)]
-    last = render_camera(model, band_camera(camera, 15, 2), 4096, "cpu")
-    stacked = torch.cat([b.rgb for b in bands] + [last.rgb], 0)
-    torch.testing.assert_close(stacked, whole.rgb, atol=1e-5, rtol=1e-5)
+    chunked = render_camera(model, camera, 64, "cpu", lambda: False)
+    torch.testing.assert_close(chunked.rgb, whole.rgb, atol=1e-5, rtol=1e-5)
+
+
+def test_balanced_chunk_shares_rays_evenly():
+    assert balanced_chunk(10000, 8192, 2) == 5000  # not 8192 + 1808
+    assert balanced_chunk(160000, 8192, 2) == 8000  # 20 chunks
+    for rays in (1, 7, 999, 10000, 123457):
+        for chunk in (64, 8192):
+            for workers in (1, 2, 3):
+                size = balanced_chunk(rays, chunk, workers)
+                count = math.ceil(rays / size)  # chunks render_in_chunks cuts
+                assert 1 <= size <= chunk
+                assert count >= min(workers, rays)  # every worker has a chunk
+                busiest = min(rays, math.ceil(count / workers) * size)  # rays of one worker
+                assert size <= math.ceil(rays / workers)  # no chunk over a fair share
+                assert busiest <= rays / workers + size  # at most one chunk over it
+
+
+def test_render_thread_sets_its_own_torch_threads_only():
+    """torch.set_num_threads in one thread becomes the count of every thread that has not yet
+    run a parallel operation (the main thread of a training run that starts after the
+    viewer); limit_this_thread keeps it to the render thread."""
+    import subprocess
+    import sys
+
+    code = (
+        "import threading, torch\n"
+        "from nerfcli.viewer.engine import limit_this_thread\n"
+        "seen, new = [], []\n"
+        "s = threading.Thread(target=torch.set_num_threads, args=(3,)); s.start(); s.join()\n"
+        "def render():\n"
+        "    {set}\n"
+        "    seen.append(torch.get_num_threads())\n"
+        "t = threading.Thread(target=render); t.start(); t.join()\n"
+        "u = threading.Thread(target=lambda: new.append(torch.get_num_threads()))\n"
+        "u.start(); u.join()\n"
+        "print(seen[0], torch.get_num_threads(), new[0])\n"
+    )
+    counts = {}
+    for name, call in (("limited", "limit_this_thread(1)"), ("plain", "torch.set_num_threads(1)")):
+        done = subprocess.run(
+            [sys.executable, "-c", code.format(set=call)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        counts[name] = done.stdout.split()
+    assert counts["limited"] == ["1", "3", "3"]  # render thread 1; main and new ones 3
+    assert counts["plain"] == ["1", "1", "1"]  # what it guards against
 
 
 def test_render_camera_is_render_view(run: Path):
     ckpt = load_checkpoint(run)
     model = restore_model(ckpt)
     camera = ckpt.scene.path_camera(ckpt.scene.render_poses[0])
-    ours = render_camera(model, camera, 4096, "cpu")
+    ours = render_camera(model, camera, 4096, "cpu", lambda: False)
 
     def render_fn(rays, near, far):
         return model.render_rays(rays, near, far, train=False)
@@ -112,7 +164,8 @@ def test_engine_small_while_moving_then_full_size(run: Path):
 
     sizer = Sizer(full_height=24, moving_fps=8.0, min_height=4)
     sizer.rate = 24 * 36 * 8.0 / 4  # measured: a quarter of the full picture fits 1/8 s
-    engine = Engine(source, show, sizer, EngineOptions(still_after=0.3)).start()
+    options = EngineOptions(still_after=0.3, warm_up=False)  # keep the rate set above
+    engine = Engine(source, show, sizer, options).start()
     try:
         scene = ckpt.scene
         for k in range(4):  # moving
@@ -150,6 +203,20 @@ def test_sizer_keeps_the_moving_frame_rate():
     for _ in range(20):
         sizer.record(400 * 400, 0.05)
     assert sizer.moving_height(1.0) == 400  # fast enough for the full size
+
+
+def test_moving_size_settles_where_a_turn_takes_one_frame():
+    """A turn costing a fixed 50 ms plus 1 us a pixel: the moving size converges to where a
+    turn takes 1 / moving_fps (75 ms of pixels at 8 a second: 75,000 pixels), not to the
+    render speed's 125,000."""
+    sizer = Sizer(full_height=1000, moving_fps=8.0)
+    sizer.record(400 * 400, 0.16)  # the render speed: 1 M pixels a second
+    for _ in range(40):
+        height = sizer.moving_height(1.0)
+        sizer.record_moving(height * height, 0.05 + height * height * 1e-6)
+    height = sizer.moving_height(1.0)
+    assert abs(0.05 + height * height * 1e-6 - 1 / 8) < 0.005
+    assert abs(height - math.sqrt(75000)) <= 3
 
 
 def test_keyframe_book_saves_a_path_render_video_renders(run: Path, tmp_path: Path):
@@ -198,6 +265,11 @@ def test_live_source_copies_weights_between_steps(run: Path):
     for ours, theirs in zip(model.parameters(), reference.parameters()):
         torch.testing.assert_close(ours, theirs)
     assert source.status.step == 4
+    source.copy_seconds = 0.01  # a copy taking 10 ms: the next one 0.5 s later at 2%
+    source._last_copy = time.monotonic()
+    assert not source.wants_weights()
+    source._last_copy -= 0.51
+    assert source.wants_weights()
 
 
 def test_view_without_viser_says_how_to_get_it(run: Path, monkeypatch):

@@ -27,6 +27,11 @@ app = typer.Typer(
 )
 
 
+class Depth(str, Enum):
+    median = "median"
+    expected = "expected"
+
+
 class Frame(str, Enum):
     capture = "capture"
     training = "training"
@@ -109,6 +114,13 @@ def mesh(
         min=0.0,
         help="Merge vertices within cells of this many grid voxels (0: keep every vertex).",
     ),
+    seen_tolerance: float = typer.Option(
+        0.05,
+        "--seen-tolerance",
+        min=0.0,
+        help="Keep the vertices within this fraction of some training view's median depth "
+        "(what the photos show; drops fog and hidden density); 0 keeps every vertex.",
+    ),
     frame: Frame = typer.Option(Frame.capture, "--frame", help=FRAME_HELP),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
@@ -137,6 +149,7 @@ def mesh(
             frame.value,
             select_device(device),
             _progress_callback(progress),
+            seen_tolerance,
         )
     _finish(report, json_out, quiet)
 
@@ -199,6 +212,12 @@ def points(
         help="Drop pixels whose 3 x 3 neighbourhood spans more than this fraction of their "
         "depth (outlines, where the depth is a mix of two surfaces); 0 keeps them.",
     ),
+    depth: Depth = typer.Option(
+        Depth.median,
+        "--depth",
+        help="median: where half of the pixel's opacity is reached (on the surface); expected: "
+        "the weighted mean depth (floaters and edges pull it off the surface).",
+    ),
     frame: Frame = typer.Option(Frame.capture, "--frame", help=FRAME_HELP),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
@@ -226,5 +245,6 @@ def points(
             select_device(device),
             _progress_callback(progress),
             edge_tolerance,
+            depth.value,
         )
     _finish(report, json_out, quiet)

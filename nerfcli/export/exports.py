@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from nerfcli.errors import NerfError
 from nerfcli.export import mesh as mesh_ops
 from nerfcli.export.frames import (
     frame_description,
@@ -52,8 +53,11 @@ def export_mesh(
     frame: str = "capture",
     device: str = "cpu",
     progress: Progress = _no_progress,
+    seen_tolerance: float = 0.0,
+    seen_downscale: int = 2,
 ) -> ExportReport:
-    """Marching cubes at `resolution` over the scene's box (or `bbox`), coloured, in `frame`."""
+    """Marching cubes at `resolution` over the scene's box (or `bbox`), coloured, in `frame`;
+    with seen_tolerance > 0 only the vertices some training view sees (export/visibility)."""
     start = time.perf_counter()
     scene = ckpt.scene
     transform = output_transform(scene, frame)
@@ -77,6 +81,28 @@ def export_mesh(
         vertices, faces = mesh_ops.decimate(vertices, faces, decimate_voxels * step)
     training = region.to_training(region.to_ray(vertices))  # [V, 3]
     progress("marching cubes", 1, 1)
+    marched = len(training)
+    if seen_tolerance > 0:
+        from nerfcli.export.visibility import keep_vertices, seen_by_views
+
+        seen = seen_by_views(
+            model,
+            scene,
+            training,
+            seen_tolerance,
+            seen_downscale,
+            ckpt.config.render.chunk,
+            device,
+            lambda done, total: progress("seen by the views", done, total),
+        )
+        faces, used = keep_vertices(faces, seen)
+        if len(used) == 0:
+            raise NerfError(
+                f"no training view sees the surface at level {level:.3g} within --seen-tolerance "
+                f"{seen_tolerance:g} of its depth; raise it, change --level, or pass "
+                "--seen-tolerance 0 to keep every vertex"
+            )
+        training = training[used]
     progress("colours", 0, 1)
     normals, colours = mesh_ops.shade_vertices(model, scene, training)
     progress("colours", 1, 1)
@@ -115,6 +141,8 @@ def export_mesh(
             "box": [region.lo.tolist(), region.hi.tolist()],
             "memory_estimate_bytes": need,
             "decimate_voxels": decimate_voxels,
+            "seen_tolerance": seen_tolerance,
+            "vertices_marched": marched,
             "bounds": [points.min(0).tolist(), points.max(0).tolist()] if len(points) else None,
         },
     )
@@ -194,9 +222,10 @@ def export_points(
     device: str = "cpu",
     progress: Progress = _no_progress,
     edge_tolerance: float = 0.0,
+    depth: str = "median",
 ) -> ExportReport:
-    """A coloured point cloud with normals from the training views' rendered depth, in
-    `frame`."""
+    """A coloured point cloud with normals from the training views' median (or expected)
+    depth, in `frame`."""
     from nerfcli.export.points import point_cloud
 
     start = time.perf_counter()
@@ -212,6 +241,7 @@ def export_points(
         downscale,
         min_opacity,
         edge_tolerance,
+        depth,
         on_view=lambda done, total: progress("views", done, total),
     )
     points = transform_points(transform, points)
@@ -227,7 +257,7 @@ def export_points(
                 f"nerfcli frame: {frame}",
                 description,
                 f"nerfcli points: checkpoint {ckpt.path} step {ckpt.step}, min opacity "
-                f"{min_opacity}, downscale {downscale}",
+                f"{min_opacity}, downscale {downscale}, {depth} depth",
             ],
         ),
     )
@@ -243,6 +273,7 @@ def export_points(
             "min_opacity": min_opacity,
             "edge_tolerance": edge_tolerance,
             "downscale": downscale,
+            "depth": depth,
             "bounds": [points.min(0).tolist(), points.max(0).tolist()],
         },
     )

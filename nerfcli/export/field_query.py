@@ -18,10 +18,18 @@ CHUNK = 1 << 18
 def _tensorf_density(model, points: torch.Tensor) -> torch.Tensor:
     coords = model.normalize(points)  # [P, 3] grid coordinates
     inside = (coords.abs() <= 1.0).all(-1)  # [P]
-    sigma = model.activate_density(model.density_feature(coords.clamp(-1.0, 1.0)))
     if model.alpha_mask.numel():
         inside = inside & model.alpha_mask_lookup(coords.detach())
-    return sigma * inside
+    if points.requires_grad:
+        # gradients (normals): the field clamped to the box, so a point a hair outside it (a
+        # median depth inside the ray's last interval in the box) keeps the face's normal
+        sigma = model.activate_density(model.density_feature(coords.clamp(-1.0, 1.0)))
+        if model.alpha_mask.numel():
+            sigma = sigma * model.alpha_mask_lookup(coords.detach().clamp(-1.0, 1.0))
+        return sigma
+    index = torch.nonzero(inside).squeeze(-1)  # [V] only the points inside are read
+    sigma = torch.zeros(len(points), device=points.device, dtype=points.dtype)
+    return sigma.index_put((index,), model.activate_density(model.density_feature(coords[index])))
 
 
 def _tensorf_colour(model, points: torch.Tensor, viewdirs: torch.Tensor) -> torch.Tensor:

@@ -130,6 +130,8 @@ def test_mesh_lies_on_the_slab_in_the_capture_frame(slab: Path, tmp_path: Path) 
             "40",
             "--level",
             "12.5",
+            "--seen-tolerance",
+            "0",
             "--json",
         ],
     )
@@ -168,6 +170,8 @@ def test_training_frame_and_decimation(slab: Path, tmp_path: Path) -> None:
         "40",
         "--level",
         "12.5",
+        "--seen-tolerance",
+        "0",
         "--frame",
         "training",
         "-q",
@@ -180,6 +184,22 @@ def test_training_frame_and_decimation(slab: Path, tmp_path: Path) -> None:
         z = ply.vertices[:, 2]
         assert np.minimum(np.abs(z - SLAB[0]), np.abs(z - SLAB[1])).max() < 1e-4
     assert len(b.faces) < len(a.faces) / 4
+
+
+def test_only_what_the_views_see_is_kept(slab: Path, tmp_path: Path) -> None:
+    # the cameras look down on the slab: its top face is where their median depth lies (the
+    # level-12.5 face is 0.025 above it, 1 % of the camera distance), the bottom face is hidden
+    out = tmp_path / "seen.ply"
+    args = ["export", "mesh", str(slab), "-o", str(out), "-r", "40", "--level", "12.5"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    z = _face_z(read_ply(out).vertices)
+    assert (np.abs(z - SLAB[1]) < 1e-4).all() and len(z) > 50
+    assert report["details"]["vertices_marched"] > 2 * len(z) - 100
+    # a tolerance under the 1 % gap between the face and the median depth keeps nothing
+    result = runner.invoke(app, [*args, "--seen-tolerance", "0.002", "--force"])
+    assert result.exit_code == 1 and "no training view sees" in result.output
 
 
 def test_points_lie_on_the_top_face(slab: Path, tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ def export_mesh(
     device: str = "cpu",
     progress: Progress = _no_progress,
     seen_tolerance: float = 0.0,
-    seen_downscale: int = 2,
+    seen_downscale: int | None = None,
 ) -> ExportReport:
     """Marching cubes at `resolution` over the scene's box (or `bbox`), coloured, in `frame`;
     with seen_tolerance > 0 only the vertices some training view sees (export/visibility)."""
@@ -83,8 +83,9 @@ def export_mesh(
     progress("marching cubes", 1, 1)
     marched = len(training)
     if seen_tolerance > 0:
-        from nerfcli.export.visibility import keep_vertices, seen_by_views
+        from nerfcli.export.visibility import auto_downscale, keep_vertices, seen_by_views
 
+        seen_downscale = seen_downscale or auto_downscale(scene)
         seen = seen_by_views(
             model,
             scene,
@@ -142,6 +143,7 @@ def export_mesh(
             "memory_estimate_bytes": need,
             "decimate_voxels": decimate_voxels,
             "seen_tolerance": seen_tolerance,
+            "seen_downscale": seen_downscale,
             "vertices_marched": marched,
             "bounds": [points.min(0).tolist(), points.max(0).tolist()] if len(points) else None,
         },

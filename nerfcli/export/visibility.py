@@ -7,6 +7,7 @@ below the floor (hidden), so the mesh keeps the surfaces the photos show.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -17,22 +18,29 @@ from nerfcli.data.scene import Scene
 from nerfcli.export.frames import ndc_to_training
 from nerfcli.export.surface import rays_in_chunks
 
+# Pixels per view the visibility test renders at most (lego's 400 x 400 views at 1/4): the
+# median depths (of the pixels the vertices fall on) are the costly part of the export.
+SEEN_PIXELS = 16384
 
-def median_depth_map(
-    model, scene: Scene, view: int, downscale: int, chunk: int, device
-) -> tuple[object, np.ndarray]:
-    """The (downscaled) camera of a training view and its median camera depth [H, W] in the
-    training frame (NaN where the pixel meets no density)."""
-    camera = scene.camera(view).downscaled(downscale)
-    rays = camera_rays(camera, device=device).reshape(-1)  # [H*W]
-    t, _, _ = rays_in_chunks(model, rays, camera.near, camera.far, chunk)  # [H*W]
+
+def auto_downscale(scene: Scene) -> int:
+    """The smallest integer downscale that brings a view to SEEN_PIXELS pixels or fewer."""
+    return max(1, math.ceil(math.sqrt(scene.height * scene.width / SEEN_PIXELS)))
+
+
+def median_depths(
+    model, scene: Scene, camera, pixels: np.ndarray, chunk: int, device
+) -> np.ndarray:
+    """Median camera depth [K] in the training frame of the camera's pixels at flat indices
+    [K] (row * width + column); NaN where the pixel meets no density."""
+    rays = camera_rays(camera, device=device).reshape(-1)[torch.as_tensor(pixels).to(device)]
+    t, _, _ = rays_in_chunks(model, rays, camera.near, camera.far, chunk)  # [K]
     points = (rays.origins.cpu() + t[:, None] * rays.directions.cpu()).numpy()  # ray space
     if scene.ndc:
         with np.errstate(invalid="ignore", divide="ignore"):
             points = ndc_to_training(scene, points)
     c2w = np.asarray(camera.c2w, np.float64)
-    depth = -((points - c2w[:, 3]) @ c2w[:, 2])  # [H*W] along the viewing axis
-    return camera, depth.reshape(camera.height, camera.width)
+    return -((points - c2w[:, 3]) @ c2w[:, 2])  # [K] along the viewing axis
 
 
 def project(camera, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -66,13 +74,14 @@ def seen_by_views(
     views = scene.i_train or list(range(scene.num_views))
     seen = np.zeros(len(points), bool)
     for done, view in enumerate(views, 1):
-        with torch.no_grad():
-            camera, depth_map = median_depth_map(model, scene, view, downscale, chunk, device)
+        camera = scene.camera(view).downscaled(downscale)
         rows, columns, depth = project(camera, points)
         inside = (depth > 0) & (rows >= 0) & (rows < camera.height)
         inside &= (columns >= 0) & (columns < camera.width)
-        index = np.nonzero(inside & ~seen)[0]
-        surface = depth_map[rows[index], columns[index]]  # [I]
+        index = np.nonzero(inside & ~seen)[0]  # [I] only the pixels these points fall on
+        pixels, which = np.unique(rows[index] * camera.width + columns[index], return_inverse=True)
+        with torch.no_grad():
+            surface = median_depths(model, scene, camera, pixels, chunk, device)[which]  # [I]
         with np.errstate(invalid="ignore"):
             near = np.abs(depth[index] - surface) <= tolerance * surface
         seen[index[near]] = True

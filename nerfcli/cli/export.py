@@ -106,7 +106,8 @@ def mesh(
     level: float = typer.Option(
         None,
         "--level",
-        help="Density of the surface (default: where one render sample is half opaque).",
+        help="Density of the surface (default: the median of the density at the training "
+        "rays' median depth, where the views see the surfaces).",
     ),
     decimate: float = typer.Option(
         0.0,

@@ -22,6 +22,8 @@ from nerfcli.export.region import march_region
 from nerfcli.training.checkpoint import Checkpoint, restore_model
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+# Random pixels per training view whose median-depth density sets the mesh's default level.
+LEVEL_RAYS_PER_VIEW = 512
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
@@ -72,7 +74,15 @@ def export_mesh(
         progress("density", done[0], len(axes[0]))
 
     grid = mesh_ops.density_grid(model, region, axes, on_slab)
-    level = mesh_ops.default_level(model, scene) if level is None else float(level)
+    level_from = "--level"
+    if level is None:
+        from nerfcli.export.surface import surface_level
+
+        level = surface_level(model, scene, LEVEL_RAYS_PER_VIEW, ckpt.config.render.chunk, device)
+        level_from = "median-depth density of the training rays"
+        if not level > 0:  # no ray is half opaque: one render sample half opaque
+            level, level_from = mesh_ops.default_level(model, scene), "half-opaque sample"
+    level = float(level)
     progress("marching cubes", 0, 1)
     vertices, faces = mesh_ops.marching_cubes(grid, level, region, axes)
     del grid
@@ -138,6 +148,7 @@ def export_mesh(
             "resolution": resolution,
             "grid": [len(a) for a in axes],
             "level": level,
+            "level_from": level_from,
             "march_space": region.space,
             "box": [region.lo.tolist(), region.hi.tolist()],
             "memory_estimate_bytes": need,

@@ -214,10 +214,10 @@ def points(
         "depth (outlines, where the depth is a mix of two surfaces); 0 keeps them.",
     ),
     depth: Depth = typer.Option(
-        Depth.median,
+        Depth.expected,
         "--depth",
-        help="median: where half of the pixel's opacity is reached (on the surface); expected: "
-        "the weighted mean depth (floaters and edges pull it off the surface).",
+        help="expected: the weighted mean depth (the closer on a trained model); median: where "
+        "half of the pixel's opacity is reached (not pulled by floaters).",
     ),
     frame: Frame = typer.Option(Frame.capture, "--frame", help=FRAME_HELP),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),

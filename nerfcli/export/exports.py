@@ -235,7 +235,7 @@ def export_points(
     device: str = "cpu",
     progress: Progress = _no_progress,
     edge_tolerance: float = 0.0,
-    depth: str = "median",
+    depth: str = "expected",
 ) -> ExportReport:
     """A coloured point cloud with normals from the training views' median (or expected)
     depth, in `frame`."""

@@ -1,9 +1,10 @@
 """`nerf export points`: a coloured point cloud from the rendered depth of the training views.
 
 Each training view is rendered (at 1/downscale); every pixel whose opacity passes the threshold
-gives the point at its median depth along its ray (nerfcli.export.surface: where half of the
-ray's opacity is reached; `depth="expected"`: the expected depth t / opacity, which floaters and
-half-transparent edges pull off the surface), coloured by the rendered colour; the normals are the density gradient's there (nerfcli.export.field_query). The pixels
+gives the point at its expected depth t / opacity along its ray (`depth="median"`: where half
+of the ray's opacity is reached, nerfcli.export.surface; floaters do not pull it, but on the
+generated scene it lay 3x farther from the true surfaces than the expected depth once the
+model was trained: bench/README.md), coloured by the rendered colour; the normals are the density gradient's there (nerfcli.export.field_query). The pixels
 are drawn at random, the same count from every view, up to `num_points` in all.
 """
 
@@ -45,7 +46,7 @@ def view_points(
     downscale: int,
     min_opacity: float,
     edge_tolerance: float = 0.0,
-    depth: str = "median",
+    depth: str = "expected",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Training-frame points [P, 3] and colours [P, 3] in [0, 1] of one view's opaque pixels
     (off depth edges, see depth_edges), at their median (or expected) depth."""
@@ -89,7 +90,7 @@ def point_cloud(
     downscale: int = 1,
     min_opacity: float = 0.5,
     edge_tolerance: float = 0.0,
-    depth: str = "median",
+    depth: str = "expected",
     seed: int = 0,
     on_view: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -2,10 +2,10 @@
 distribution (where the transmittance has fallen half way from 1 to what passes the whole ray:
 T = 1/2 for an opaque ray), and the density the field has there.
 
-The point cloud is built from the median depth rather than the expected depth (sum of t times
-the weights): a little density in front of or behind the surface (a floater, the backdrop seen
-through a half-opaque edge) pulls the expected depth off the surface by its weight times its
-distance, while the median stays on the sample where most of the light stops.
+`nerf export mesh` keeps the vertices some training view has at its median depth
+(export/visibility), and `nerf export points --depth median` puts the points there: a little
+density in front of or behind the surface (a floater) pulls the expected depth (sum of t times
+the weights) off the surface by its weight times its distance, not the median.
 The mesh's default level is the density the field has at those crossings (over a sample of
 the training rays): the level set then passes where the training views see the surfaces.
 

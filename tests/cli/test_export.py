@@ -298,3 +298,18 @@ def test_cup_cameras_and_sparse_points_are_colmaps(cup_dir: Path, tmp_path: Path
     points = read_ply(out / "sparse_points.ply")
     np.testing.assert_allclose(points.vertices, model.points.xyz, atol=1e-4)
     np.testing.assert_array_equal(points.colours, model.points.rgb)
+
+
+def test_points_at_the_median_depth(slab: Path, tmp_path: Path) -> None:
+    # the density rises linearly from 0.05 above the top face (feature 0 there, 250 per unit
+    # inside): along a ray straight down T = 1/2 where 125 s^2 = ln 2, s = 0.0745 past z = 0.40,
+    # i.e. z = 0.3255 (slanted rays a little higher); the render's quadrature holds each
+    # sample's density over its 0.05 step, so within a step of that
+    out = tmp_path / "median.ply"
+    args = ["export", "points", str(slab), "-o", str(out), "-n", "300", "--depth", "median"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["details"]["depth"] == "median"
+    z = _face_z(read_ply(out).vertices)
+    assert len(z) == 300 and (np.abs(z - 0.3255) < 0.05).all(), (z.min(), z.max())
+    assert "median depth" in " ".join(read_ply(out).comments)

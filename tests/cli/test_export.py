@@ -313,3 +313,23 @@ def test_points_at_the_median_depth(slab: Path, tmp_path: Path) -> None:
     z = _face_z(read_ply(out).vertices)
     assert len(z) == 300 and (np.abs(z - 0.3255) < 0.05).all(), (z.min(), z.max())
     assert "median depth" in " ".join(read_ply(out).comments)
+
+
+def test_points_and_cameras_refuse_bad_targets(slab: Path, tmp_path: Path) -> None:
+    existing = tmp_path / "points.ply"
+    existing.write_text("keep me")
+    cases = [
+        (["points", str(slab), "-o", str(existing)], "already exists; pass --force"),
+        (["points", str(slab), "-o", str(tmp_path / "no" / "p.ply")], "does not exist"),
+        (["mesh", str(slab), "-o", str(existing)], "already exists; pass --force"),
+        (["cameras", str(slab), "-o", str(existing)], "not a folder"),
+        (["cameras", str(slab), "-o", str(tmp_path / "no" / "cams")], "does not exist"),
+        (["points", str(tmp_path / "missing.pt")], "missing.pt"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, ["export", *args, "--json"])
+        assert result.exit_code == 1, (args, result.output)
+        assert message in " ".join(result.output.split()), (args, result.output)
+        assert "Traceback" not in result.output and result.stdout.strip() == ""
+    assert existing.read_text() == "keep me"
+    assert not (tmp_path / "no").exists()

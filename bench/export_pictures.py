@@ -1,16 +1,19 @@
 """Pictures of exported PLY files (matplotlib, Agg), to look at what `nerf export` wrote:
 
     python -m bench.export_pictures OUT.png FILE.ply [FILE.ply ...] [--elev 20 --azim -60]
-        [--max-faces 60000] [--max-points 60000] [--title TEXT]
+        [--max-faces 60000] [--max-points 60000] [--title TEXT] [--keep 1.0]
 
 Triangles are drawn with their vertices' mean colour (a random subset past --max-faces),
 points with theirs, edges (camera frustums) as lines; all files in one 3-D axes, equal scale,
-two views side by side (--azim and --azim + 90)."""
+two views side by side (--azim and --azim + 90). --keep Q < 1 draws only the fraction Q of
+the points nearest their median point (an unbounded scene's cloud runs out to its contracted
+background; the object is in the middle)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -47,6 +50,16 @@ def _draw(axes, ply, rng, max_faces: int, max_points: int) -> np.ndarray:
     return vertices[pick]
 
 
+def _nearest(ply, keep: float):
+    """The point cloud's fraction `keep` of points nearest its median point (meshes as they are)."""
+    if ply.faces is not None and len(ply.faces):
+        return ply
+    distance = np.linalg.norm(ply.vertices - np.median(ply.vertices, 0), axis=-1)
+    chosen = distance <= np.quantile(distance, keep)
+    colours = ply.colours[chosen] if ply.colours is not None else None
+    return replace(ply, vertices=ply.vertices[chosen], colours=colours, normals=None)
+
+
 def picture(
     out: Path,
     files: list[Path],
@@ -55,10 +68,13 @@ def picture(
     max_faces: int,
     max_points: int,
     title: str,
+    keep: float = 1.0,
 ) -> None:
     rng = np.random.default_rng(0)
     figure = plt.figure(figsize=(10, 5), dpi=72)
     plies = [read_ply(path) for path in files]
+    if keep < 1.0:
+        plies = [_nearest(ply, keep) for ply in plies]
     for column, angle in enumerate((azim, azim + 90)):
         axes = figure.add_subplot(1, 2, column + 1, projection="3d")
         shown = np.concatenate([_draw(axes, ply, rng, max_faces, max_points) for ply in plies])
@@ -85,8 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-faces", type=int, default=60000)
     parser.add_argument("--max-points", type=int, default=60000)
     parser.add_argument("--title", default="")
+    parser.add_argument("--keep", type=float, default=1.0)
     args = parser.parse_args(argv)
-    picture(args.out, args.files, args.elev, args.azim, args.max_faces, args.max_points, args.title)
+    picture(
+        args.out,
+        args.files,
+        args.elev,
+        args.azim,
+        args.max_faces,
+        args.max_points,
+        args.title,
+        args.keep,
+    )
     print(f"{args.out}: {args.out.stat().st_size // 1024} KB")
     return 0
 

@@ -27,6 +27,11 @@ app = typer.Typer(
 )
 
 
+class Depth(str, Enum):
+    median = "median"
+    expected = "expected"
+
+
 class Frame(str, Enum):
     capture = "capture"
     training = "training"
@@ -101,13 +106,21 @@ def mesh(
     level: float = typer.Option(
         None,
         "--level",
-        help="Density of the surface (default: where one render sample is half opaque).",
+        help="Density of the surface (default: the median of the density at the training "
+        "rays' median depth, where the views see the surfaces).",
     ),
     decimate: float = typer.Option(
         0.0,
         "--decimate",
         min=0.0,
         help="Merge vertices within cells of this many grid voxels (0: keep every vertex).",
+    ),
+    seen_tolerance: float = typer.Option(
+        0.05,
+        "--seen-tolerance",
+        min=0.0,
+        help="Keep the vertices within this fraction of some training view's median depth "
+        "(what the photos show; drops fog and hidden density); 0 keeps every vertex.",
     ),
     frame: Frame = typer.Option(Frame.capture, "--frame", help=FRAME_HELP),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
@@ -137,6 +150,7 @@ def mesh(
             frame.value,
             select_device(device),
             _progress_callback(progress),
+            seen_tolerance,
         )
     _finish(report, json_out, quiet)
 
@@ -199,6 +213,12 @@ def points(
         help="Drop pixels whose 3 x 3 neighbourhood spans more than this fraction of their "
         "depth (outlines, where the depth is a mix of two surfaces); 0 keeps them.",
     ),
+    depth: Depth = typer.Option(
+        Depth.expected,
+        "--depth",
+        help="expected: the weighted mean depth (the closer on a trained model); median: where "
+        "half of the pixel's opacity is reached (not pulled by floaters).",
+    ),
     frame: Frame = typer.Option(Frame.capture, "--frame", help=FRAME_HELP),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
@@ -226,5 +246,6 @@ def points(
             select_device(device),
             _progress_callback(progress),
             edge_tolerance,
+            depth.value,
         )
     _finish(report, json_out, quiet)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from nerfcli.errors import NerfError
 from nerfcli.export import mesh as mesh_ops
 from nerfcli.export.frames import (
     frame_description,
@@ -21,6 +22,8 @@ from nerfcli.export.region import march_region
 from nerfcli.training.checkpoint import Checkpoint, restore_model
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+# Random pixels per training view whose median-depth density sets the mesh's default level.
+LEVEL_RAYS_PER_VIEW = 512
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
@@ -52,8 +55,11 @@ def export_mesh(
     frame: str = "capture",
     device: str = "cpu",
     progress: Progress = _no_progress,
+    seen_tolerance: float = 0.0,
+    seen_downscale: int | None = None,
 ) -> ExportReport:
-    """Marching cubes at `resolution` over the scene's box (or `bbox`), coloured, in `frame`."""
+    """Marching cubes at `resolution` over the scene's box (or `bbox`), coloured, in `frame`;
+    with seen_tolerance > 0 only the vertices some training view sees (export/visibility)."""
     start = time.perf_counter()
     scene = ckpt.scene
     transform = output_transform(scene, frame)
@@ -68,7 +74,15 @@ def export_mesh(
         progress("density", done[0], len(axes[0]))
 
     grid = mesh_ops.density_grid(model, region, axes, on_slab)
-    level = mesh_ops.default_level(model, scene) if level is None else float(level)
+    level_from = "--level"
+    if level is None:
+        from nerfcli.export.surface import surface_level
+
+        level = surface_level(model, scene, LEVEL_RAYS_PER_VIEW, ckpt.config.render.chunk, device)
+        level_from = "median-depth density of the training rays"
+        if not level > 0:  # no ray is half opaque: one render sample half opaque
+            level, level_from = mesh_ops.default_level(model, scene), "half-opaque sample"
+    level = float(level)
     progress("marching cubes", 0, 1)
     vertices, faces = mesh_ops.marching_cubes(grid, level, region, axes)
     del grid
@@ -77,6 +91,29 @@ def export_mesh(
         vertices, faces = mesh_ops.decimate(vertices, faces, decimate_voxels * step)
     training = region.to_training(region.to_ray(vertices))  # [V, 3]
     progress("marching cubes", 1, 1)
+    marched = len(training)
+    if seen_tolerance > 0:
+        from nerfcli.export.visibility import auto_downscale, keep_vertices, seen_by_views
+
+        seen_downscale = seen_downscale or auto_downscale(scene)
+        seen = seen_by_views(
+            model,
+            scene,
+            training,
+            seen_tolerance,
+            seen_downscale,
+            ckpt.config.render.chunk,
+            device,
+            lambda done, total: progress("seen by the views", done, total),
+        )
+        faces, used = keep_vertices(faces, seen)
+        if len(used) == 0:
+            raise NerfError(
+                f"no training view sees the surface at level {level:.3g} within --seen-tolerance "
+                f"{seen_tolerance:g} of its depth; raise it, change --level, or pass "
+                "--seen-tolerance 0 to keep every vertex"
+            )
+        training = training[used]
     progress("colours", 0, 1)
     normals, colours = mesh_ops.shade_vertices(model, scene, training)
     progress("colours", 1, 1)
@@ -111,10 +148,14 @@ def export_mesh(
             "resolution": resolution,
             "grid": [len(a) for a in axes],
             "level": level,
+            "level_from": level_from,
             "march_space": region.space,
             "box": [region.lo.tolist(), region.hi.tolist()],
             "memory_estimate_bytes": need,
             "decimate_voxels": decimate_voxels,
+            "seen_tolerance": seen_tolerance,
+            "seen_downscale": seen_downscale,
+            "vertices_marched": marched,
             "bounds": [points.min(0).tolist(), points.max(0).tolist()] if len(points) else None,
         },
     )
@@ -194,9 +235,10 @@ def export_points(
     device: str = "cpu",
     progress: Progress = _no_progress,
     edge_tolerance: float = 0.0,
+    depth: str = "expected",
 ) -> ExportReport:
-    """A coloured point cloud with normals from the training views' rendered depth, in
-    `frame`."""
+    """A coloured point cloud with normals from the training views' median (or expected)
+    depth, in `frame`."""
     from nerfcli.export.points import point_cloud
 
     start = time.perf_counter()
@@ -212,6 +254,7 @@ def export_points(
         downscale,
         min_opacity,
         edge_tolerance,
+        depth,
         on_view=lambda done, total: progress("views", done, total),
     )
     points = transform_points(transform, points)
@@ -227,7 +270,7 @@ def export_points(
                 f"nerfcli frame: {frame}",
                 description,
                 f"nerfcli points: checkpoint {ckpt.path} step {ckpt.step}, min opacity "
-                f"{min_opacity}, downscale {downscale}",
+                f"{min_opacity}, downscale {downscale}, {depth} depth",
             ],
         ),
     )
@@ -243,6 +286,7 @@ def export_points(
             "min_opacity": min_opacity,
             "edge_tolerance": edge_tolerance,
             "downscale": downscale,
+            "depth": depth,
             "bounds": [points.min(0).tolist(), points.max(0).tolist()],
         },
     )

@@ -19,10 +19,18 @@ def _tensorf_density(model, points: torch.Tensor) -> torch.Tensor:
     field = model.field
     coords = field.normalize(points)  # [P, 3] grid coordinates
     inside = (coords.abs() <= 1.0).all(-1)  # [P]
-    sigma = field.activate_density(field.density_feature(coords.clamp(-1.0, 1.0)))
     if field.alpha_mask.numel():
         inside = inside & field.alpha_mask_lookup(coords.detach())
-    return sigma * inside
+    if points.requires_grad:
+        # gradients (normals): the field clamped to the box, so a point a hair outside it (a
+        # median depth inside the ray's last interval in the box) keeps the face's normal
+        sigma = field.activate_density(field.density_feature(coords.clamp(-1.0, 1.0)))
+        if field.alpha_mask.numel():
+            sigma = sigma * field.alpha_mask_lookup(coords.detach().clamp(-1.0, 1.0))
+        return sigma
+    index = torch.nonzero(inside).squeeze(-1)  # [V] only the points inside are read
+    sigma = torch.zeros(len(points), device=points.device, dtype=points.dtype)
+    return sigma.index_put((index,), field.activate_density(field.density_feature(coords[index])))
 
 
 def _tensorf_colour(model, points: torch.Tensor, viewdirs: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,10 @@
 """`nerf export points`: a coloured point cloud from the rendered depth of the training views.
 
 Each training view is rendered (at 1/downscale); every pixel whose opacity passes the threshold
-gives the point at its expected depth t / opacity along its ray, coloured by the rendered
-colour; the normals are the density gradient's there (nerfcli.export.field_query). The pixels
+gives the point at its expected depth t / opacity along its ray (`depth="median"`: where half
+of the ray's opacity is reached, nerfcli.export.surface; floaters do not pull it, but on the
+generated scene it lay 3x farther from the true surfaces than the expected depth once the
+model was trained: bench/README.md), coloured by the rendered colour; the normals are the density gradient's there (nerfcli.export.field_query). The pixels
 are drawn at random, the same count from every view, up to `num_points` in all.
 """
 
@@ -18,7 +20,8 @@ from nerfcli.data.scene import Scene
 from nerfcli.errors import NerfError
 from nerfcli.export.field_query import outward_normals
 from nerfcli.export.frames import ndc_to_training
-from nerfcli.export.region import training_to_ray_torch
+from nerfcli.export.region import FAR_MARGIN, training_to_ray_torch
+from nerfcli.export.surface import rays_in_chunks
 from nerfcli.render.image import render_view
 
 
@@ -43,26 +46,38 @@ def view_points(
     downscale: int,
     min_opacity: float,
     edge_tolerance: float = 0.0,
+    depth: str = "expected",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Training-frame points [P, 3] and colours [P, 3] in [0, 1] of one view's opaque pixels
-    (off depth edges, see depth_edges)."""
+    (off depth edges, see depth_edges), at their median (or expected) depth."""
 
     def render_fn(rays, near, far):
         return model.render_rays(rays, near, far, train=False)
 
     camera = scene.camera(view).downscaled(downscale)
     out = render_view(render_fn, camera, chunk, device)  # [H, W, ...]
-    rays = camera_rays(camera, device=device)  # [H, W]
-    t = (out.depth / out.opacity.clamp(min=1e-6))[..., None]  # [H, W, 1]
-    points = (rays.origins + t * rays.directions).reshape(-1, 3).cpu().numpy()  # ray space
+    rays = camera_rays(camera, device=device).reshape(-1)  # [H*W]
     keep = (out.opacity >= min_opacity).reshape(-1).cpu().numpy()  # [H*W]
+    if depth == "median":
+        t = torch.full((len(rays),), float("nan"))  # [H*W]
+        chosen = torch.as_tensor(np.nonzero(keep)[0])
+        t[chosen] = rays_in_chunks(model, rays[chosen.to(device)], camera.near, camera.far, chunk)[
+            0
+        ]
+    else:
+        t = (out.depth / out.opacity.clamp(min=1e-6)).reshape(-1).cpu()  # [H*W]
+    t = t.to(rays.origins.device)[:, None]  # [H*W, 1]
+    points = (rays.origins + t * rays.directions).cpu().numpy()  # [H*W, 3] ray space
     if scene.ndc:
         keep &= points[:, 2] < 1.0 - 1e-4  # NDC z = 1 is infinitely far
         points = ndc_to_training(scene, points)
     points = points.astype(np.float64)
     c2w = np.asarray(camera.c2w, np.float64)
-    depth = -((points - c2w[:, 3]) @ c2w[:, 2]).reshape(camera.height, camera.width)
-    keep &= ~depth_edges(depth, edge_tolerance).reshape(-1) & np.isfinite(points).all(-1)
+    camera_depth = -((points - c2w[:, 3]) @ c2w[:, 2]).reshape(camera.height, camera.width)
+    keep &= ~depth_edges(camera_depth, edge_tolerance).reshape(-1) & np.isfinite(points).all(-1)
+    if scene.ndc:  # NDC rays run to infinity: past the far bound (as the region) no surface
+        with np.errstate(invalid="ignore"):
+            keep &= camera_depth.reshape(-1) <= FAR_MARGIN * float(scene.bounds[view, 1])
     return points[keep], out.rgb.reshape(-1, 3).cpu().numpy()[keep]
 
 
@@ -75,6 +90,7 @@ def point_cloud(
     downscale: int = 1,
     min_opacity: float = 0.5,
     edge_tolerance: float = 0.0,
+    depth: str = "expected",
     seed: int = 0,
     on_view: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -86,7 +102,7 @@ def point_cloud(
     all_points, all_colours = [], []
     for done, view in enumerate(views, 1):
         points, colours = view_points(
-            model, scene, view, chunk, device, downscale, min_opacity, edge_tolerance
+            model, scene, view, chunk, device, downscale, min_opacity, edge_tolerance, depth
         )
         if len(points) > share:
             pick = generator.choice(len(points), share, replace=False)

@@ -34,6 +34,10 @@ class MarchRegion:
     to_training: Callable[[np.ndarray], np.ndarray]  # ray space [P, 3] -> training frame
 
 
+# The NDC box ends this many times the farthest depth bound of the views away.
+FAR_MARGIN = 1.1
+
+
 def _identity(points: np.ndarray) -> np.ndarray:
     return points
 
@@ -92,7 +96,7 @@ def march_region(model: RadianceModel, scene: Scene, bbox: list[float] | None) -
             focus, half = cameras_focus(scene)
             box = np.stack([focus - half, focus + half])
         if scene.ndc:  # what the images see: NDC x, y in [-1, 1], z up to the far bound
-            far = float(np.max(scene.bounds[:, 1])) * 1.1  # beyond it NDC z runs to infinity
+            far = float(np.max(scene.bounds[:, 1])) * FAR_MARGIN  # past it NDC z -> infinity
             box = box.copy()
             box[0, :2], box[1, :2] = np.maximum(box[0, :2], -1.0), np.minimum(box[1, :2], 1.0)
             box[1, 2] = min(box[1, 2], 1.0 - 2.0 / max(far, 1.0 + 1e-3))

@@ -130,6 +130,8 @@ def test_mesh_lies_on_the_slab_in_the_capture_frame(slab: Path, tmp_path: Path) 
             "40",
             "--level",
             "12.5",
+            "--seen-tolerance",
+            "0",
             "--json",
         ],
     )
@@ -168,6 +170,8 @@ def test_training_frame_and_decimation(slab: Path, tmp_path: Path) -> None:
         "40",
         "--level",
         "12.5",
+        "--seen-tolerance",
+        "0",
         "--frame",
         "training",
         "-q",
@@ -180,6 +184,22 @@ def test_training_frame_and_decimation(slab: Path, tmp_path: Path) -> None:
         z = ply.vertices[:, 2]
         assert np.minimum(np.abs(z - SLAB[0]), np.abs(z - SLAB[1])).max() < 1e-4
     assert len(b.faces) < len(a.faces) / 4
+
+
+def test_only_what_the_views_see_is_kept(slab: Path, tmp_path: Path) -> None:
+    # the cameras look down on the slab: its top face is where their median depth lies (the
+    # level-12.5 face is 0.025 above it, 1 % of the camera distance), the bottom face is hidden
+    out = tmp_path / "seen.ply"
+    args = ["export", "mesh", str(slab), "-o", str(out), "-r", "40", "--level", "12.5"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    z = _face_z(read_ply(out).vertices)
+    assert (np.abs(z - SLAB[1]) < 1e-4).all() and len(z) > 50
+    assert report["details"]["vertices_marched"] > 2 * len(z) - 100
+    # a tolerance under the 1 % gap between the face and the median depth keeps nothing
+    result = runner.invoke(app, [*args, "--seen-tolerance", "0.002", "--force"])
+    assert result.exit_code == 1 and "no training view sees" in result.output
 
 
 def test_points_lie_on_the_top_face(slab: Path, tmp_path: Path) -> None:
@@ -278,3 +298,38 @@ def test_cup_cameras_and_sparse_points_are_colmaps(cup_dir: Path, tmp_path: Path
     points = read_ply(out / "sparse_points.ply")
     np.testing.assert_allclose(points.vertices, model.points.xyz, atol=1e-4)
     np.testing.assert_array_equal(points.colours, model.points.rgb)
+
+
+def test_points_at_the_median_depth(slab: Path, tmp_path: Path) -> None:
+    # the density rises linearly from 0.05 above the top face (feature 0 there, 250 per unit
+    # inside): along a ray straight down T = 1/2 where 125 s^2 = ln 2, s = 0.0745 past z = 0.40,
+    # i.e. z = 0.3255 (slanted rays a little higher); the render's quadrature holds each
+    # sample's density over its 0.05 step, so within a step of that
+    out = tmp_path / "median.ply"
+    args = ["export", "points", str(slab), "-o", str(out), "-n", "300", "--depth", "median"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["details"]["depth"] == "median"
+    z = _face_z(read_ply(out).vertices)
+    assert len(z) == 300 and (np.abs(z - 0.3255) < 0.05).all(), (z.min(), z.max())
+    assert "median depth" in " ".join(read_ply(out).comments)
+
+
+def test_points_and_cameras_refuse_bad_targets(slab: Path, tmp_path: Path) -> None:
+    existing = tmp_path / "points.ply"
+    existing.write_text("keep me")
+    cases = [
+        (["points", str(slab), "-o", str(existing)], "already exists; pass --force"),
+        (["points", str(slab), "-o", str(tmp_path / "no" / "p.ply")], "does not exist"),
+        (["mesh", str(slab), "-o", str(existing)], "already exists; pass --force"),
+        (["cameras", str(slab), "-o", str(existing)], "not a folder"),
+        (["cameras", str(slab), "-o", str(tmp_path / "no" / "cams")], "does not exist"),
+        (["points", str(tmp_path / "missing.pt")], "missing.pt"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, ["export", *args, "--json"])
+        assert result.exit_code == 1, (args, result.output)
+        assert message in " ".join(result.output.split()), (args, result.output)
+        assert "Traceback" not in result.output and result.stdout.strip() == ""
+    assert existing.read_text() == "keep me"
+    assert not (tmp_path / "no").exists()

@@ -212,7 +212,7 @@ def test_a_fog_takes_the_plain_path():
     from it by roundings), so the equality is the fallback's."""
     model = make_model("model.tensorf.density_activation=relu", ndc=False, seed=6)
     with torch.no_grad():
-        for plane, line in zip(model.density_planes, model.density_lines, strict=True):
+        for plane, line in zip(model.field.density_planes, model.field.density_lines, strict=True):
             plane.fill_(0.3)
             line.fill_(0.3)
     model.update_alpha_mask()

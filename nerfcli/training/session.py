@@ -13,7 +13,6 @@ import torch
 from nerfcli.data.formats import load_scene
 from nerfcli.data.plan import FramePlan
 from nerfcli.data.scene import Scene
-from nerfcli.errors import ConfigError
 from nerfcli.models.config import Config, with_values
 from nerfcli.models.resolve import ConfigRequest, default_preset, resolve, resolve_config
 from nerfcli.training import distributed

@@ -34,10 +34,10 @@ from typer.testing import CliRunner
 
 from nerfcli.cli.app import app
 from nerfcli.data.formats.llff import load_llff_data
-from nerfcli.models.config import Config, build_config
 from nerfcli.data.scene import Scene
 from nerfcli.errors import CheckpointError, ConfigError, DataError, NerfError
 from nerfcli.evaluation.video import load_path_file
+from nerfcli.models.config import Config, build_config
 from nerfcli.models.registry import build_model
 from nerfcli.training.checkpoint import load_checkpoint, restore_model
 from tests.conftest import look_at_stored, tiny_nerf_args, write_llff

@@ -231,7 +231,7 @@ def test_two_ranks_train_like_one_process(fork_context, fern_runs, fern_dir, tmp
     assert_same_run(one, two)
     if model == "tensorf":  # the upsample to 32 x 32 x 16 happened (in both: same shapes)
         grid = torch.load(two / "ckpt.pt", weights_only=True)["model"]
-        assert grid["density_planes.0"].shape[-2:] == (32, 32)
+        assert grid["field.density_planes.0"].shape[-2:] == (32, 32)
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
 
 

@@ -42,7 +42,7 @@ class TensorfModelConfig:
     l1_weight: float = 0.0
     lr_grid: float = 0.02
     lr_network: float = 1e-3
-    aabb: tuple[float, ...] = ()  # x0 y0 z0 x1 y1 z1; empty: NDC box, or [-1, 1]^3 (spherify)
+    aabb: tuple[float, ...] = ()  # x0 y0 z0 x1 y1 z1; empty: NDC box, or [-1, 1]^3 (spherified)
     # unbounded scenes: none (the grid spans the box), linf or l2 (the box is the inner
     # region, the rest of space contracted around it; nerfcli.render.contraction)
     contraction: str = "none"

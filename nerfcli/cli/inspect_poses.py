@@ -19,10 +19,7 @@ from nerfcli.cli.common import (
     spherified,
     stdout_json,
 )
-from nerfcli.config import DataConfig
 from nerfcli.errors import DataError
-
-DATA_DEFAULTS = DataConfig()
 
 EPILOG = (
     "Example: [bold]nerf inspect-poses ../shared/data/fern --plot fern_cameras.png[/]  "
@@ -80,7 +77,11 @@ def inspect_poses(
         show_default=False,
     ),
     llffhold: int = typer.Option(
-        DATA_DEFAULTS.llffhold, "--llffhold", min=0, help="Every N-th view is a test view; 0: none."
+        None,
+        "--llffhold",
+        min=0,
+        help="Every N-th view is a test view; 0: none (default: the preset's, 8).",
+        show_default=False,
     ),
     json_output: bool = typer.Option(
         False, "--json", help="Print one JSON document on stdout instead of the table."
@@ -114,7 +115,8 @@ def inspect_poses(
     Problems in the data are reported as failed checks (exit code 1, the report is still
     printed); a file that is not an N x 17 .npy array at all is a one-line error.
     """
-    from nerfcli.data.formats import detect_format, format_module
+    from nerfcli.data.formats import detect_format, format_module, reads_option
+    from nerfcli.models.resolve import ConfigRequest, resolve_data
 
     for target in (plot, path_out):
         if target is not None:
@@ -123,42 +125,25 @@ def inspect_poses(
         raise typer.BadParameter("--plot and --path-out name the same file")
 
     fmt = data_format or detect_format(path)
-    if format_module(fmt).REPORT == "poses":  # LLFF: checks even arrays the loader refuses
-        from nerfcli.data.formats.llff_inspect import inspect_poses as run_inspection
-
-        if half_res is not None:
-            console.print(ignored_half_res(fmt))
-
-        report = run_inspection(
-            path,
-            factor=factor or DATA_DEFAULTS.factor,
-            spherify=spherify,
-            llffhold=llffhold,
-            render_frames=frames or format_module(fmt).RENDER_FRAMES,
-            scene_type=scene_type or "auto",
-        )
-        printer = _print_report
-    else:
-        from nerfcli.data.inspect.scene import inspect_scene
-        from nerfcli.models.resolve import ConfigRequest, resolve_config
-
-        if spherify:
-            spherified(path, fmt, None, ())  # a usage error: only LLFF has the frame
-
-        flags = {
-            "format": fmt,
-            "factor": factor,
-            "half_res": half_res,
-            "render_frames": frames or 0,
-        }
-        flags["scene_type"] = scene_type
-        flags["skip_missing"] = skip_missing or None
-        report = inspect_scene(path, resolve_config(ConfigRequest(path, data=flags)).data)
-        printer = _print_scene_report
+    if half_res is not None and not reads_option(fmt, "half_res"):
+        console.print(ignored_half_res(fmt))
+    # --spherify: LLFF's spherified frame (its preset); a usage error on other formats
+    config, overrides = spherified(path, fmt, None, ()) if spherify else (None, ())
+    flags = {
+        "format": fmt,
+        "factor": factor,
+        "half_res": half_res,
+        "render_frames": frames,
+        "scene_type": scene_type,
+        "llffhold": llffhold,
+        "skip_missing": skip_missing or None,
+    }
+    data = resolve_data(ConfigRequest(path, config, overrides=overrides, data=flags))
+    report = format_module(fmt).inspect(path, data)  # each format's own report (one protocol)
     if json_output:
         stdout_json({"format": fmt, **report.to_json()})  # one schema: every format's has it
     else:
-        printer(report)
+        _print_report(report)
 
     failed = report.failed
     if failed:
@@ -208,154 +193,20 @@ def _write_outputs(report, plot: Path | None, path_out: Path | None) -> None:
         console.print(f"wrote {escape(str(plot))}")
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}g}"
-
-
 def _print_report(report) -> None:
+    """Every format's report alike: its summary rows as a table, then its checks."""
     table = Table(title=escape(str(report.path)), title_justify="left", show_header=False, box=None)
     table.add_column("item", style="bold")
     table.add_column("value")
-    split = (
-        f"{len(report.train_views)} train, {len(report.test_views)} test: "
-        + ", ".join(map(str, report.test_views[:12]))
-        + (" ..." if len(report.test_views) > 12 else "")
-    )
-    table.add_row("views", f"{report.num_views} ({split})")
-    if report.stored_height is not None:
-        table.add_row(
-            "image size (H x W)",
-            f"{report.stored_height} x {report.stored_width} full; "
-            f"{report.height} x {report.width} at --factor {report.factor}",
-        )
-        table.add_row(
-            "focal",
-            f"{report.stored_focal:.1f} px full; {report.focal:.1f} px at --factor {report.factor}",
-        )
-        table.add_row(
-            "field of view",
-            f"{report.fov_x_deg:.1f} deg horizontal, {report.fov_y_deg:.1f} deg vertical",
-        )
-    else:
-        table.add_row("image size (H x W)", "unknown (see the intrinsics check)")
-    table.add_row(
-        "near bound",
-        f"min {_fmt(report.near_min)}, median {_fmt(report.near_median)}, "
-        f"max {_fmt(report.near_max)}",
-    )
-    table.add_row(
-        "far bound",
-        f"min {_fmt(report.far_min)}, median {_fmt(report.far_median)}, max {_fmt(report.far_max)}",
-    )
-    if report.scene is not None:
-        for name, value in _frame_rows(report):
-            table.add_row(name, value)
-    else:
-        table.add_row("training frame", "not computed: the loader refuses these poses (see checks)")
-    if report.image_folders:
-        table.add_row(
-            "images",
-            "; ".join(
-                f"{folder.folder}/: {folder.count}"
-                + (f" of {folder.height} x {folder.width}" if folder.height else "")
-                for folder in report.image_folders
-            ),
-        )
-    else:
-        table.add_row("images", "none beside the poses (image checks skipped)")
+    for row in report.summary_rows():
+        hint = f"; [yellow]hint: {escape(row.hint)}[/]" if row.hint else ""
+        table.add_row(row.name, escape(row.value) + hint)
     console.print(table)
-    _print_checks(report.checks)
-
-
-def _print_checks(checks) -> None:
     console.print("[bold]checks[/]")
     unicode = (console.encoding or "").lower().startswith("utf")
-    for check in checks:
+    for check in report.checks:
         if check.ok:
             mark = "[green]" + ("\u2713" if unicode else "ok") + "[/]"
         else:
             mark = "[bold red]" + ("\u2717" if unicode else "FAIL") + "[/]"
         console.print(f"  {mark} {check.name}: {escape(check.message)}")
-
-
-def _print_scene_report(report) -> None:
-    """The summary table and checks of a Blender or transforms.json capture."""
-    table = Table(title=escape(str(report.path)), title_justify="left", show_header=False, box=None)
-    table.add_column("item", style="bold")
-    table.add_column("value")
-    splits = ", ".join(f"{n} {name}" for name, n in report.splits.items() if n)
-    distortion = f", distortion in {report.distorted_views} views" if report.distorted_views else ""
-    lo, hi = report.focal_range
-    focal = f"{report.focal_x:.2f} x {report.focal_y:.2f} px" + (
-        f" (views {lo:.1f}..{hi:.1f})" if hi - lo > 1e-3 * hi else ""
-    )
-    rows = [
-        ("format", report.format),
-        ("views", f"{report.num_views} ({splits})"),
-        (
-            "image size (H x W)",
-            f"{report.stored_height} x {report.stored_width} stored; "
-            f"{report.height} x {report.width} loaded (factor {report.factor})",
-        ),
-        (
-            "focal",
-            f"{report.stored_focal_x:.2f} x {report.stored_focal_y:.2f} px stored; {focal} loaded",
-        ),
-        (
-            "field of view",
-            f"{report.fov_x_deg:.1f} deg horizontal, {report.fov_y_deg:.1f} vertical",
-        ),
-        ("camera", f"{report.camera_model}{distortion}; pixel centres +{report.pixel_center:g}"),
-        ("ray bounds", f"near {report.near:.4g}, far {report.far:.4g} ({report.kind})"),
-        ("background", report.background),
-        (
-            "camera extent",
-            "x {:.3g}, y {:.3g}, z {:.3g} (training frame)".format(*report.position_extent),
-        ),
-        ("mean neighbour baseline", _fmt(report.mean_baseline, 3)),
-        (
-            "capture",
-            f"{report.capture} (views within {report.view_spread_deg:.0f} deg of their mean "
-            f"direction); `nerf train` picks scene type {report.kind}",
-        ),
-        ("render path", f"{report.render_path}, {report.render_frames} frames"),
-    ]
-    for name, value in rows:
-        table.add_row(name, escape(value))
-    console.print(table)
-    _print_checks(report.checks)
-
-
-def _frame_rows(report) -> list[tuple[str, str]]:
-    """The training-frame rows of an LLFF report (rescale, extent, capture, render path)."""
-    extent = report.position_extent
-    capture = (
-        f"{report.capture} (views within {report.view_spread_deg:.0f} deg of their mean direction)"
-    )
-    if report.capture == "forward-facing" and report.spherify:
-        capture += "; [yellow]hint: --spherify is meant for surround captures[/]"
-    else:
-        capture += f"; scene type {report.scene_type}, the {report.frame} frame"
-        if report.scene_type == "unbounded" and report.capture == "surround":
-            capture += " (--scene-type forward: nerf-pytorch's)"
-    if report.focus_depth is not None:
-        path = f"spiral, {report.render_frames} frames, focus depth {report.focus_depth:.4g}"
-    elif report.render_path == "orbit":
-        path = f"orbit, {report.render_frames} frames (around the cameras' focus)"
-    else:
-        path = f"circle, {report.render_frames} frames (spherified)"
-    how = "walk-around: mean camera distance 1" if report.frame == "walk-around" else None
-    return [
-        (
-            "rescale",
-            f"x{report.scale:.4g} ({how or f'bd_factor {report.bd_factor}'}): near min "
-            f"{report.rescaled_near_min:.4g}, far max {report.rescaled_far_max:.4g}",
-        ),
-        (
-            "camera extent",
-            f"x {extent[0]:.3g}, y {extent[1]:.3g}, z {extent[2]:.3g} (training frame)",
-        ),
-        ("mean neighbour baseline", f"{_fmt(report.mean_baseline, 3)}"),
-        ("capture", capture),
-        ("render path", path),
-    ]

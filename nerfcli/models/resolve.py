@@ -7,7 +7,7 @@ plan are settled first. A command hands its parameters over as one ConfigRequest
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from nerfcli.config import DataConfig, available_presets
 from nerfcli.data.formats import (
     check_options,
     check_set_keys,
+    detect_format,
     option_owner,
     plan_frame,
     preset_of,
@@ -86,6 +87,20 @@ def resolve(
     cfg = with_values(cfg, "data", **{**data_flags(cfg.data, request.data), **settled})
     cfg = with_values(cfg, "data", **{plan.format: check_options(cfg.data, plan.format)})
     return with_values(cfg, "train", **request.train), plan
+
+
+def resolve_data(request: ConfigRequest) -> DataConfig:
+    """The request's data section before any frame plan (defaults < preset < --set < flags;
+    the capture format's own section complete and checked): what `inspect-poses` hands the
+    format's `inspect`, which plans itself, or (LLFF) checks even poses a plan would refuse."""
+    config = request.config or default_preset(request.scene)
+    overrides = list(request.overrides)
+    check_set_keys(None, overrides)
+    asked = build_config(config, overrides)
+    data = with_values(asked, "data", **data_flags(asked.data, request.data)).data
+    name = detect_format(request.scene) if data.format == "auto" else data.format
+    check_set_keys(name, overrides)
+    return replace(data, format=name, **{name: check_options(data, name)})
 
 
 def data_flags(data: DataConfig, flags: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,12 +3,13 @@
     plan_frame(path, cfg: DataConfig) -> FramePlan   the scene kind, factor, frame and
                                                      cameras, each with its reason
     load(path, cfg: DataConfig, load_images=True, plan=None) -> Scene   (the plan's frame)
+    inspect(path, cfg: DataConfig) -> Report   inspect-poses' report of its own (summary rows,
+                                               checks, --json; nerfcli.data.inspect.report)
     CONFIG                     its own options' dataclass (`data.<format>.*`), with
                                `of(data)` (typed, defaulted, checked by its `check()`) and
                                optionally `check_config(data)` (with the shared keys)
 and optionally
     PRESET                     the scenes/<name>.yaml a capture gets without --config
-    REPORT                     inspect-poses' report: "poses" (data/formats/llff_inspect) or "scene"
     FRAME_OF_RENDER_PATH       an old checkpoint record's frame, by its render path
     upgrade_data(data) -> dict an old checkpoint's data section as this version reads it
     FRAME_FLAGS                the `nerf train` flag of a frame it alone provides

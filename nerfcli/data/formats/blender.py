@@ -50,6 +50,7 @@ from nerfcli.data.formats.json_frames import (
 )
 from nerfcli.data.formats.options import format_options
 from nerfcli.data.images import image_size
+from nerfcli.data.inspect.scene import SceneReport, inspect_scene
 from nerfcli.data.plan import Choice, FramePlan, given_kind
 from nerfcli.data.scene import Scene
 from nerfcli.errors import ConfigError, DataError
@@ -126,7 +127,6 @@ def _read_split(root: Path, name: str, skip: int, seen: dict[str, str]) -> Split
 
 
 PRESET = "blender"
-REPORT = "scene"  # inspect-poses: the loaded scene's report (data/inspect/scene.py)
 RENDER_FRAMES = 40  # nerf-pytorch's render path (data.render_frames 0)
 PHOTOS_RESIZED_FROM = None  # photos are never resized from another folder
 COLMAP_IS_CAPTURE_WORLD = False
@@ -161,6 +161,13 @@ CONFIG = BlenderConfig  # data.blender: this format's own options
 def every_view_data(cfg: DataConfig, testskip: int | None) -> DataConfig:
     """`nerf eval` scores every test view (the papers' protocol) unless testskip is given."""
     return replace(cfg, blender={**cfg.blender, "testskip": 1 if testskip is None else testskip})
+
+
+def inspect(path: Path, data: DataConfig) -> SceneReport:
+    """inspect-poses' report: the Scene this loader builds of every view (testskip 1; image
+    headers only), summarised and checked (nerfcli.data.inspect.scene)."""
+    data = replace(every_view_data(data, None), format="blender")
+    return inspect_scene(Path(path), load(path, data, load_images=False))
 
 
 def plan_frame(path: Path, data: DataConfig) -> FramePlan:

@@ -24,6 +24,7 @@ from nerfcli.data.formats.llff_plan import auto_kind, plan_frame
 from nerfcli.data.formats.llff_unbounded import unbounded_frame
 from nerfcli.data.formats.poses_bounds import PosesBounds, read_poses_bounds
 from nerfcli.data.images import cache_resized, image_size, list_images, read_image, resize_area
+from nerfcli.data.inspect.report import Report
 from nerfcli.data.plan import SCENE_KINDS, FramePlan
 from nerfcli.data.scene import Scene
 from nerfcli.errors import DataError, UsageError
@@ -305,9 +306,6 @@ def _load_depths(root: Path, files: list[Path], size: tuple[int, int]) -> np.nda
 
 
 PRESET = "llff"
-# inspect-poses: the poses_bounds.npy report (data/formats/llff_inspect.py), which checks every row,
-# even those the loader refuses
-REPORT = "poses"
 RENDER_FRAMES = 120  # the default render path's frames (data.render_frames 0)
 PHOTOS_RESIZED_FROM = "images"  # photos in images/ are resized by the factor on loading
 COLMAP_IS_CAPTURE_WORLD = True  # sparse/0 is the world poses_bounds.npy came from
@@ -336,6 +334,24 @@ def upgrade_data(data: dict) -> dict:
     if data.get("ndc") is False and not spherify:
         return {**data, "scene_type": "forward"}
     return data
+
+
+def inspect(path: Path, data: DataConfig) -> Report:
+    """inspect-poses' report of the capture under `data` (its factor, split, scene type and
+    LLFF options): llff_inspect's, which reads poses_bounds.npy itself and checks every row,
+    even those this loader refuses (so it plans no frame first)."""
+    from nerfcli.data.formats.llff_inspect import inspect_poses  # it imports this module
+
+    options = LlffConfig.of(data)
+    return inspect_poses(
+        path,
+        factor=data.factor,
+        bd_factor=options.bd_factor,
+        spherify=options.spherify,
+        llffhold=data.llffhold,
+        render_frames=data.render_frames or RENDER_FRAMES,
+        scene_type=data.scene_type,
+    )
 
 
 def detect(root: Path) -> bool:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,6 @@ import numpy as np
 from nerfcli.config import DataConfig
 from nerfcli.data.cameras import capture_kind, view_spread_deg
 from nerfcli.data.formats.llff import (
-    Scene,
     find_image_files,
     holdout_split,
     list_images,
@@ -46,63 +44,15 @@ from nerfcli.data.formats.llff import (
 from nerfcli.data.formats.llff_config import LlffConfig
 from nerfcli.data.formats.llff_frame import stored_to_training_axes
 from nerfcli.data.formats.llff_plan import plan_kind
+from nerfcli.data.formats.llff_report import PoseReport
 from nerfcli.data.formats.poses_bounds import PosesBounds, find_pose_problems, read_poses_array
-from nerfcli.data.inspect.report import Check, ImageFolder, Report
+from nerfcli.data.inspect.report import Check, ImageFolder
 from nerfcli.data.plan import auto_factor
 from nerfcli.data.pose_checks import check_rows
 from nerfcli.errors import DataError, UsageError
 
 ASPECT_TOL = 0.02  # the loader's tolerance between image and pose aspect ratios
 POSE_CHECKS = ("finite", "rotation", "intrinsics", "bounds")
-
-
-@dataclass
-class PoseReport(Report):
-    """Everything inspect-poses says about one poses_bounds.npy (null where not computable)."""
-
-    path: Path
-    num_views: int
-    # as stored (full resolution)
-    stored_height: int | None
-    stored_width: int | None
-    stored_focal: float | None
-    fov_x_deg: float | None
-    fov_y_deg: float | None
-    # at --factor
-    factor: int
-    height: int | None  # loaded, at the factor (as every format's report)
-    width: int | None
-    focal: float | None
-    # depth bounds as stored, over views with finite values
-    near_min: float | None
-    near_median: float | None
-    near_max: float | None
-    far_min: float | None
-    far_median: float | None
-    far_max: float | None
-    # split
-    llffhold: int
-    test_views: list[int]
-    train_views: list[int]
-    # training frame (after the axis fix, bd_factor rescale, recentering / spherify)
-    bd_factor: float
-    scale: float | None  # stored translations and bounds were multiplied by this
-    rescaled_near_min: float | None
-    rescaled_far_max: float | None
-    position_extent: list[float] | None  # [3] max - min of camera centres along x, y, z
-    mean_baseline: float | None  # mean distance from each camera to its nearest neighbour
-    view_spread_deg: float | None  # largest angle between a view direction and the mean one
-    capture: str | None  # "forward-facing" or "surround"
-    spherify: bool
-    render_path: str  # "spiral", "circle" (spherify) or "orbit" (the walk-around frame)
-    render_frames: int
-    focus_depth: float | None  # spiral focus depth (training units), None otherwise
-    # the frame plan `nerf train` settles (nerfcli.data.formats.llff_plan): scene type and frame
-    scene_type: str = "auto"
-    frame: str | None = None
-    image_folders: list[ImageFolder] = field(default_factory=list)
-    checks: list[Check] = field(default_factory=list)
-    scene: Scene | None = field(default=None, repr=False)  # the training-frame scene, if valid
 
 
 def inspect_poses(

@@ -65,6 +65,7 @@ from nerfcli.data.formats.transforms_meta import (
     splits_of,
 )
 from nerfcli.data.images import image_size
+from nerfcli.data.inspect.scene import SceneReport, inspect_scene
 from nerfcli.data.orbit import normalisation, orbit_path
 from nerfcli.data.plan import Choice, FramePlan, factor_choice, given_kind
 from nerfcli.data.scene import Scene
@@ -275,7 +276,6 @@ def stored_size(path: Path) -> tuple[int, int]:
 
 
 PRESET = "transforms"
-REPORT = "scene"  # inspect-poses: the loaded scene's report (data/inspect/scene.py)
 RENDER_FRAMES = 120  # the default render path's frames (data.render_frames 0)
 PHOTOS_RESIZED_FROM = None
 COLMAP_IS_CAPTURE_WORLD = False
@@ -317,6 +317,12 @@ def plan_frame(path: Path, data: DataConfig) -> FramePlan:
         cameras="file",
         choices={"scene_type": kind, "factor": factor, "frame": frame, "cameras": cameras},
     )
+
+
+def inspect(path: Path, data: DataConfig) -> SceneReport:
+    """inspect-poses' report: the Scene this loader builds (image headers only), summarised
+    and checked (nerfcli.data.inspect.scene)."""
+    return inspect_scene(Path(path), load(path, replace(data, format="transforms"), False))
 
 
 def load(

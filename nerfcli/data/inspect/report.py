@@ -1,4 +1,6 @@
-"""What every inspect-poses report shares: its checks, image folders and `--json` form."""
+"""What every inspect-poses report shares: its summary rows, checks, image folders and `--json`
+form. Each capture format provides its report through the protocol's `inspect(path, data)`
+(nerfcli.data.formats); the CLI prints every report the same way."""
 
 from __future__ import annotations
 
@@ -24,9 +26,29 @@ class ImageFolder:
     width: int | None
 
 
+@dataclass(frozen=True)
+class Row:
+    """One line of a report's summary table: plain text (the printer escapes it), and a hint
+    the printer shows highlighted after it."""
+
+    name: str
+    value: str
+    hint: str | None = None
+
+
+def number(value: float | None, digits: int = 4) -> str:
+    """A summary number to `digits` significant digits; "-" where it is unknown."""
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
 class Report:
-    """What every inspect-poses report shares: its checks and its --json form. Subclasses are
-    dataclasses with `path`, `checks` and `scene` fields."""
+    """What every inspect-poses report shares: its summary rows, checks and --json form.
+    Subclasses are dataclasses with `path`, `checks` and `scene` fields and their own
+    `summary_rows()`."""
+
+    def summary_rows(self) -> list[Row]:
+        """The summary table, in order (each format's report says what it knows)."""
+        raise NotImplementedError
 
     @property
     def ok(self) -> bool:

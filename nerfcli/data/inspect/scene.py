@@ -24,11 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nerfcli.config import DataConfig
 from nerfcli.data.cameras import capture_kind, view_spread_deg
-from nerfcli.data.formats import detect_format, every_view_data, format_module
 from nerfcli.data.images import image_size
-from nerfcli.data.inspect.report import Check, Report
+from nerfcli.data.inspect.report import Check, Report, Row, number
 from nerfcli.data.pose_checks import check_rows
 from nerfcli.data.scene import Scene
 from nerfcli.errors import DataError
@@ -71,13 +69,49 @@ class SceneReport(Report):
     checks: list[Check] = field(default_factory=list)
     scene: Scene | None = field(default=None, repr=False)
 
+    def summary_rows(self) -> list[Row]:
+        splits = ", ".join(f"{n} {name}" for name, n in self.splits.items() if n)
+        distortion = f", distortion in {self.distorted_views} views" if self.distorted_views else ""
+        low, high = self.focal_range
+        focal = f"{self.focal_x:.2f} x {self.focal_y:.2f} px" + (
+            f" (views {low:.1f}..{high:.1f})" if high - low > 1e-3 * high else ""
+        )
+        return [
+            Row("format", self.format),
+            Row("views", f"{self.num_views} ({splits})"),
+            Row(
+                "image size (H x W)",
+                f"{self.stored_height} x {self.stored_width} stored; "
+                f"{self.height} x {self.width} loaded (factor {self.factor})",
+            ),
+            Row(
+                "focal",
+                f"{self.stored_focal_x:.2f} x {self.stored_focal_y:.2f} px stored; {focal} loaded",
+            ),
+            Row(
+                "field of view",
+                f"{self.fov_x_deg:.1f} deg horizontal, {self.fov_y_deg:.1f} vertical",
+            ),
+            Row("camera", f"{self.camera_model}{distortion}; pixel centres +{self.pixel_center:g}"),
+            Row("ray bounds", f"near {self.near:.4g}, far {self.far:.4g} ({self.kind})"),
+            Row("background", self.background),
+            Row(
+                "camera extent",
+                "x {:.3g}, y {:.3g}, z {:.3g} (training frame)".format(*self.position_extent),
+            ),
+            Row("mean neighbour baseline", number(self.mean_baseline, 3)),
+            Row(
+                "capture",
+                f"{self.capture} (views within {self.view_spread_deg:.0f} deg of their mean "
+                f"direction); `nerf train` picks scene type {self.kind}",
+            ),
+            Row("render path", f"{self.render_path}, {self.render_frames} frames"),
+        ]
 
-def inspect_scene(path: str | Path, cfg: DataConfig) -> SceneReport:
-    """Load the capture's poses (image headers only) and report on them."""
-    path = Path(path)
-    name = detect_format(path) if cfg.format == "auto" else cfg.format
-    cfg = every_view_data(name, cfg)  # report every view; training may skip val/test views
-    scene = format_module(name).load(path, cfg, load_images=False)
+
+def inspect_scene(path: Path, scene: Scene) -> SceneReport:
+    """The report on a capture's Scene as its format loaded it (image headers only): what
+    the Blender and transforms.json formats' `inspect` return."""
     fx, fy = scene.K[:, 0, 0].astype(np.float64), scene.K[:, 1, 1].astype(np.float64)
     stored_h = int(scene.source.get("stored_height", scene.height * scene.factor))
     stored_w = int(scene.source.get("stored_width", scene.width * scene.factor))

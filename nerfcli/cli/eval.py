@@ -3,6 +3,7 @@ torchrun the views are split across the processes and rank 0 writes metrics.json
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
@@ -73,39 +74,80 @@ def eval_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
 ) -> None:
     """Render every held-out view, score it, and write render / ground truth / error PNGs."""
+    net = None
+    if lpips is not None or lpips_weights is not None:
+        net = (lpips or LpipsNet.alex).value
+    request = EvalRequest(
+        checkpoint=checkpoint,
+        scene=scene,
+        out=out,
+        downscale=downscale,
+        testskip=testskip,
+        lpips_net=net,
+        lpips_weights=lpips_weights,
+        device=device,
+        json_out=json_out,
+        quiet=quiet,
+    )
+    run_eval(request)
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What `nerf eval` asks, built once from its parameters.
+
+    checkpoint     checkpoint file or run folder
+    scene          scene folder for ground truth; None: the one it trained on
+    out            folder for PNGs and metrics.json; None: <run>/eval/step_<N>[_dsK]
+    downscale      score at 1/K resolution
+    testskip       Blender: score every K-th test view; None: all of them
+    lpips_net      "alex" or "vgg" to score LPIPS too; None: no LPIPS
+    lpips_weights  torchvision's backbone file; None: from its cache
+    device         auto, cpu, cuda or mps
+    json_out       print the metrics as JSON on stdout
+    quiet          no progress bar or table
+    """
+
+    checkpoint: Path
+    scene: Path | None = None
+    out: Path | None = None
+    downscale: int = 1
+    testskip: int | None = None
+    lpips_net: str | None = None
+    lpips_weights: Path | None = None
+    device: str = "auto"
+    json_out: bool = False
+    quiet: bool = False
+
+
+def run_eval(request: EvalRequest) -> None:
+    """Score the request's checkpoint on its held-out views; rank 0 prints the report."""
     from nerfcli.evaluation.evaluate import evaluate, load_matching_scene
     from nerfcli.training import distributed
     from nerfcli.training.checkpoint import load_checkpoint
 
-    if out is not None:
-        check_new_eval_dir(out)
-    dev, ranks = distributed.join(device)
-    quiet = quiet or not ranks.is_main
+    if request.out is not None:
+        check_new_eval_dir(request.out)
+    dev, ranks = distributed.join(request.device)
+    quiet = request.quiet or not ranks.is_main
     lpips_model = None
-    if lpips is not None or lpips_weights is not None:
+    if request.lpips_net is not None:
         from nerfcli.evaluation.lpips import load_lpips
 
-        net = (lpips or LpipsNet.alex).value
-        lpips_model = load_lpips(net, lpips_weights, dev)
-    ckpt = load_checkpoint(checkpoint, map_location="cpu")
-    check_downscale(downscale, ckpt.scene.height, ckpt.scene.width)
-    from nerfcli.data.formats import reads_option
-
-    if testskip is not None and not reads_option(ckpt.scene.format, "testskip"):
-        info(
-            f"[yellow]warning:[/] --testskip is for Blender captures; this {ckpt.scene.format} "
-            "run's held-out views are every data.llffhold-th view, all of them scored",
-            quiet,
-        )
-    loaded = load_matching_scene(ckpt, scene, testskip)
+        lpips_model = load_lpips(request.lpips_net, request.lpips_weights, dev)
+    ckpt = load_checkpoint(request.checkpoint, map_location="cpu")
+    check_downscale(request.downscale, ckpt.scene.height, ckpt.scene.width)
+    _warn_testskip(request, ckpt.scene.format, quiet)
+    loaded = load_matching_scene(ckpt, request.scene, request.testskip)
+    out = request.out
     if out is None:
-        suffix = f"_ds{downscale}" if downscale > 1 else ""
+        suffix = f"_ds{request.downscale}" if request.downscale > 1 else ""
         out = fresh_folder(ckpt.path.parent / "eval" / f"step_{ckpt.step:07d}{suffix}")
         out = Path(ranks.all_gather_objects(str(out))[0])  # rank 0's choice, on every rank
     views = loaded.held_out
-    if downscale > 1:
+    if request.downscale > 1:
         info(
-            f"[yellow]scoring at 1/{downscale} resolution[/] (quick check, not comparable "
+            f"[yellow]scoring at 1/{request.downscale} resolution[/] (quick check, not comparable "
             "with full-resolution numbers)",
             quiet,
         )
@@ -116,18 +158,30 @@ def eval_command(
             loaded,
             out,
             dev,
-            downscale,
+            request.downscale,
             on_view=lambda s: progress.advance(task, ranks.world),  # the others' views too
             ranks=ranks,
             lpips_model=lpips_model,
         )
     if not ranks.is_main:
         return
-    if json_out:
+    if request.json_out:
         stdout_json(report.to_dict())
     if not quiet:
         console.print(_report_table(report, lpips_model is not None))
         console.print(f"images and metrics.json in {q(out)}")
+
+
+def _warn_testskip(request: EvalRequest, data_format: str, quiet: bool) -> None:
+    """A word when --testskip is given for a format that does not read it."""
+    from nerfcli.data.formats import reads_option
+
+    if request.testskip is not None and not reads_option(data_format, "testskip"):
+        info(
+            f"[yellow]warning:[/] --testskip is for Blender captures; this {data_format} "
+            "run's held-out views are every data.llffhold-th view, all of them scored",
+            quiet,
+        )
 
 
 def _report_table(report, with_lpips: bool):

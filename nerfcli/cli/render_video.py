@@ -3,8 +3,12 @@ under torchrun the frames are split across the processes and rank 0 writes the v
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import typer
 
 from nerfcli.cli.common import (
@@ -77,90 +81,178 @@ def render_video(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Render a camera path (spiral, orbit, circle, spherical, or a file) to a video."""
+    kind, path_file = _path_kind(spiral, circle, orbit, path)
+    request = RenderVideoRequest(
+        checkpoint=checkpoint,
+        path_kind=kind,
+        path_file=path_file,
+        frames=frames,
+        fps=fps,
+        downscale=downscale,
+        out=out,
+        depth=depth,
+        poses_out=poses_out,
+        device=device,
+        force=force,
+        json_out=json_out,
+        quiet=quiet,
+    )
+    run_render_video(request)
+
+
+@dataclass(frozen=True)
+class RenderVideoRequest:
+    """What `nerf render-video` asks of the video, built once from its parameters.
+
+    checkpoint  checkpoint file or run folder
+    path_kind   spiral, circle, orbit, interpolate, file or default (the scene's own)
+    path_file   the camera path file when path_kind is "file"
+    frames      frames of a generated path; None: the scene's own count (or 120)
+    fps         frames per second; None: the path file's, else 30
+    downscale   render at 1/K resolution
+    out         the .mp4 or .gif; None: <run>/video_<path>.mp4
+    depth       also write the disparity video <out>_depth
+    poses_out   save the camera path as .npy [F, 3, 4]
+    device      auto, cpu, cuda or mps
+    force       overwrite existing outputs
+    json_out    print a JSON summary on stdout
+    quiet       no progress bar
+    """
+
+    checkpoint: Path
+    path_kind: str = "default"
+    path_file: Path | None = None
+    frames: int | None = None
+    fps: int | None = None
+    downscale: int = 1
+    out: Path | None = None
+    depth: bool = False
+    poses_out: Path | None = None
+    device: str = "auto"
+    force: bool = False
+    json_out: bool = False
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class _CameraPath:
+    """The poses to render [F, 3, 4], their fps, the name in the default file name, and the
+    camera of frame k where the path file sets its own (else None: the scene's)."""
+
+    poses: np.ndarray  # [F, 3, 4]
+    fps: int
+    name: str
+    cameras: Callable[[int], Any] | None
+
+
+def run_render_video(request: RenderVideoRequest) -> None:
+    """Render the request's path; rank 0 writes the video(s) and prints the summary."""
     import time
 
-    import numpy as np
-
-    from nerfcli.cli.common import atomic_path
-    from nerfcli.evaluation.video import camera_path, colorize_disparity, render_frames
+    from nerfcli.evaluation.video import render_frames
     from nerfcli.training import distributed
     from nerfcli.training.checkpoint import load_checkpoint, restore_model
 
-    frames_asked = frames
-    kind, path = _path_kind(spiral, circle, orbit, path)
-    dev, ranks = distributed.join(device)
-    quiet = quiet or not ranks.is_main
-    json_out = json_out and ranks.is_main
-    ckpt = load_checkpoint(checkpoint, map_location="cpu")
+    dev, ranks = distributed.join(request.device)
+    quiet = request.quiet or not ranks.is_main
+    json_out = request.json_out and ranks.is_main
+    ckpt = load_checkpoint(request.checkpoint, map_location="cpu")
     meta = ckpt.scene
-    if frames is None:  # the scene's own path as stored (inspect-poses --path-out, nerf view)
-        frames = len(meta.render_poses) if kind == "default" else DEFAULT_FRAMES
+    out = request.out
     if out is not None and out.suffix.lower() not in (".mp4", ".gif"):
         raise UsageError(f"--out {out}: a video must end in .mp4 or .gif")
     mp4 = out is None or out.suffix.lower() == ".mp4"
-    check_downscale(downscale, meta.height, meta.width, minimum=2 if mp4 else 1)
-    if kind == "file" and frames_asked is not None:
-        info(
-            f"[yellow]warning:[/] --frames {frames} is ignored: the path file sets the frames",
-            quiet,
-        )
-    path_cameras = None
-    if kind == "file":
-        from nerfcli.evaluation.camera_path import read_path_file
-
-        loaded_path = read_path_file(path, meta)
-        for warning in loaded_path.warnings:
-            info(f"[yellow]warning:[/] {q(warning)}", quiet)
-        poses, fps = loaded_path.poses, fps or loaded_path.fps
-
-        def path_cameras(index: int):
-            return loaded_path.camera(meta, index)
-    else:
-        poses = camera_path(meta, kind, frames, path)
-    fps = fps or 30
-    name = {"file": "path", "default": meta.render_path}.get(kind, kind)
+    check_downscale(request.downscale, meta.height, meta.width, minimum=2 if mp4 else 1)
+    path = _camera_path(request, meta, quiet)
     if out is None:
-        out = ckpt.path.parent / f"video_{name}.mp4"
-    depth_out = out.with_name(f"{out.stem}_depth{out.suffix}") if depth else None
-    for target in [out, depth_out, poses_out]:
+        out = ckpt.path.parent / f"video_{path.name}.mp4"
+    depth_out = out.with_name(f"{out.stem}_depth{out.suffix}") if request.depth else None
+    for target in [out, depth_out, request.poses_out]:
         if target is not None:
-            check_writable_target(target, force)
+            check_writable_target(target, request.force)
     model = restore_model(ckpt, dev)
     start = time.perf_counter()
     frames = render_frames(
-        model, meta, poses, ckpt.config.render.chunk, dev, downscale, ranks, path_cameras
+        model,
+        meta,
+        path.poses,
+        ckpt.config.render.chunk,
+        dev,
+        request.downscale,
+        ranks,
+        path.cameras,
     )
-    first_camera = (path_cameras or (lambda k: meta.path_camera(poses[k])))(0)
+    first_camera = (path.cameras or (lambda k: meta.path_camera(path.poses[k])))(0)
     if not ranks.is_main:
         for _ in frames:  # render this rank's frames; rank 0 writes them
             pass
         return
-    disparities = _write_frames(out, fps, frames, len(poses), depth, quiet)
+    disparities = _write_frames(out, path.fps, frames, len(path.poses), request.depth, quiet)
     seconds = time.perf_counter() - start
-    if depth_out is not None:
-        from nerfcli.evaluation.video import write_video
-
-        write_video(depth_out, colorize_disparity(disparities), fps)
-    if poses_out is not None:
-        with atomic_path(poses_out, suffix=".npy") as tmp:
-            np.save(tmp, poses.astype(np.float32))
+    _write_extras(request, path, disparities, depth_out)
     result = {
         "video": str(out),
         "depth_video": str(depth_out) if depth_out else None,
-        "poses": str(poses_out) if poses_out else None,
-        "path": name,
-        "frames": int(len(poses)),
-        "fps": fps,
-        "width": video_size(first_camera.width, downscale, out),  # what the file holds
-        "height": video_size(first_camera.height, downscale, out),
+        "poses": str(request.poses_out) if request.poses_out else None,
+        "path": path.name,
+        "frames": int(len(path.poses)),
+        "fps": path.fps,
+        "width": video_size(first_camera.width, request.downscale, out),  # what the file holds
+        "height": video_size(first_camera.height, request.downscale, out),
         "seconds": round(seconds, 3),
-        "seconds_per_frame": round(seconds / max(len(poses), 1), 4),
+        "seconds_per_frame": round(seconds / max(len(path.poses), 1), 4),
         "checkpoint": str(ckpt.path),
         "processes": ranks.world,
     }
     if json_out:
         stdout_json(result)
-    info(f"[green]wrote[/] {q(out)} ({len(poses)} frames, {seconds:.1f}s)", quiet)
+    info(f"[green]wrote[/] {q(out)} ({len(path.poses)} frames, {seconds:.1f}s)", quiet)
+
+
+def _camera_path(request: RenderVideoRequest, meta, quiet: bool) -> _CameraPath:
+    """The request's camera path on the checkpoint's scene: a path file as written (its frames
+    and fps, its warnings printed), else the generated or stored path of request.frames."""
+    from nerfcli.evaluation.video import camera_path
+
+    kind = request.path_kind
+    name = {"file": "path", "default": meta.render_path}.get(kind, kind)
+    if kind != "file":
+        frames = request.frames
+        if frames is None:  # the scene's own path as stored (inspect-poses --path-out, nerf view)
+            frames = len(meta.render_poses) if kind == "default" else DEFAULT_FRAMES
+        poses = camera_path(meta, kind, frames, request.path_file)
+        return _CameraPath(poses, request.fps or 30, name, None)
+    from nerfcli.evaluation.camera_path import read_path_file
+
+    if request.frames is not None:
+        info(
+            f"[yellow]warning:[/] --frames {request.frames} is ignored: the path file sets the "
+            "frames",
+            quiet,
+        )
+    loaded_path = read_path_file(request.path_file, meta)
+    for warning in loaded_path.warnings:
+        info(f"[yellow]warning:[/] {q(warning)}", quiet)
+
+    def path_cameras(index: int):
+        return loaded_path.camera(meta, index)
+
+    fps = request.fps or loaded_path.fps or 30
+    return _CameraPath(loaded_path.poses, fps, name, path_cameras)
+
+
+def _write_extras(
+    request: RenderVideoRequest, path: _CameraPath, disparities: list, depth_out: Path | None
+) -> None:
+    """The disparity video and the poses file, where asked."""
+    from nerfcli.cli.common import atomic_path
+    from nerfcli.evaluation.video import colorize_disparity, write_video
+
+    if depth_out is not None:
+        write_video(depth_out, colorize_disparity(disparities), path.fps)
+    if request.poses_out is not None:
+        with atomic_path(request.poses_out, suffix=".npy") as tmp:
+            np.save(tmp, path.poses.astype(np.float32))
 
 
 def _path_kind(spiral: bool, circle: bool, orbit: bool, path: str | None):

@@ -67,22 +67,8 @@ def export_mesh(
     model = restore_model(ckpt, device)
     region = march_region(model, scene, bbox)
     axes = mesh_ops.grid_axes(region, resolution)
-    done = [0]
-
-    def on_slab() -> None:
-        done[0] += 1
-        progress("density", done[0], len(axes[0]))
-
-    grid = mesh_ops.density_grid(model, region, axes, on_slab)
-    level_from = "--level"
-    if level is None:
-        from nerfcli.export.surface import surface_level
-
-        level = surface_level(model, scene, LEVEL_RAYS_PER_VIEW, ckpt.config.render.chunk, device)
-        level_from = "median-depth density of the training rays"
-        if not level > 0:  # no ray is half opaque: one render sample half opaque
-            level, level_from = mesh_ops.default_level(model, scene), "half-opaque sample"
-    level = float(level)
+    grid = _density_grid(model, region, axes, progress)  # [Rx, Ry, Rz]
+    level, level_from = _mesh_level(model, ckpt, level, device)
     progress("marching cubes", 0, 1)
     vertices, faces = mesh_ops.marching_cubes(grid, level, region, axes)
     del grid
@@ -93,27 +79,9 @@ def export_mesh(
     progress("marching cubes", 1, 1)
     marched = len(training)
     if seen_tolerance > 0:
-        from nerfcli.export.visibility import auto_downscale, keep_vertices, seen_by_views
-
-        seen_downscale = seen_downscale or auto_downscale(scene)
-        seen = seen_by_views(
-            model,
-            scene,
-            training,
-            seen_tolerance,
-            seen_downscale,
-            ckpt.config.render.chunk,
-            device,
-            lambda done, total: progress("seen by the views", done, total),
+        seen_downscale, training, faces = _keep_seen(
+            model, ckpt, training, faces, level, seen_tolerance, seen_downscale, device, progress
         )
-        faces, used = keep_vertices(faces, seen)
-        if len(used) == 0:
-            raise NerfError(
-                f"no training view sees the surface at level {level:.3g} within --seen-tolerance "
-                f"{seen_tolerance:g} of its depth; raise it, change --level, or pass "
-                "--seen-tolerance 0 to keep every vertex"
-            )
-        training = training[used]
     progress("colours", 0, 1)
     normals, colours = mesh_ops.shade_vertices(model, scene, training)
     progress("colours", 1, 1)
@@ -159,6 +127,68 @@ def export_mesh(
             "bounds": [points.min(0).tolist(), points.max(0).tolist()] if len(points) else None,
         },
     )
+
+
+def _density_grid(model, region, axes, progress: Progress):
+    """The density on the grid of `axes` over the region, a progress step per slab."""
+    done = [0]
+
+    def on_slab() -> None:
+        done[0] += 1
+        progress("density", done[0], len(axes[0]))
+
+    return mesh_ops.density_grid(model, region, axes, on_slab)
+
+
+def _mesh_level(model, ckpt: Checkpoint, level: float | None, device: str) -> tuple[float, str]:
+    """(density level of the surface, where it came from): --level as given, else the
+    median-depth density of the training rays, else one render sample half opaque."""
+    if level is not None:
+        return float(level), "--level"
+    from nerfcli.export.surface import surface_level
+
+    scene = ckpt.scene
+    level = surface_level(model, scene, LEVEL_RAYS_PER_VIEW, ckpt.config.render.chunk, device)
+    level_from = "median-depth density of the training rays"
+    if not level > 0:  # no ray is half opaque: one render sample half opaque
+        level, level_from = mesh_ops.default_level(model, scene), "half-opaque sample"
+    return float(level), level_from
+
+
+def _keep_seen(
+    model,
+    ckpt: Checkpoint,
+    training,
+    faces,
+    level: float,
+    seen_tolerance: float,
+    seen_downscale: int | None,
+    device: str,
+    progress: Progress,
+):
+    """(downscale used, vertices [V', 3], faces) of the surface some training view sees
+    within seen_tolerance of its depth (export/visibility)."""
+    from nerfcli.export.visibility import auto_downscale, keep_vertices, seen_by_views
+
+    seen_downscale = seen_downscale or auto_downscale(ckpt.scene)
+    seen = seen_by_views(
+        model,
+        ckpt.scene,
+        training,
+        seen_tolerance,
+        seen_downscale,
+        ckpt.config.render.chunk,
+        device,
+        lambda done, total: progress("seen by the views", done, total),
+    )
+    faces, used = keep_vertices(faces, seen)
+    if len(used) == 0:
+        raise NerfError(
+            f"no training view sees the surface at level {level:.3g} within --seen-tolerance "
+            f"{seen_tolerance:g} of its depth; raise it, change --level, or pass "
+            "--seen-tolerance 0 to keep every vertex"
+        )
+    return seen_downscale, training[used], faces
 
 
 def _image_paths(ckpt: Checkpoint) -> tuple[list[str], list[float]]:

@@ -229,9 +229,34 @@ def _colmap_to_poses_bounds(model: ColmapModel) -> ColmapPoses:
     stored = colmap_to_stored_axes(c2w)  # [N, 3, 4] [down, right, back, centre]
     poses = np.concatenate([stored, np.broadcast_to(hwf[None, :, None], (n, 3, 1))], 2)
 
-    # Observations (point, row) from the tracks, mapped by image id; a point seen twice in one
-    # image counts once, as LLFF's visibility matrix does.
-    points = model.points
+    point_index, rows = _observations(model, images)  # [V], [V]
+    # Depth along each camera's viewing axis: -(p - centre) . back.
+    offsets = model.points.xyz[point_index] - poses[rows, :, 3]  # [V, 3]
+    depths = np.sum(-offsets * poses[rows, :, 2], -1)  # [V]
+    bounds, counts = _depth_bounds(model, images, rows, depths, warnings)  # [N, 2], [N]
+    poses_bounds = np.concatenate([poses.reshape(n, 15), bounds], 1)  # [N, 17]
+    bad = np.where(~np.isfinite(poses_bounds).all(1))[0]
+    if len(bad):
+        raise DataError(
+            f"{images_file}: image {images[int(bad[0])].name!r} gives a non-finite pose or bounds "
+            "(its translation or points are out of range); the model is corrupt"
+        )
+    return ColmapPoses(
+        poses_bounds=poses_bounds,
+        names=[image.name for image in images],
+        image_ids=[int(image.image_id) for image in images],
+        camera=camera,
+        num_points=model.points.num_points,
+        num_depths=counts,
+        warnings=warnings,
+    )
+
+
+def _observations(model: ColmapModel, images: list) -> tuple[np.ndarray, np.ndarray]:
+    """(point, row) of each observation in the tracks, rows in `images` order, sorted by point
+    then row [V], [V]; a point seen twice in one image counts once, as LLFF's visibility
+    matrix does."""
+    points, n = model.points, len(images)
     ids = np.array([image.image_id for image in images], dtype=np.int64)  # [N]
     order = np.argsort(ids)
     sorted_ids = ids[order]
@@ -242,16 +267,22 @@ def _colmap_to_poses_bounds(model: ColmapModel) -> ColmapPoses:
     if not known.all():
         raise DataError(
             f"{model.path / f'points3D.{model.format}'}: a point's track names image id "
-            f"{int(track_ids[~known][0])}, which {images_file.name} does not hold; the model is "
-            "inconsistent; re-export it from COLMAP"
+            f"{int(track_ids[~known][0])}, which images.{model.format} does not hold; the model "
+            "is inconsistent; re-export it from COLMAP"
         )
     rows = order[positions]  # [T] row of each observation
     pairs = np.unique(point_index * n + rows)  # [V] sorted by point, then row
-    point_index, rows = pairs // n, pairs % n
+    return pairs // n, pairs % n
 
-    # Depth along each camera's viewing axis: -(p - centre) . back.
-    offsets = points.xyz[point_index] - poses[rows, :, 3]  # [V, 3]
-    depths = np.sum(-offsets * poses[rows, :, 2], -1)  # [V]
+
+def _depth_bounds(
+    model: ColmapModel, images: list, rows: np.ndarray, depths: np.ndarray, warnings: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(near, far) of each image [N, 2] (the NEAR/FAR_PERCENTILE of the depths of the points in
+    front of it) and how many depths each has [N]; observations behind their camera are left
+    out with a warning."""
+    images_file = model.path / f"images.{model.format}"
+    n = len(images)
     in_front = depths > 0
     behind = int((~in_front).sum())
     if behind:
@@ -278,22 +309,7 @@ def _colmap_to_poses_bounds(model: ColmapModel) -> ColmapPoses:
                 f"{bounds[row, 0]:g} (all its points at one depth); delete it from the model "
                 "or reconstruct with more features"
             )
-    poses_bounds = np.concatenate([poses.reshape(n, 15), bounds], 1)  # [N, 17]
-    bad = np.where(~np.isfinite(poses_bounds).all(1))[0]
-    if len(bad):
-        raise DataError(
-            f"{images_file}: image {images[int(bad[0])].name!r} gives a non-finite pose or bounds "
-            "(its translation or points are out of range); the model is corrupt"
-        )
-    return ColmapPoses(
-        poses_bounds=poses_bounds,
-        names=[image.name for image in images],
-        image_ids=[int(image.image_id) for image in images],
-        camera=camera,
-        num_points=points.num_points,
-        num_depths=counts,
-        warnings=warnings,
-    )
+    return bounds, counts
 
 
 # ----------------------------------------------------------------------------- images folder

@@ -35,16 +35,16 @@ import numpy as np
 
 from nerfcli.config import DataConfig
 from nerfcli.data.cameras import capture_kind, view_spread_deg
-from nerfcli.data.formats.llff import (
+from nerfcli.data.formats.llff_config import LlffConfig
+from nerfcli.data.formats.llff_frame import stored_to_training_axes
+from nerfcli.data.formats.llff_plan import plan_kind
+from nerfcli.data.formats.llff_report import PoseReport
+from nerfcli.data.formats.llff_scene import (
     find_image_files,
     holdout_split,
     list_images,
     scene_from_poses_bounds,
 )
-from nerfcli.data.formats.llff_config import LlffConfig
-from nerfcli.data.formats.llff_frame import stored_to_training_axes
-from nerfcli.data.formats.llff_plan import plan_kind
-from nerfcli.data.formats.llff_report import PoseReport
 from nerfcli.data.formats.poses_bounds import PosesBounds, find_pose_problems, read_poses_array
 from nerfcli.data.inspect.report import Check, ImageFolder
 from nerfcli.data.plan import auto_factor

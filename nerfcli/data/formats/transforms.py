@@ -60,6 +60,7 @@ from nerfcli.data.formats.json_frames import (
 )
 from nerfcli.data.formats.transforms_lens import FIX, LENS_KEYS, frame_lens, scaled_intrinsics
 from nerfcli.data.formats.transforms_meta import (
+    Frame,
     TransformsConfig,
     recorded_transforms,
     splits_of,
@@ -97,16 +98,6 @@ def locate(path: Path) -> tuple[Path, Path]:
     if not path.is_file():
         raise DataError(f"{path}: no such file or folder")
     return path, path.parent
-
-
-@dataclass
-class Frame:
-    index: int  # position in the file
-    key: str  # normalised file_path
-    path: Path  # root / key
-    image: Path | None  # the full-resolution image, None when absent
-    c2w: np.ndarray  # [4, 4] float64, the file's frame
-    lens: dict  # top-level intrinsic keys with this frame's overrides
 
 
 def _rotation_scales(meta: dict) -> list[float] | None:

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nerfcli.data.distortion import COEFF_NAMES, fisheye_error
 from nerfcli.data.formats.json_frames import as_float32, number, shown
+from nerfcli.data.formats.transforms_meta import Frame
 from nerfcli.errors import DataError
-
-if TYPE_CHECKING:
-    from nerfcli.data.formats.transforms import Frame
 
 LENS_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y")
 LENS_KEYS += COEFF_NAMES + ("k5", "k6", "distortion_params", "camera_model", "is_fisheye")

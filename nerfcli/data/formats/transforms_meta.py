@@ -1,13 +1,12 @@
-"""What a transforms.json says besides frames and lenses: its train / val / test split lists
-(nerfstudio's *_filenames; else every llffhold-th view) and the transforms it records
-(nerfstudio's applied_transform / applied_scale, instant-ngp's aabb_scale)."""
+"""What a transforms.json says besides its lenses: one frame as read (`Frame`), its train / val /
+test split lists (nerfstudio's *_filenames; else every llffhold-th view) and the transforms it
+records (nerfstudio's applied_transform / applied_scale, instant-ngp's aabb_scale)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,8 +15,16 @@ from nerfcli.data.formats.json_frames import image_key, number, shown, views_tex
 from nerfcli.data.formats.options import format_options
 from nerfcli.errors import DataError
 
-if TYPE_CHECKING:
-    from nerfcli.data.formats.transforms import Frame
+
+@dataclass
+class Frame:
+    index: int  # position in the file
+    key: str  # normalised file_path
+    path: Path  # root / key
+    image: Path | None  # the full-resolution image, None when absent
+    c2w: np.ndarray  # [4, 4] float64, the file's frame
+    lens: dict  # top-level intrinsic keys with this frame's overrides
+
 
 SPLITS = ("train", "val", "test")
 

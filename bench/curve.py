@@ -82,6 +82,20 @@ def plot(curve: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def bench_request(folder: Path, args, device: str, data: dict | None) -> ConfigRequest:
+    """The ConfigRequest of a bench run: the capture's own defaults where `data` is None (the
+    cup and fox benches), the given data flags otherwise (lego: half_res)."""
+    return ConfigRequest(
+        folder,
+        args.config,
+        args.model,
+        tuple(args.overrides),
+        device,
+        data=data or {},
+        train={"max_minutes": args.minutes},
+    )
+
+
 def main(capture: str = "fern", preset: str | None = "fern", data: dict | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--capture", default=capture, help="a folder of ../shared/data")
@@ -112,16 +126,7 @@ def main(capture: str = "fern", preset: str | None = "fern", data: dict | None =
 
     device = select_device(args.device)
     folder = require_capture(args.capture)
-    request = ConfigRequest(
-        folder,
-        args.config,
-        args.model,
-        tuple(args.overrides),
-        device.type,
-        data=data,
-        train={"max_minutes": args.minutes},
-    )
-    cfg = resolve_config(request)
+    cfg = resolve_config(bench_request(folder, args, device.type, data))
     cfg = with_values(cfg, "train", eval_every=0, ckpt_every=0, log_every=100)
     scene = load_training_scene(folder, cfg)
     run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix=f"bench-{args.capture}-")) / "run"

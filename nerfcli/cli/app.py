@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+import click
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -29,7 +30,11 @@ class NerfGroup(TyperGroup):
 
     def invoke(self, ctx: typer.Context):
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+        except click.exceptions.Exit as exc:
+            if exc.exit_code == 0:
+                _leave_the_job()
+            raise
         except NerfError as exc:
             message = escape(str(exc).replace("\n", " "))  # paths and hints may hold [ ]
             console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
@@ -37,6 +42,16 @@ class NerfGroup(TyperGroup):
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
             ctx.exit(130)
+        _leave_the_job()
+        return result
+
+
+def _leave_the_job() -> None:
+    """Every rank of a torchrun job leaves together once its command succeeded
+    (distributed.finish); nothing to do, and nothing imported, in a plain process."""
+    distributed = sys.modules.get("nerfcli.training.distributed")
+    if distributed is not None:
+        distributed.finish()
 
 
 app = typer.Typer(

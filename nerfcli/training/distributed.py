@@ -220,6 +220,22 @@ def current() -> Ranks:
     return _current
 
 
+def finish() -> None:
+    """Leave the job together, after a command succeeded on every rank: a barrier, then the
+    process group destroyed while every rank still runs. Left to interpreter exit (`cleanup`),
+    a rank that finished first tore gloo down while rank 0 was still writing its checkpoint,
+    and now and then died of SIGABRT ("terminate called without an active exception") after
+    its work was done, failing the job. Not called on an error path: a barrier there would wait
+    out the timeout for a rank that is gone. Harmless in one process."""
+    ranks = _current
+    if ranks.world > 1 and dist.is_available() and dist.is_initialized():
+        try:
+            ranks.barrier()
+        except NerfError:
+            pass  # a rank is gone; nothing is left to agree on
+    cleanup()
+
+
 def cleanup() -> None:
     """Leave the process group (at exit; harmless when there is none)."""
     global _current

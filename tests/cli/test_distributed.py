@@ -265,6 +265,43 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return out / "ckpt.pt"
 
 
+def _rank_then_report(argv: list[str], rank: int, world: int, port: int, log: str) -> None:
+    """rank_main, then what is left of the job once the command returned (LOG.after)."""
+    import torch.distributed as dist
+
+    from nerfcli.training import distributed
+
+    try:
+        rank_main(argv, rank, world, port, log)
+        code = None
+    except SystemExit as exc:
+        code = exc.code
+    after = {"code": code, "group": dist.is_initialized(), "world": distributed.current().world}
+    Path(log + ".after").write_text(json.dumps(after))
+
+
+def test_ranks_leave_the_job_together_when_the_command_succeeds(
+    fork_context, tiny_checkpoint, tmp_path
+):
+    """A succeeded command leaves the process group on every rank before the interpreter exits
+    (a barrier, then destroy): left to exit, a rank that finished first tore gloo down while
+    rank 0 still wrote, and now and then died of SIGABRT, failing a finished job."""
+    port = _free_port()
+    argv = ["eval", str(tiny_checkpoint), "--out", str(tmp_path / "e"), "--json"]
+    logs = [str(tmp_path / f"rank{r}") for r in range(2)]
+    ranks = [
+        fork_context.Process(target=_rank_then_report, args=(argv, r, 2, port, logs[r]))
+        for r in range(2)
+    ]
+    for process in ranks:
+        process.start()
+    for process, log in zip(ranks, logs):
+        process.join(120)
+        assert process.exitcode == 0, Path(log + ".err").read_text(errors="replace")
+        after = json.loads(Path(log + ".after").read_text())
+        assert after == {"code": 0, "group": False, "world": 1}
+
+
 def test_eval_split_across_ranks_gives_the_same_metrics(fork_context, tiny_checkpoint, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     result = runner.invoke(app, ["eval", str(tiny_checkpoint), "--out", str(one), "--json"])

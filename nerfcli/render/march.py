@@ -45,9 +45,9 @@ class MarchSettings:
     first_blocks: int = 2  # candidate blocks a ray reads before the rest (termination)
     stop_transmittance: float = 1e-4  # early ray termination below this transmittance
     # above this fraction of candidate blocks (a fog: nearly every sample in an occupied
-    # cell), `march` declines (None) and the caller takes its plain path: measured on a
-    # 198-step fox, bundles past 0.9 rendered 0.65-0.8x as fast as the plain path, those at
-    # 0.81-0.86 1.4-5x (bench/README.md)
+    # cell), `march` declines (None) and the caller reads every sample instead (TensoRF:
+    # frozen.render_dense): measured on a 198-step fox, marched bundles past 0.9 rendered
+    # 0.65-0.8x as fast as the plain path, those at 0.81-0.86 1.4-5x (bench/README.md)
     dense_limit: float = 0.9
 
 

@@ -85,11 +85,26 @@ SCENES = {
 }
 
 
+def take_path(monkeypatch, path: str) -> None:
+    """march: every bundle marched (a limit above any fraction of candidate blocks); dense:
+    every bundle declined by the march (a limit below any), so `render_dense` renders it."""
+    limit = {"march": 1.01, "dense": -1.0}[path]
+    monkeypatch.setattr(
+        frozen_module,
+        "MarchSettings",
+        lambda **kwargs: MarchSettings(dense_limit=limit, **kwargs),
+    )
+
+
+@pytest.mark.parametrize("path", ["march", "dense"])
 @pytest.mark.parametrize("kind", list(SCENES))
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("white", [False, True])
-def test_fast_world_render_is_the_plain_path_without_termination(monkeypatch, kind, seed, white):
+def test_fast_world_render_is_the_plain_path_without_termination(
+    monkeypatch, path, kind, seed, white
+):
     monkeypatch.setattr(frozen_module, "STOP_TRANSMITTANCE", 0.0)
+    take_path(monkeypatch, path)
     build, make_rays_fn, near, far = SCENES[kind]
     model = build(seed, white)
     model.update_alpha_mask()
@@ -99,12 +114,14 @@ def test_fast_world_render_is_the_plain_path_without_termination(monkeypatch, ki
     assert float((fast.rgb - plain.rgb).abs().max()) < 1e-4
     assert float((fast.opacity - plain.opacity).abs().max()) < 1e-4
     assert float((fast.depth - plain.depth).abs().max()) < 1e-3 * max(1.0, far)
-    assert counts[1] < counts[0]  # empty cells were skipped
+    assert counts[1] < counts[0]  # the samples in empty cells got no density
     assert bool(plain.opacity.max() > 0.5)  # the rays do meet density
 
 
+@pytest.mark.parametrize("path", ["march", "dense"])
 @pytest.mark.parametrize("kind", list(SCENES))
-def test_fast_world_render_with_termination_is_within_its_bound(kind):
+def test_fast_world_render_with_termination_is_within_its_bound(monkeypatch, path, kind):
+    take_path(monkeypatch, path)
     build, make_rays_fn, near, far = SCENES[kind]
     model = build(4, False)
     model.update_alpha_mask()
@@ -206,10 +223,12 @@ def test_ndc_models_never_update_the_estimator():
     assert not model.estimator.built
 
 
-def test_a_fog_takes_the_plain_path():
-    """Density in every cell (a nearly untrained model): the march declines and the render is
-    the plain path's, bit for bit; with the limit raised, the fast path renders (and differs
-    from it by roundings), so the equality is the fallback's."""
+def test_a_fog_takes_the_dense_path(monkeypatch):
+    """Density in every cell (a nearly untrained model, or an unbounded scene whose background
+    fills the contracted grid): the march declines, `render_dense` reads every sample, and the
+    render is the plain path's to the rounding of an exp of a sum against a product (module
+    docstring; termination off here)."""
+    monkeypatch.setattr(frozen_module, "STOP_TRANSMITTANCE", 0.0)
     model = make_model("model.tensorf.density_activation=relu", ndc=False, seed=6)
     with torch.no_grad():
         for plane, line in zip(model.field.density_planes, model.field.density_lines, strict=True):
@@ -219,14 +238,37 @@ def test_a_fog_takes_the_plain_path():
     model.eval()
     assert model.frozen_field().occupied_fraction == 1.0
     rays = outside_rays(200, 6)
-    fast, plain, _ = render_both(model, rays, 0.5, 6.0)
-    assert torch.equal(fast.rgb, plain.rgb) and torch.equal(fast.depth, plain.depth)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(
-            frozen_module,
-            "MarchSettings",
-            lambda **kwargs: MarchSettings(dense_limit=1.0, **kwargs),
-        )
-        marched, plain, _ = render_both(model, rays, 0.5, 6.0)
-    assert not torch.equal(marched.depth, plain.depth)
-    assert float((marched.rgb - plain.rgb).abs().max()) < 1e-3
+    dense_calls = []
+    render_dense = frozen_module.render_dense
+
+    def counted(*args, **kwargs):
+        dense_calls.append(len(args[1]))
+        return render_dense(*args, **kwargs)
+
+    monkeypatch.setattr(frozen_module, "render_dense", counted)
+    fast, plain, counts = render_both(model, rays, 0.5, 6.0)
+    assert dense_calls == [200]
+    assert counts[1] == counts[0]  # every cell occupied, nothing terminates at T = 0
+    assert float((fast.rgb - plain.rgb).abs().max()) < 1e-4
+    assert float((fast.opacity - plain.opacity).abs().max()) < 1e-4
+    assert bool(plain.opacity.max() > 0.5)
+
+
+def test_dense_path_stops_rays_once_opaque(monkeypatch):
+    """A fog thick enough to stop a ray that meets it in its first slabs (4 samples here):
+    rays read no slab past the one where their transmittance fell below the threshold, and
+    the render stays within it."""
+    monkeypatch.setattr(frozen_module, "DENSE_SLAB", 4)
+    model = make_model("model.tensorf.density_activation=relu", ndc=False, seed=7)
+    with torch.no_grad():
+        for plane, line in zip(model.field.density_planes, model.field.density_lines, strict=True):
+            plane.fill_(3.0)
+            line.fill_(3.0)
+    model.update_alpha_mask()
+    model.eval()
+    rays = outside_rays(200, 7)
+    fast, plain, counts = render_both(model, rays, 0.5, 6.0)
+    assert counts[1] < counts[0] // 2  # most slabs never read
+    stop = frozen_module.STOP_TRANSMITTANCE
+    assert float((fast.opacity - plain.opacity).abs().max()) <= stop + 1e-5
+    assert float((fast.rgb - plain.rgb).abs().max()) < 1e-3

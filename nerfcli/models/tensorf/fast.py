@@ -32,6 +32,8 @@ per-sample chain (4.4 against 7.8 ms a chunk after a 99 s compile).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -87,14 +89,14 @@ def _segments_inside(start: torch.Tensor, step: torch.Tensor, t_row: torch.Tenso
 
 
 def composite_quantiles(
-    field: TensorfField,
-    rays: Rays,  # [R]
-    t_row: torch.Tensor,  # [S]
     optical: torch.Tensor,  # [R, S] cumulative optical depth (overwritten)
+    t_vals: torch.Tensor,  # [S] depths shared by the rays (NDC), or [R, S] per ray
     count: int,  # K colour quantiles
     white_bkgd: bool,
+    colour_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],  # (ray [U], sample [U])
 ) -> tuple[Composite, int]:
     """The composite of `_colour_by_quantiles` + `composite_grouped` from the optical depth,
+    colour_fn(ray, sample) -> rgb [U, 3] evaluated once per distinct quantile sample of a ray,
     and how many colours were evaluated."""
     num_rays, num_samples = optical.shape
     # minus the transmittance before each sample and after it: ntrans[:, s + 1] = -T_s
@@ -128,10 +130,13 @@ def composite_quantiles(
     picked = torch.nonzero(first).squeeze(1)  # [U]
     inverse = torch.cumsum(first, 0) - 1  # [R * K] -> [U]
     ray_index = torch.div(picked, count, rounding_mode="floor")  # [U]
-    colour = colour_at(field, rays, t_row, ray_index, chosen.view(-1)[picked])  # [U, 3]
+    colour = colour_fn(ray_index, chosen.view(-1)[picked])  # [U, 3]
     colours = colour.index_select(0, inverse).view(num_rays, count, 3)  # [R, K, 3]
     rgb = torch.sum(group_weights[..., None] * colours, 1)
-    depth = weights @ t_row  # [R]
+    if t_vals.dim() == 1:
+        depth = weights @ t_vals  # [R]
+    else:
+        depth = torch.linalg.vecdot(weights, t_vals)  # [R]
     disparity = 1.0 / torch.clamp(depth / torch.clamp(opacity, min=1e-10), min=1e-10)
     if white_bkgd:
         rgb = rgb + (1.0 - opacity[:, None])

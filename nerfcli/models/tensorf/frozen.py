@@ -15,24 +15,38 @@ same rays: the same sample depths, but only the samples in occupied cells get a 
 (nerfcli.render.march: blocks skipped by the free radius, then cells), rays stop once their
 transmittance is below STOP_TRANSMITTANCE (at most that much weight is dropped per ray), and colour is
 evaluated only at the K weight quantiles of the rays with any opacity. A bundle where nearly
-every block may hold density (a fog: a barely trained model) is declined and the caller
-renders the plain path, so the fast path is never much slower than it. Tested against the
-plain path per scene kind in tests/unit/test_tensorf_world_fast.py.
+every block may hold density (a fog: a barely trained model; or an unbounded scene whose
+background fills the contracted grid) is declined by the march and rendered by `render_dense`:
+every sample from the baked volume, in slabs, the rays that stopped leaving between slabs;
+measured 1.2x the plain path's speed on a 4-minute cup model, where the march ran at 0.7x.
+Both are tested against the plain path per scene kind in tests/unit/test_tensorf_world_fast.py.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 
 from nerfcli.data.rays import Rays
 from nerfcli.models.tensorf.factors import LINE_AXES, PLANE_AXES, sample_stacked, stack_factors
-from nerfcli.models.tensorf.fast import _layers, _mlp, decoder_dtype, decoder_inputs
+from nerfcli.models.tensorf.fast import (
+    _layers,
+    _mlp,
+    composite_quantiles,
+    decoder_dtype,
+    decoder_inputs,
+)
 from nerfcli.models.tensorf.field import TensorfField
-from nerfcli.render.composite import Composite
+from nerfcli.render.composite import LAST_DELTA, Composite
 from nerfcli.render.contraction import contract
 from nerfcli.render.march import MarchSettings, composite_packed, contracted_rates, march
-from nerfcli.render.occupancy import FrozenOccupancy, OccupancyGrid, occupied_cells
+from nerfcli.render.occupancy import FrozenOccupancy, OccupancyGrid, cell_index, occupied_cells
+from nerfcli.render.samplers import sample_points
+
+# Samples a ray reads at a time in `render_dense` before the rays that stopped leave.
+DENSE_SLAB = 32
 
 # Rays stop below this transmittance (the weight a ray can lose; PSNR within 0.01 dB on lego
 # and fox, bench/README.md).
@@ -101,10 +115,10 @@ def render_world_fast(
     t_vals: torch.Tensor,  # [R, S] the plain path's sample depths
     count: int,  # colour quantiles per ray
     white_bkgd: bool,
-) -> tuple[Composite, tuple[int, int, int]] | None:
+) -> tuple[Composite, tuple[int, int, int]]:
     """The composite [R] of the plain path through the occupancy grid (module docstring), and
-    (all samples, samples given density, colours evaluated); None where the march declines
-    (nearly every block occupied: the caller renders the plain path)."""
+    (all samples, samples given density, colours evaluated); `render_dense` where the march
+    declines (nearly every block occupied)."""
     settings = MarchSettings(stop_transmittance=STOP_TRANSMITTANCE)
     rates = None  # a box: straight_rates, exact
     if frozen.contraction != "none":
@@ -127,7 +141,69 @@ def render_world_fast(
         )
         return frozen.colour(frozen.normalize(points), rays.viewdirs.index_select(0, ray))
 
-    if packed is None:  # a fog: the plain path is as fast
-        return None
+    if packed is None:  # a fog: every sample read in slabs, the rays compacted between them
+        return render_dense(frozen, rays, t_vals, count, white_bkgd, settings.stop_transmittance)
     out, coloured = composite_packed(packed, t_vals, count, colour_fn, white_bkgd)
     return out, (t_vals.numel(), len(packed.ray), coloured)
+
+
+def render_dense(
+    frozen: FrozenField,
+    rays: Rays,  # [R]
+    t_vals: torch.Tensor,  # [R, S]
+    count: int,  # colour quantiles per ray
+    white_bkgd: bool,
+    stop_transmittance: float,
+) -> tuple[Composite, tuple[int, int, int]]:
+    """The composite [R] of the plain path where nearly every cell is occupied (a fog, or an
+    unbounded scene whose contracted background fills the grid), where the march's
+    bookkeeping costs more than the samples it skips. Rays are read DENSE_SLAB samples at a
+    time: density from the baked volume in occupied cells (as the march reads it), the
+    cumulative optical depth carried from slab to slab; a ray whose transmittance fell below
+    `stop_transmittance` reads no further slab (its optical depth held there: the samples past
+    it add no weight; at most `stop_transmittance` of weight is dropped, as in the march).
+    Colour at the K weight quantiles (fast.py's `composite_quantiles`, as the NDC path)."""
+    num_rays, num_samples = t_vals.shape
+    device = t_vals.device
+    last = t_vals.new_full((num_rays, 1), LAST_DELTA)
+    gaps = torch.cat([t_vals[:, 1:] - t_vals[:, :-1], last], 1)  # [R, S]
+    gaps.mul_(torch.linalg.norm(rays.directions, dim=-1)[:, None])
+    stop_depth = -math.log(stop_transmittance) if stop_transmittance > 0 else math.inf
+    optical = t_vals.new_empty(num_rays, num_samples)  # [R, S] cumulative optical depth
+    live = torch.arange(num_rays, device=device)  # [A] rays still reading
+    carry = t_vals.new_zeros(num_rays)  # [A] their optical depth so far
+    occupied = frozen.occupancy.occupied.to(device).reshape(-1)
+    read = 0
+    for first in range(0, num_samples, DENSE_SLAB):
+        end = min(first + DENSE_SLAB, num_samples)
+        t = t_vals.index_select(0, live)[:, first:end]  # [A, W]
+        points = sample_points(
+            rays.origins.index_select(0, live), rays.directions.index_select(0, live), t
+        )  # [A, W, 3]
+        coords = frozen.normalize(points).view(-1, 3)
+        inside = occupied.take(cell_index(frozen.occupancy.shape, coords))  # [A * W]
+        read += int(inside.sum())  # samples given a density (the others' is 0)
+        sigma = frozen.sigma(coords) * inside
+        tau = sigma.view(t.shape).mul_(gaps.index_select(0, live)[:, first:end])  # [A, W]
+        running = torch.cumsum(tau, 1).add_(carry[:, None])  # [A, W]
+        if end == num_samples:
+            optical[live, first:end] = running
+            break
+        optical[live, first:end] = running
+        carry = running[:, -1]  # [A]
+        stopped = carry >= stop_depth  # [A]
+        if bool(stopped.any()):
+            optical[live[stopped], end:] = carry[stopped][:, None]
+            live, carry = live[~stopped], carry[~stopped]
+        if len(live) == 0:
+            break
+
+    def colour_fn(ray: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+        t = t_vals[ray, sample]  # [U]
+        points = (
+            rays.origins.index_select(0, ray) + rays.directions.index_select(0, ray) * t[:, None]
+        )
+        return frozen.colour(frozen.normalize(points), rays.viewdirs.index_select(0, ray))
+
+    out, coloured = composite_quantiles(optical, t_vals, count, white_bkgd, colour_fn)
+    return out, (t_vals.numel(), read, coloured)

@@ -30,7 +30,7 @@ import torch
 
 from nerfcli.data.rays import Rays
 from nerfcli.models.tensorf.config import TensorfModelConfig
-from nerfcli.models.tensorf.fast import composite_quantiles, optical_depth
+from nerfcli.models.tensorf.fast import colour_at, composite_quantiles, optical_depth
 from nerfcli.models.tensorf.field import TensorfField
 from nerfcli.models.tensorf.frozen import FrozenField, render_world_fast
 from nerfcli.render.composite import (
@@ -185,9 +185,7 @@ class RenderPolicy:
         if self.fast and self.colour_samples > 0 and not torch.is_grad_enabled():
             if not self.ndc and frozen is not None:
                 baked = frozen()
-                fast = render_world_fast(baked, rays, t_vals, self.colour_samples, self.white_bkgd)
-                if fast is not None:  # None: a fog, where the plain path below is as fast
-                    return fast
+                return render_world_fast(baked, rays, t_vals, self.colour_samples, self.white_bkgd)
             elif field.alpha_mask.numel() == 0 and self.shares_depth(rays):
                 return self._render_fast(field, rays, t_vals[0])
         if self.shares_depth(rays):
@@ -216,7 +214,11 @@ class RenderPolicy:
         """The no-grad NDC render of fast.py: the same composite as `render`."""
         optical = optical_depth(field, rays, t_row)  # [R, S]
         out, coloured = composite_quantiles(
-            field, rays, t_row, optical, self.colour_samples, self.white_bkgd
+            optical,
+            t_row,
+            self.colour_samples,
+            self.white_bkgd,
+            lambda ray, sample: colour_at(field, rays, t_row, ray, sample),
         )
         return out, (optical.numel(), optical.numel(), coloured)
 

@@ -75,12 +75,19 @@ def resize_area(img: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize((width, height), Image.Resampling.BOX))
 
 
+# zlib level of the PNGs written (Pillow's default is 6): a 400 x 400 render encodes in 6.2 ms
+# at 1 against 20.0 ms at 6, for a file 12% larger (lossless either way); eval writes three a
+# view, 600 for lego's 200 views.
+PNG_COMPRESS_LEVEL = 1
+
+
 def write_image_atomic(path: Path, img: np.ndarray) -> None:
     """Write an image via a temp file in the same folder, then rename (never half-written)."""
     import imageio.v3 as iio
 
+    options = {"compress_level": PNG_COMPRESS_LEVEL} if path.suffix.lower() == ".png" else {}
     with atomic_write(path) as tmp:
-        iio.imwrite(tmp, img, extension=path.suffix)
+        iio.imwrite(tmp, img, extension=path.suffix, **options)
 
 
 def cache_resized(folder: Path, sources: list[Path], imgs: list[np.ndarray]) -> None:

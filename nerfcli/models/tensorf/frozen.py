@@ -176,7 +176,7 @@ def render_dense(
     read = 0
     for first in range(0, num_samples, DENSE_SLAB):
         end = min(first + DENSE_SLAB, num_samples)
-        t = t_vals.index_select(0, live)[:, first:end]  # [A, W]
+        t = t_vals[:, first:end].index_select(0, live)  # [A, W] (the slab's columns alone)
         points = sample_points(
             rays.origins.index_select(0, live), rays.directions.index_select(0, live), t
         )  # [A, W, 3]
@@ -184,7 +184,7 @@ def render_dense(
         inside = occupied.take(cell_index(frozen.occupancy.shape, coords))  # [A * W]
         read += int(inside.sum())  # samples given a density (the others' is 0)
         sigma = frozen.sigma(coords) * inside
-        tau = sigma.view(t.shape).mul_(gaps.index_select(0, live)[:, first:end])  # [A, W]
+        tau = sigma.view(t.shape).mul_(gaps[:, first:end].index_select(0, live))  # [A, W]
         running = torch.cumsum(tau, 1).add_(carry[:, None])  # [A, W]
         if end == num_samples:
             optical[live, first:end] = running

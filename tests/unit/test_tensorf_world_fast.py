@@ -223,19 +223,26 @@ def test_ndc_models_never_update_the_estimator():
     assert not model.estimator.built
 
 
+def fog_model(seed: int, factor: float):
+    """A box scene with density in every cell: every plane and line factor set to `factor`
+    (ReLU density, so sigma grows with it), the alpha mask updated, in eval mode."""
+    model = make_model("model.tensorf.density_activation=relu", ndc=False, seed=seed)
+    with torch.no_grad():
+        for plane, line in zip(model.field.density_planes, model.field.density_lines, strict=True):
+            plane.fill_(factor)
+            line.fill_(factor)
+    model.update_alpha_mask()
+    model.eval()
+    return model
+
+
 def test_a_fog_takes_the_dense_path(monkeypatch):
     """Density in every cell (a nearly untrained model, or an unbounded scene whose background
     fills the contracted grid): the march declines, `render_dense` reads every sample, and the
     render is the plain path's to the rounding of an exp of a sum against a product (module
     docstring; termination off here)."""
     monkeypatch.setattr(frozen_module, "STOP_TRANSMITTANCE", 0.0)
-    model = make_model("model.tensorf.density_activation=relu", ndc=False, seed=6)
-    with torch.no_grad():
-        for plane, line in zip(model.field.density_planes, model.field.density_lines, strict=True):
-            plane.fill_(0.3)
-            line.fill_(0.3)
-    model.update_alpha_mask()
-    model.eval()
+    model = fog_model(seed=6, factor=0.3)
     assert model.frozen_field().occupied_fraction == 1.0
     rays = outside_rays(200, 6)
     dense_calls = []
@@ -259,13 +266,7 @@ def test_dense_path_stops_rays_once_opaque(monkeypatch):
     rays read no slab past the one where their transmittance fell below the threshold, and
     the render stays within it."""
     monkeypatch.setattr(frozen_module, "DENSE_SLAB", 4)
-    model = make_model("model.tensorf.density_activation=relu", ndc=False, seed=7)
-    with torch.no_grad():
-        for plane, line in zip(model.field.density_planes, model.field.density_lines, strict=True):
-            plane.fill_(3.0)
-            line.fill_(3.0)
-    model.update_alpha_mask()
-    model.eval()
+    model = fog_model(seed=7, factor=3.0)
     rays = outside_rays(200, 7)
     fast, plain, counts = render_both(model, rays, 0.5, 6.0)
     assert counts[1] < counts[0] // 2  # most slabs never read

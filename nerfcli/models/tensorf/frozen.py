@@ -94,6 +94,16 @@ class FrozenField:
         inside = (coords.abs() <= 1.0).all(-1)
         return self.activate(feature) * inside
 
+    def colour_on_rays(self, rays: Rays, ray: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Colour [P, 3] at depths t [P] of rays ray [P] (indices into rays), o + d t as
+        sample_points computes it."""
+        origins, directions = (
+            rays.origins.index_select(0, ray),
+            rays.directions.index_select(0, ray),
+        )
+        points = origins + directions * t[:, None]
+        return self.colour(self.normalize(points), rays.viewdirs.index_select(0, ray))
+
     def colour(self, coords: torch.Tensor, viewdirs: torch.Tensor) -> torch.Tensor:
         """Colour [P, 3] at grid coords [P, 3] seen along viewdirs [P, 3]."""
         if len(coords) == 0:
@@ -134,15 +144,12 @@ def render_world_fast(
         settings,
         rates,
     )
-
-    def colour_fn(ray: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        points = (
-            rays.origins.index_select(0, ray) + rays.directions.index_select(0, ray) * t[:, None]
-        )
-        return frozen.colour(frozen.normalize(points), rays.viewdirs.index_select(0, ray))
-
     if packed is None:  # a fog: every sample read in slabs, the rays compacted between them
         return render_dense(frozen, rays, t_vals, count, white_bkgd, settings.stop_transmittance)
+
+    def colour_fn(ray: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return frozen.colour_on_rays(rays, ray, t)
+
     out, coloured = composite_packed(packed, t_vals, count, colour_fn, white_bkgd)
     return out, (t_vals.numel(), len(packed.ray), coloured)
 
@@ -186,10 +193,9 @@ def render_dense(
         sigma = frozen.sigma(coords) * inside
         tau = sigma.view(t.shape).mul_(gaps[:, first:end].index_select(0, live))  # [A, W]
         running = torch.cumsum(tau, 1).add_(carry[:, None])  # [A, W]
-        if end == num_samples:
-            optical[live, first:end] = running
-            break
         optical[live, first:end] = running
+        if end == num_samples:
+            break
         carry = running[:, -1]  # [A]
         stopped = carry >= stop_depth  # [A]
         if bool(stopped.any()):
@@ -199,11 +205,7 @@ def render_dense(
             break
 
     def colour_fn(ray: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
-        t = t_vals[ray, sample]  # [U]
-        points = (
-            rays.origins.index_select(0, ray) + rays.directions.index_select(0, ray) * t[:, None]
-        )
-        return frozen.colour(frozen.normalize(points), rays.viewdirs.index_select(0, ray))
+        return frozen.colour_on_rays(rays, ray, t_vals[ray, sample])
 
     out, coloured = composite_quantiles(optical, t_vals, count, white_bkgd, colour_fn)
     return out, (t_vals.numel(), read, coloured)

@@ -72,7 +72,8 @@ def build_optimizer(model: RadianceModel, cfg: Config) -> torch.optim.Optimizer:
 
 def check_adam_state(optimizer: torch.optim.Optimizer, fresh: list[dict]) -> None:
     """load_state_dict trusts the stored settings and moments; a damaged or edited one would
-    fail (or divide by zero) at the first step. `fresh`: the param groups before loading.
+    fail (or divide by zero) at the first step. `fresh`: the param groups before loading
+    (numbers must stay finite numbers, Adam's switches keep their values).
     ValueError names the first bad entry."""
 
     def is_number(value) -> bool:
@@ -88,6 +89,10 @@ def check_adam_state(optimizer: torch.optim.Optimizer, fresh: list[dict]) -> Non
             elif isinstance(expected, tuple):
                 fits = isinstance(value, (tuple, list)) and len(value) == len(expected)
                 fits = fits and all(is_number(v) and math.isfinite(v) for v in value)
+            elif isinstance(expected, bool):  # a switch of Adam's code path (amsgrad,
+                # capturable, maximize, ...): the one nerfcli trains with, or the first step
+                # fails (capturable=True on the CPU, amsgrad=True without its moments)
+                fits = value is expected
             else:
                 fits = type(value) is type(expected)
             if not fits:

@@ -785,3 +785,24 @@ def test_render_video_with_bad_path_files_exits_cleanly(real_run, tmp_path):
         assert_cli_error(result)
         assert name in result.output and not out.exists()
         assert list(tmp_path.glob(f".{name}.gif*")) == []
+
+
+@pytest.mark.parametrize("switch", ["capturable", "amsgrad", "maximize"])
+def test_a_stored_adam_switch_other_than_ours_is_refused(switch):
+    """Hypothesis's find: a checkpoint whose Adam group says capturable=True loaded, and the
+    first step raised AssertionError on the CPU (a traceback). Adam's switches must be the
+    ones nerfcli trains with; a flipped one is a ValueError naming it (resume turns it into
+    one error line)."""
+    from nerfcli.training.optim import check_adam_state
+
+    weight = torch.nn.Parameter(torch.ones(3))
+    trained = torch.optim.Adam([weight], lr=0.1)
+    weight.grad = torch.ones(3)
+    trained.step()
+    state = trained.state_dict()
+    state["param_groups"][0][switch] = True
+    resumed = torch.optim.Adam([weight], lr=0.1)
+    fresh = [dict(group) for group in resumed.param_groups]
+    resumed.load_state_dict(state)
+    with pytest.raises(ValueError, match=f"optimizer setting '{switch}' is True"):
+        check_adam_state(resumed, fresh)

@@ -53,5 +53,10 @@ class RadianceModel(nn.Module):
         a grid was upsampled) and the optimizer must be rebuilt."""
         return False
 
+    def after_step(self, step: int) -> None:
+        """Called after each optimizer step with the number of steps taken (`step`, on every
+        rank alike; the schedule's position of before_step jumps on a time schedule, this does
+        not)."""
+
     def adapt_to_state_dict(self, state: dict) -> None:
         """Resize parameters/buffers so `state` loads (models whose shapes change in training)."""

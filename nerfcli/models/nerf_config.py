@@ -27,6 +27,19 @@ class NerfModelConfig:
     n_importance: int = 64  # extra fine (inverse-CDF) samples per ray; 0 disables the fine pass
     lindisp: bool = False  # sample linearly in inverse depth
     raw_noise_std: float = 1.0  # noise added to raw density during training
+    # --- occupancy estimator (issue 23, nerfcli/render/occupancy.py): scenes with a box only
+    # (Blender, spherified captures; not NDC or unbounded). A grid of estimator_cells^3 over the
+    # box, every cell occupied from the start (samples outside the box get no density), then
+    # every estimator_every training steps both networks' density at a jittered point near
+    # each vertex is folded into a moving maximum (decay estimator_decay an update), and a
+    # cell stays occupied while its alpha at the coarse spacing (far - near) / n_samples tops
+    # min(estimator_threshold, the mean), dilated by one cell. Only samples in occupied cells
+    # reach the networks, in training and in renders. 0: never (the reference nerf-pytorch,
+    # which samples the whole of [near, far]).
+    estimator_every: int = 16
+    estimator_cells: int = 32
+    estimator_threshold: float = 0.01
+    estimator_decay: float = 0.95
 
     # Keys of the shared sections the classic model does not read, and what it reads instead
     # of other models' keys (a --set on one of them is a usage error that names the advice).
@@ -65,3 +78,17 @@ class NerfModelConfig:
         if self.n_importance < 0:
             raise ConfigError("model.nerf.n_importance must be >= 0")
         check_at_least(self.raw_noise_std, "model.nerf.raw_noise_std", 0)
+        check_at_least(self.estimator_every, "model.nerf.estimator_every", 0)
+        if not 1 <= self.estimator_cells <= 512:
+            raise ConfigError(
+                f"model.nerf.estimator_cells must be in 1..512, got {self.estimator_cells}"
+            )
+        if not 0.0 <= self.estimator_threshold < 1.0:
+            raise ConfigError(
+                "model.nerf.estimator_threshold is an alpha in [0, 1), "
+                f"got {self.estimator_threshold}"
+            )
+        if not 0.0 <= self.estimator_decay <= 1.0:
+            raise ConfigError(
+                f"model.nerf.estimator_decay must be in [0, 1], got {self.estimator_decay}"
+            )

@@ -23,8 +23,9 @@ ModelBuilder = Callable[[Config, SceneBox], RadianceModel]
 
 
 def _build_nerf(cfg: Config, scene_box: SceneBox) -> RadianceModel:
-    # samples each ray over [near, far]: no box
-    return NerfModel(cfg.model.nerf, cfg.data.background, cfg.render.perturb)
+    # samples each ray over [near, far]; its occupancy estimator spans the box when there is one
+    box = None if scene_box is None else torch.as_tensor(np.asarray(scene_box), dtype=torch.float32)
+    return NerfModel(cfg.model.nerf, cfg.data.background, cfg.render.perturb, box)
 
 
 def _build_tensorf(cfg: Config, scene_box: SceneBox) -> RadianceModel:

@@ -19,8 +19,15 @@ wide on every axis always holds a corner of every cell it overlaps (dilation 0 i
 ball of radius >= half a cell diagonal holds a vertex within one cell of every cell it
 overlaps (dilation 1 is exact). tests/unit/test_occupancy.py checks both.
 
+For a field that is not trilinear (the classic model's MLP) the corners bound nothing, so
+`update(..., jitter=True)` evaluates each vertex at a random point within half a cell of it,
+and the moving maximum gathers the cell's neighbourhood over updates (nerfacc's random point
+per cell); with `mean_guard` the threshold is min(alpha_threshold, mean alpha), as nerfacc's
+min(occ_thre, mean) keeps the densest cells of a young field, and a grid with no cell above it
+keeps every cell (a network that has learnt nothing yet is not pruned to nothing).
+
 State (buffers, so checkpoints carry them): `vertex_density` and `occupied`, both empty
-(numel 0) until the first update: an empty grid marks every cell occupied.
+(numel 0) until the first update (or `fill`): an empty grid marks every cell occupied.
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ class OccupancyGrid(nn.Module):
         alpha_threshold: float = 1e-4,
         dilation: int = 0,
         ema_decay: float = 0.95,
+        mean_guard: bool = False,
     ):
         super().__init__()
         self.register_buffer("aabb", aabb.detach().clone().float())  # [2, 3] lo, hi
@@ -73,6 +81,7 @@ class OccupancyGrid(nn.Module):
         self.alpha_threshold = float(alpha_threshold)
         self.dilation = int(dilation)
         self.ema_decay = float(ema_decay)
+        self.mean_guard = bool(mean_guard)
 
     # ------------------------------------------------------------------ coordinates
 
@@ -84,6 +93,22 @@ class OccupancyGrid(nn.Module):
         if self.contraction != "none":
             return 0.5 * contract(coords, self.contraction)
         return coords
+
+    def world_points(self, coords: torch.Tensor) -> torch.Tensor:
+        """Grid coords [..., 3] -> world points [..., 3] (the inverse of `normalize`; boxes
+        only: a contracted grid has no linear inverse)."""
+        if self.contraction != "none":
+            raise ValueError("world_points is for a grid over a box (no contraction)")
+        lo, hi = self.aabb[0], self.aabb[1]
+        return lo + (coords + 1.0) * (0.5 * (hi - lo))
+
+    def inside(self, points: torch.Tensor) -> torch.Tensor:
+        """[...] (bool): world points [..., 3] inside the box (every finite point when the
+        grid spans a contracted cube)."""
+        if self.contraction != "none":
+            return torch.isfinite(points).all(-1)
+        lo, hi = self.aabb[0], self.aabb[1]
+        return ((points >= lo) & (points <= hi)).all(-1)
 
     def vertex_coords(self) -> torch.Tensor:
         """Grid coords of every vertex [Cz+1, Cy+1, Cx+1, 3] (x, y, z last)."""
@@ -106,12 +131,18 @@ class OccupancyGrid(nn.Module):
         fraction: float = 1.0,
         generator: torch.Generator | None = None,
         chunk: int = 65536,
+        jitter: bool = False,
     ) -> None:
         """Evaluate the density at the vertices (all of them, or a random `fraction` of them,
         as nerfacc updates a quarter of the cells a time), fold it into the moving maximum
         and rebuild the binary grid. steps: sample spacing (ray units), a float or per vertex
-        [Cz+1, Cy+1, Cx+1]."""
+        [Cz+1, Cy+1, Cx+1]. jitter: each vertex is evaluated at a uniformly random point of the
+        cell-sized cube centred on it (fields that are not trilinear)."""
         coords = self.vertex_coords().reshape(-1, 3)  # [V, 3]
+        if jitter:
+            size = 2.0 / torch.tensor(self.cells, dtype=coords.dtype)  # [3] x, y, z
+            offset = torch.rand(coords.shape, generator=generator, device="cpu") - 0.5
+            coords = coords + (offset * size).to(coords.device)
         if not self.built or fraction >= 1.0:
             index = torch.arange(len(coords), device=coords.device)
         else:
@@ -137,9 +168,21 @@ class OccupancyGrid(nn.Module):
         if tuple(sigma.shape) != expected:
             raise ValueError(f"vertex density shape {tuple(sigma.shape)}, expected {expected}")
         self.vertex_density = sigma.detach().float().clone()
-        self.occupied = occupied_cells(
-            self.vertex_density, steps, self.alpha_threshold, self.dilation
-        )
+        threshold = self.alpha_threshold
+        if self.mean_guard:
+            alpha = 1.0 - torch.exp(-self.vertex_density * steps)
+            threshold = min(threshold, float(alpha.mean()))
+        occupied = occupied_cells(self.vertex_density, steps, threshold, self.dilation)
+        if self.mean_guard and not bool(occupied.any()):
+            occupied = torch.ones_like(occupied)  # nothing learnt yet: keep every cell
+        self.occupied = occupied
+
+    def fill(self) -> None:
+        """Every cell occupied and no density known (a new model's grid: built, so a render
+        reads only inside the box; the first update replaces it)."""
+        shape = tuple(n + 1 for n in self.cells[::-1])
+        self.vertex_density = torch.zeros(shape, device=self.aabb.device)
+        self.occupied = torch.ones(self.cells[::-1], dtype=torch.bool, device=self.aabb.device)
 
     def resize(self, cells: tuple[int, int, int]) -> None:
         """A new resolution: the grid is empty (every cell occupied) until the next update."""

@@ -293,6 +293,7 @@ class Trainer:
         )
         self.optimizer.step()
         self.step += 1
+        self.model.after_step(self.step)
         scalars = dict(zip(keys, summed[1:]))
         return summed[0], psnr_from_mse(scalars.get("mse", summed[0])), lrs
 

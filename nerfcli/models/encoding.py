@@ -24,7 +24,7 @@ def positional_encoding(
     scaled = x[..., None, :] * freqs[:, None]  # [..., L, D]
     # interleave per frequency: [sin(f0 x), cos(f0 x), sin(f1 x), cos(f1 x), ...]
     sincos = torch.stack([torch.sin(scaled), torch.cos(scaled)], -2)  # [..., L, 2, D]
-    sincos = sincos.reshape(*x.shape[:-1], -1)  # [..., 2 L D]
+    sincos = sincos.reshape(*x.shape[:-1], 2 * num_freqs * x.shape[-1])  # [..., 2 L D]
     if include_input:
         return torch.cat([x, sincos], -1)
     return sincos

@@ -237,3 +237,22 @@ def test_the_real_network_trains_through_the_estimator():
     model.loss(out, torch.rand(16, 3), 1.0)[0].backward()
     assert model.coarse.pts_linears[0].weight.grad.abs().sum() > 0
     assert model.fine.pts_linears[0].weight.grad.abs().sum() > 0
+
+
+def test_a_chunk_with_no_occupied_sample_trains_and_renders():
+    """Every ray misses the box (a 32-ray chunk of sky): no sample reaches the networks, the
+    render is the background, and the backward pass still runs (zero gradients)."""
+    cfg = build_config(
+        None,
+        ["model.name=nerf", "model.nerf.netwidth=16", "model.nerf.netwidth_fine=16"]
+        + ["model.nerf.n_samples=8", "model.nerf.n_importance=8", "data.background=white"],
+    )
+    model = build_model(cfg, BOX)
+    origins = torch.tensor([0.0, 0.0, 4.0]).repeat(4, 1)
+    directions = torch.tensor([0.0, 1.0, 0.0]).repeat(4, 1)  # parallel to the box's top
+    rays = Rays(origins, directions, directions)
+    out = model.render_rays(rays, 2.0, 6.0, train=True, generator=torch.Generator())
+    assert model.last_sample_counts[1] == 0
+    torch.testing.assert_close(out.rgb, torch.ones(4, 3))
+    model.loss(out, torch.rand(4, 3), 1.0)[0].backward()
+    assert float(model.fine.pts_linears[0].weight.grad.abs().sum()) == 0.0

@@ -291,7 +291,7 @@ def _run_with_progress(cfg, scene, out: Path, dev, resume: bool, quiet: bool, vi
     step with a checkpoint (every rank at the same step). Returns the TrainSummary."""
     from nerfcli.training.optim import Schedule
     from nerfcli.training.session import start_run
-    from nerfcli.training.trainer import EvalEvent, StepEvent
+    from nerfcli.training.trainer import EvalEvent, HeldOutProgress, StepEvent
 
     progress = make_progress(
         quiet,
@@ -314,6 +314,8 @@ def _run_with_progress(cfg, scene, out: Path, dev, resume: bool, quiet: bool, vi
                 its=event.its,
                 test=last_test[0],
             )
+        elif isinstance(event, HeldOutProgress):  # scoring can take long: say what it is doing
+            progress.update(task, description=f"held-out view {event.done}/{event.total}")
         elif isinstance(event, EvalEvent):
             last_test[0] = f"{event.test_psnr:.2f}"
         if viewer is not None:

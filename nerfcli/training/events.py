@@ -28,6 +28,15 @@ class EvalEvent:
 
 
 @dataclass
+class HeldOutProgress:
+    """A held-out evaluation's progress: `done` of `total` views scored (this rank's)."""
+
+    step: int
+    done: int
+    total: int
+
+
+@dataclass
 class TrainSummary:
     steps: int
     start_step: int
@@ -45,5 +54,5 @@ class TrainSummary:
     world_size: int = 1
 
 
-Event = StepEvent | EvalEvent
+Event = StepEvent | EvalEvent | HeldOutProgress
 EventCallback = Callable[[Event], None]

@@ -30,22 +30,34 @@ def evaluate_held_out(
     ranks: distributed.Ranks,
     step: int,
     out_dir: Path,
-) -> EvalEvent:
+    should_stop: Callable[[], bool] | None = None,
+    on_view: Callable[[int, int], None] | None = None,
+) -> EvalEvent | None:
     """Held-out PSNR of `render_fn` (the model in eval mode) at 1/downscale resolution, and
-    the preview of the first held-out view (rank 0: previews/step_XXXXXXX.png)."""
+    the preview of the first held-out view (rank 0: previews/step_XXXXXXX.png). Before each
+    view `should_stop()` may end it (a signal: the run stops without waiting for the views
+    left), and then no rank returns a score (None); on_view(done, total) after each of this
+    rank's views."""
     k = max(1, downscale)
     views = scene.held_out
     errors: dict[int, float] = {}
     preview_image = None
-    for position, view in ranks.shard(list(enumerate(views))):
+    mine = ranks.shard(list(enumerate(views)))
+    for done, (position, view) in enumerate(mine):
+        if should_stop is not None and should_stop():
+            break
         out = render_view(render_fn, scene.camera(view), chunk, device, k)
         gt = downscale_image(torch.from_numpy(scene.images[view]), k).to(device)
         gt = gt[: out.rgb.shape[0], : out.rgb.shape[1]]  # [h, w, 3]
         errors[position] = float(torch.mean((out.rgb - gt) ** 2))
         if position == 0:
             preview_image = np.concatenate([to8b(out.rgb), to8b(gt)], 1)  # [h, 2w, 3]
-    for part in ranks.all_gather_objects(errors):
+        if on_view is not None:
+            on_view(done + 1, len(mine))
+    for part in ranks.all_gather_objects(errors):  # every rank gathers once, stopped or not
         errors.update(part)
+    if len(errors) < len(views):  # a rank stopped early: no score
+        return None
     mean = float(np.mean([errors[i] for i in range(len(views))]))
     if not ranks.is_main:
         return EvalEvent(step, psnr_from_mse(mean), None)

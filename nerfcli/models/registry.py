@@ -23,9 +23,20 @@ ModelBuilder = Callable[[Config, SceneBox], RadianceModel]
 
 
 def _build_nerf(cfg: Config, scene_box: SceneBox) -> RadianceModel:
-    # samples each ray over [near, far]; its occupancy estimator spans the box when there is one
-    box = None if scene_box is None else torch.as_tensor(np.asarray(scene_box), dtype=torch.float32)
+    """The classic model samples each ray over [near, far] as the reference; its occupancy
+    estimator spans the box only where nothing is seen outside it: an object composited on a
+    known background (white or random: the images' alpha says where the object is not). A
+    spherified or unbounded capture's box holds the cameras, not the whole visible world."""
+    box = None
+    if scene_box is not None and object_on_known_background(cfg):
+        box = torch.as_tensor(np.asarray(scene_box), dtype=torch.float32)
     return NerfModel(cfg.model.nerf, cfg.data.background, cfg.render.perturb, box)
+
+
+def object_on_known_background(cfg: Config) -> bool:
+    """An object scene whose background is composited (white or random), so nothing outside
+    its box is seen."""
+    return cfg.data.scene_type == "object" and cfg.data.background in ("white", "random")
 
 
 def _build_tensorf(cfg: Config, scene_box: SceneBox) -> RadianceModel:

@@ -65,6 +65,7 @@ def classic(extra: tuple[str, ...] = (), box: torch.Tensor | None = BOX, everywh
             "model.nerf.raw_noise_std=0",
             "render.perturb=false",
             "data.background=white",
+            "data.scene_type=object",  # a Blender object: the estimator's scene
             *extra,
         ],
     )
@@ -224,6 +225,8 @@ def test_the_real_network_trains_through_the_estimator():
             "model.nerf.n_samples=16",
             "model.nerf.n_importance=8",
             "model.nerf.estimator_cells=8",
+            "data.scene_type=object",
+            "data.background=white",
         ],
     )
     model = build_model(cfg, BOX)
@@ -245,7 +248,8 @@ def test_a_chunk_with_no_occupied_sample_trains_and_renders():
     cfg = build_config(
         None,
         ["model.name=nerf", "model.nerf.netwidth=16", "model.nerf.netwidth_fine=16"]
-        + ["model.nerf.n_samples=8", "model.nerf.n_importance=8", "data.background=white"],
+        + ["model.nerf.n_samples=8", "model.nerf.n_importance=8", "data.background=white"]
+        + ["data.scene_type=object"],
     )
     model = build_model(cfg, BOX)
     origins = torch.tensor([0.0, 0.0, 4.0]).repeat(4, 1)
@@ -256,3 +260,25 @@ def test_a_chunk_with_no_occupied_sample_trains_and_renders():
     torch.testing.assert_close(out.rgb, torch.ones(4, 3))
     model.loss(out, torch.rand(4, 3), 1.0)[0].backward()
     assert float(model.fine.pts_linears[0].weight.grad.abs().sum()) == 0.0
+
+
+@pytest.mark.parametrize(
+    "scene_type, background, has_estimator",
+    [
+        ("object", "white", True),  # Blender
+        ("object", "random", True),  # Blender trained on random backgrounds
+        ("object", "black", False),  # a spherified capture: its background is real
+        ("unbounded", "black", False),  # the box holds the cameras, not the world
+        ("unbounded", "white", False),
+    ],
+)
+def test_only_objects_on_a_known_background_get_the_estimator(
+    scene_type, background, has_estimator
+):
+    cfg = build_config(
+        None,
+        ["model.name=nerf", f"data.scene_type={scene_type}", f"data.background={background}"]
+        + ["data.ndc=false"],
+    )
+    model = build_model(cfg, BOX)
+    assert (model.estimator is not None) == has_estimator

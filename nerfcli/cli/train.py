@@ -318,6 +318,11 @@ def _run_with_progress(cfg, scene, out: Path, dev, resume: bool, quiet: bool, vi
             progress.update(task, description=f"held-out view {event.done}/{event.total}")
         elif isinstance(event, EvalEvent):
             last_test[0] = f"{event.test_psnr:.2f}"
+            progress.update(
+                task,
+                description=f"train step {event.step}" if by_time else "train",
+                test=last_test[0],
+            )
         if viewer is not None:
             viewer.on_event(event)
 

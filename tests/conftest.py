@@ -93,6 +93,18 @@ def settings_args(settings: dict) -> list[str]:
     return args
 
 
+# `--set` values of a classic model with 16-wide, 3-deep networks (a skip after layer 1), for
+# unit tests that build the model from a config.
+SMALL_CLASSIC = [
+    "model.name=nerf",
+    "model.nerf.netwidth=16",
+    "model.nerf.netwidth_fine=16",
+    "model.nerf.netdepth=3",
+    "model.nerf.netdepth_fine=3",
+    "model.nerf.skips=[1]",
+]
+
+
 def tiny_nerf_args(
     width: int = 32,
     depth: int = 4,

@@ -30,6 +30,7 @@ from nerfcli.data.rays import Rays
 from nerfcli.errors import ConfigError
 from nerfcli.models.config import build_config
 from nerfcli.models.registry import build_model
+from tests.conftest import SMALL_CLASSIC
 
 BOX = torch.tensor([[-1.5, -1.5, -1.5], [1.5, 1.5, 1.5]])
 CENTRE = torch.tensor([0.1, -0.2, 0.15])
@@ -216,12 +217,7 @@ def test_the_real_network_trains_through_the_estimator():
     cfg = build_config(
         None,
         [
-            "model.name=nerf",
-            "model.nerf.netwidth=16",
-            "model.nerf.netwidth_fine=16",
-            "model.nerf.netdepth=3",
-            "model.nerf.netdepth_fine=3",
-            "model.nerf.skips=[1]",
+            *SMALL_CLASSIC,
             "model.nerf.n_samples=16",
             "model.nerf.n_importance=8",
             "model.nerf.estimator_cells=8",

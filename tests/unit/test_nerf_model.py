@@ -90,7 +90,7 @@ def test_chunked_gradients_equal_the_whole_batch(tmp_path):
     same gradient as one pass over the batch (deterministic sampling, no density noise)."""
     from nerfcli.data.formats.llff import load_llff_data
     from nerfcli.training.trainer import Trainer
-    from tests.conftest import write_llff
+    from tests.conftest import SMALL_CLASSIC, write_llff
 
     scene = load_llff_data(write_llff(tmp_path / "s", n=4, height=8, width=10), factor=1)
     grads = {}
@@ -99,12 +99,7 @@ def test_chunked_gradients_equal_the_whole_batch(tmp_path):
         cfg = build_config(
             None,
             [
-                "model.name=nerf",
-                "model.nerf.netwidth=16",
-                "model.nerf.netwidth_fine=16",
-                "model.nerf.netdepth=3",
-                "model.nerf.netdepth_fine=3",
-                "model.nerf.skips=[1]",
+                *SMALL_CLASSIC,
                 "render.n_samples=8",
                 "render.n_importance=8",
                 "render.perturb=false",

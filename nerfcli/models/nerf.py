@@ -164,8 +164,9 @@ class NerfModel(RadianceModel):
             kept = pts.shape[0] * pts.shape[1]
         else:  # only the occupied samples reach the network; the others have density 0
             sigma_kept, rgb_kept = field(pts[keep], dirs[keep])  # [K], [K, 3]
-            sigma_raw = pts.new_zeros(keep.shape).index_put((keep,), sigma_kept)
-            rgb_raw = pts.new_zeros(pts.shape).index_put((keep,), rgb_kept)
+            # in the network's dtype (bfloat16 under autocast)
+            sigma_raw = sigma_kept.new_zeros(keep.shape).index_put((keep,), sigma_kept)
+            rgb_raw = rgb_kept.new_zeros(pts.shape).index_put((keep,), rgb_kept)
             kept = len(sigma_kept)
         if noise_std > 0:
             noise = noise_std * torch.randn(

@@ -278,3 +278,22 @@ def test_only_objects_on_a_known_background_get_the_estimator(
     )
     model = build_model(cfg, BOX)
     assert (model.estimator is not None) == has_estimator
+
+
+def test_the_estimator_path_trains_under_bfloat16_autocast():
+    """train.precision=bf16 (autocast, the GPU default): the networks' outputs are bfloat16, and the scatter of
+    the kept samples takes their dtype (it crashed on a float32 destination). The render is
+    the float32 one to bfloat16's precision."""
+    cfg = build_config(None, [*SMALL_CLASSIC, "data.scene_type=object", "data.background=white"])
+    torch.manual_seed(0)
+    model = build_model(cfg, BOX)
+    rays = rays_at_the_ball(16)
+    plain = model.render_rays(rays, 2.0, 6.0, train=False).rgb
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.render_rays(rays, 2.0, 6.0, train=False)
+    assert 0 < model.last_sample_counts[1] < model.last_sample_counts[0]
+    torch.testing.assert_close(out.rgb.float(), plain, atol=0.05, rtol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.render_rays(rays, 2.0, 6.0, train=True, generator=torch.Generator())
+    model.loss(out, torch.rand(16, 3), 1.0)[0].backward()
+    assert model.fine.pts_linears[0].weight.grad.abs().sum() > 0

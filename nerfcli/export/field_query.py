@@ -44,8 +44,12 @@ def _nerf_field(model):
 
 
 def _nerf_density(model, points: torch.Tensor) -> torch.Tensor:
+    """The density the model renders: the network's, and 0 outside its estimator's occupied
+    cells (where it was never trained, and renders nothing)."""
     sigma_raw, _ = _nerf_field(model)(points, torch.zeros_like(points))
-    return F.relu(sigma_raw)
+    sigma = F.relu(sigma_raw)
+    keep = model.occupied(points)
+    return sigma if keep is None else sigma * keep
 
 
 def _nerf_colour(model, points: torch.Tensor, viewdirs: torch.Tensor) -> torch.Tensor:

@@ -138,9 +138,10 @@ class NerfModel(RadianceModel):
         # (all samples, samples given to the networks) of the last render
         self.last_sample_counts = (0, 0)
 
-    def _keep(self, pts: torch.Tensor) -> torch.Tensor | None:
-        """[R, S] (bool): samples in an occupied cell of the box; None: every sample (no
-        estimator, or one from a checkpoint saved before it existed)."""
+    def occupied(self, pts: torch.Tensor) -> torch.Tensor | None:
+        """[...] (bool): points [..., 3] in an occupied cell of the box, where the model has a
+        density at all (elsewhere it renders 0); None: everywhere (no estimator, or one from a
+        checkpoint saved before it existed)."""
         grid = self.estimator
         if grid is None or not grid.built:
             return None
@@ -158,7 +159,7 @@ class NerfModel(RadianceModel):
     ):
         pts = sample_points(rays.origins, rays.directions, t_vals)  # [R, S, 3]
         dirs = rays.viewdirs[:, None, :].expand(pts.shape)  # [R, S, 3]
-        keep = self._keep(pts)
+        keep = self.occupied(pts)
         if keep is None:
             sigma_raw, rgb_raw = field(pts, dirs)  # [R, S], [R, S, 3]
             kept = pts.shape[0] * pts.shape[1]

@@ -141,7 +141,7 @@ def test_no_sample_above_the_threshold_is_dropped():
     points = (torch.rand(20000, 1, 3, generator=g) * 2 - 1) * 1.4  # [P, 1, 3] in the box
     sigma = torch.relu(model.fine.density(points))
     alpha = 1 - torch.exp(-sigma * model.spacing)
-    keep = model._keep(points)
+    keep = model.occupied(points)
     assert bool((alpha > model.cfg.estimator_threshold).any())
     assert not bool((~keep & (alpha > model.cfg.estimator_threshold)).any())
 
@@ -297,3 +297,18 @@ def test_the_estimator_path_trains_under_bfloat16_autocast():
         out = model.render_rays(rays, 2.0, 6.0, train=True, generator=torch.Generator())
     model.loss(out, torch.rand(16, 3), 1.0)[0].backward()
     assert model.fine.pts_linears[0].weight.grad.abs().sum() > 0
+
+
+def test_export_reads_the_density_the_model_renders():
+    """nerf export's density of a classic model is 0 where its estimator renders none: outside
+    the box and in emptied cells, where the networks were never trained."""
+    from nerfcli.export.field_query import density_at
+
+    model = classic(everywhere=True)  # a fog everywhere, the networks say
+    trained_grid(model)  # the grid is full: the fog is everywhere in the box
+    points = torch.tensor([[0.0, 0.0, 0.0], [1.2, -1.0, 0.5], [2.0, 0.0, 0.0], [0.0, 0.0, -3.0]])
+    sigma = density_at(model, points)
+    assert sigma[:2].tolist() == pytest.approx([0.4, 0.4])  # inside the box
+    assert sigma[2:].tolist() == [0.0, 0.0]  # outside it
+    model.estimator.occupied[:] = False  # every cell emptied
+    assert density_at(model, points).tolist() == [0.0, 0.0, 0.0, 0.0]

@@ -438,3 +438,14 @@ def test_fuzz_random_valid_scenes_load(counts, size, angle, testskip, seed):
         assert scene.K[0, 0, 0] == pytest.approx(0.5 * size[1] / math.tan(0.5 * angle), rel=1e-5)
         first = json.loads((root / "transforms_train.json").read_text())["frames"][0]
         assert np.allclose(scene.c2w[0], np.array(first["transform_matrix"])[:3, :4], atol=1e-6)
+
+
+def test_the_factor_message_claims_no_size_it_did_not_read(tmp_path):
+    """The auto factor's reason named lego's 400 x 400 as what --half-res gives, for any
+    Blender scene."""
+    from nerfcli.config import DataConfig
+    from nerfcli.data.formats.blender import plan_frame
+
+    root = write_blender(tmp_path / "s")
+    reason = plan_frame(root, DataConfig(format="blender")).choices["factor"].reason
+    assert "400" not in reason and "--half-res" in reason

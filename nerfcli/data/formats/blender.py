@@ -189,7 +189,7 @@ def plan_frame(path: Path, data: DataConfig) -> FramePlan:
         factor = Choice(data.factor, f"factor {data.factor} (the preset, --set or --factor)", False)
     else:
         half_res = BlenderConfig.of(data).half_res
-        half = " at half resolution (--half-res)" if half_res else " (--half-res: 400 x 400)"
+        half = " at half resolution (--half-res)" if half_res else " (--half-res halves them)"
         factor = Choice(1, f"factor 1: Blender scenes load at their own size{half}", True)
     frame = Choice("file", "frame: the file's (nerf-pytorch's), spherical render path", True)
     cameras = Choice("file", "cameras: camera_angle_x of each split file", True)

@@ -15,6 +15,7 @@ evaluates every sample.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -101,7 +102,7 @@ class NerfModel(RadianceModel):
         m: NerfModelConfig,
         background: str = "auto",
         perturb: bool = True,
-        scene_box: torch.Tensor | None = None,
+        scene_box: np.ndarray | torch.Tensor | None = None,
     ):
         """`m`: the classic model's config section (networks, samples per ray, estimator); of
         the scene: its background (white composites onto white), whether training jitters the
@@ -128,7 +129,7 @@ class NerfModel(RadianceModel):
         # the occupancy estimator over the box: every cell occupied until the first update
         self.estimator: OccupancyGrid | None = None
         if scene_box is not None and m.estimator_every > 0:
-            box = torch.as_tensor(scene_box, dtype=torch.float32)
+            box = torch.as_tensor(scene_box, dtype=torch.float32)  # numpy or torch
             cells = (m.estimator_cells,) * 3
             self.estimator = OccupancyGrid(
                 box, cells, "none", m.estimator_threshold, 1, m.estimator_decay, mean_guard=True
@@ -252,7 +253,4 @@ class NerfModel(RadianceModel):
             for key in [k for k in state if k.startswith("estimator.")]:
                 del state[key]
             return
-        if "estimator.occupied" not in state:
-            state["estimator.aabb"] = self.estimator.aabb.clone()
-            state["estimator.vertex_density"] = torch.zeros(0)
-            state["estimator.occupied"] = torch.zeros(0, dtype=torch.bool)
+        self.estimator.add_missing_state(state, "estimator.")

@@ -58,6 +58,7 @@ class NerfModelConfig:
             ("netwidth_fine", 1, 65536),
             ("multires", 0, 64),
             ("multires_views", 0, 64),
+            ("estimator_cells", 1, 512),
         ):
             value = getattr(self, name)
             if not low <= value <= high:
@@ -80,10 +81,6 @@ class NerfModelConfig:
             raise ConfigError("model.nerf.n_importance must be >= 0")
         check_at_least(self.raw_noise_std, "model.nerf.raw_noise_std", 0)
         check_at_least(self.estimator_every, "model.nerf.estimator_every", 0)
-        if not 1 <= self.estimator_cells <= 512:
-            raise ConfigError(
-                f"model.nerf.estimator_cells must be in 1..512, got {self.estimator_cells}"
-            )
         if not 0.0 <= self.estimator_threshold < 1.0:
             raise ConfigError(
                 "model.nerf.estimator_threshold is an alpha in [0, 1), "

@@ -27,9 +27,7 @@ def _build_nerf(cfg: Config, scene_box: SceneBox) -> RadianceModel:
     estimator spans the box only where nothing is seen outside it: an object composited on a
     known background (white or random: the images' alpha says where the object is not). A
     spherified or unbounded capture's box holds the cameras, not the whole visible world."""
-    box = None
-    if scene_box is not None and object_on_known_background(cfg):
-        box = torch.as_tensor(np.asarray(scene_box), dtype=torch.float32)
+    box = scene_box if object_on_known_background(cfg) else None
     return NerfModel(cfg.model.nerf, cfg.data.background, cfg.render.perturb, box)
 
 

@@ -184,6 +184,15 @@ class OccupancyGrid(nn.Module):
         self.vertex_density = torch.zeros(shape, device=self.aabb.device)
         self.occupied = torch.ones(self.cells[::-1], dtype=torch.bool, device=self.aabb.device)
 
+    def add_missing_state(self, state: dict, prefix: str) -> None:
+        """A checkpoint saved before this grid existed (no `{prefix}occupied`): its keys added
+        to `state`, empty (the box kept), so the grid loads not built."""
+        if f"{prefix}occupied" in state:
+            return
+        for name, buffer in self.state_dict().items():
+            empty = torch.zeros(0, dtype=buffer.dtype) if name != "aabb" else buffer
+            state.setdefault(f"{prefix}{name}", empty.clone())
+
     def resize(self, cells: tuple[int, int, int]) -> None:
         """A new resolution: the grid is empty (every cell occupied) until the next update."""
         self.cells = tuple(int(c) for c in cells)

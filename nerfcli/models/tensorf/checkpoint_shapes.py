@@ -5,11 +5,11 @@ has the starting shapes, not the saved ones."""
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from nerfcli.errors import CheckpointError
 from nerfcli.models.tensorf.factors import factor_resolution, make_factors
 from nerfcli.models.tensorf.field import TensorfField
+from nerfcli.render.occupancy import OccupancyGrid
 
 FIELD_PREFIX = "field."  # the TensoRF model's field, by composition
 OTHER_PREFIXES = ("estimator.",)  # the model's other parts
@@ -39,7 +39,7 @@ def saved_resolution(state: dict) -> tuple[int, int, int]:
         ) from None
 
 
-def adapt_to_state_dict(field: TensorfField, estimator: nn.Module, state: dict) -> None:
+def adapt_to_state_dict(field: TensorfField, estimator: OccupancyGrid, state: dict) -> None:
     """Resize every factor and the alpha mask of `field` to the shapes stored in `state` (the
     values are then loaded by load_state_dict). A checkpoint saved before the composition has
     its field's keys renamed (upgrade_field_keys); one saved before the occupancy estimator
@@ -55,10 +55,7 @@ def adapt_to_state_dict(field: TensorfField, estimator: nn.Module, state: dict) 
         field.app_planes, field.app_lines = make_factors(m.appearance_components, resolution, 0.0)
         field.to(field.aabb.device)
         field.resolution = resolution
-    if "estimator.occupied" not in state:  # a checkpoint from before the estimator
-        for name, buffer in estimator.state_dict().items():
-            empty = torch.zeros(0, dtype=buffer.dtype) if name != "aabb" else buffer
-            state.setdefault(f"estimator.{name}", empty.clone())
+    estimator.add_missing_state(state, "estimator.")  # a checkpoint from before it
     mask = state.get(f"{FIELD_PREFIX}alpha_mask")
     if mask is not None and tuple(mask.shape) != tuple(field.alpha_mask.shape):
         field.alpha_mask = torch.zeros(mask.shape, dtype=torch.bool, device=field.aabb.device)

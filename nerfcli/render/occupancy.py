@@ -320,7 +320,12 @@ def cell_index(shape: tuple[int, ...], coords: torch.Tensor) -> torch.Tensor:
     coord [..., 3]: floor((c + 1) / 2 * cells) on each axis, clamped into the grid (the alpha
     mask's rule; a non-finite coord lands in some cell, the caller masks it)."""
     cz, cy, cx = shape
-    cells = coords.new_tensor([cx, cy, cz])  # [3]
-    index = ((coords + 1.0) * (0.5 * cells)).nan_to_num_(0.0)
-    index = torch.minimum(index.clamp_(min=0.0), cells - 1.0).long()  # [..., 3]
-    return (index[..., 2] * cy + index[..., 1]) * cx + index[..., 0]
+    half = coords.new_tensor([cx, cy, cz]) * 0.5  # [3]
+    index = torch.addcmul(half, coords, half).nan_to_num_(0.0)  # (c + 1) / 2 * cells
+    index = torch.minimum(index.clamp_(min=0.0), 2.0 * half - 1.0).floor_()  # [..., 3]
+    # the flat index as one product with the strides, exact while it fits the float's
+    # mantissa (2^24 cells in float32; larger grids in float64); never autocast to bfloat16
+    dtype = torch.float32 if cx * cy * cz <= 2**24 else torch.float64
+    strides = torch.tensor([1.0, cx, cx * cy], dtype=dtype, device=coords.device)
+    with torch.autocast(coords.device.type, enabled=False):
+        return (index.to(dtype) @ strides).long()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -93,18 +94,19 @@ def load_matching_scene(
     return scene
 
 
+@torch.no_grad()
 def _score_view(
-    render_fn,
+    out,
+    camera,
     scene: Scene,
     view: int,
-    chunk: int,
     device: torch.device,
     downscale: int,
+    out_dir: Path,
     lpips_model=None,
-) -> tuple[ViewScore, np.ndarray, np.ndarray]:
-    """Render one held-out view and score it: (score, render [H, W, 3], ground truth)."""
-    camera = scene.camera(view)
-    out = render_view(render_fn, camera, chunk, device, downscale)
+) -> tuple[ViewScore, tuple[int, int]]:
+    """Score one rendered held-out view (`render_view`'s result `out` of `camera`) against its
+    photo and write its render / ground truth / error PNGs: (score, (height, width))."""
     gt = downscale_image(torch.from_numpy(scene.images[view]), downscale).to(device)
     height, width = out.rgb.shape[:2]
     gt = gt[:height, :width]
@@ -120,7 +122,12 @@ def _score_view(
         pred = camera_depth(camera.downscaled(downscale), t, scene.scale)
         error = depth_error(pred, gt_depth)
         score.depth_abs_rel, score.depth_rmse = error.abs_rel, error.rmse
-    return score, out.rgb.cpu().numpy(), gt.cpu().numpy()
+    rgb, gt = out.rgb.cpu().numpy(), gt.cpu().numpy()
+    for kind, image in (("render", to8b(rgb)), ("gt", to8b(gt)), ("error", error_map(rgb, gt))):
+        path = out_dir / f"view{view:03d}_{kind}.png"
+        write_image_atomic(path, image)
+        score.files[kind] = str(path)
+    return score, (height, width)
 
 
 def evaluate(
@@ -136,7 +143,11 @@ def evaluate(
     """Score every held-out view of `scene` (the views the trainer reports too) and write
     render / ground truth / error PNGs and metrics.json into out_dir. Across processes each
     rank scores and writes the views rank::world, and rank 0 writes metrics.json; every rank
-    returns the whole report."""
+    returns the whole report.
+
+    On the CPU a view is scored and written on a thread of its own while the next one renders
+    (on the render's own worker threads): scoring (SSIM, the PNGs) is serial work that would
+    otherwise leave a core idle between renders."""
     import time
 
     start = time.perf_counter()
@@ -147,17 +158,40 @@ def evaluate(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     mine: list[tuple[int, ViewScore, tuple[int, int]]] = []
-    for position, view in ranks.shard(list(enumerate(scene.held_out))):
-        score, rgb, gt = _score_view(
-            render_fn, scene, view, ckpt.config.render.chunk, device, downscale, lpips_model
-        )
-        for kind, image in (("render", to8b(rgb)), ("gt", to8b(gt)), ("error", error_map(rgb, gt))):
-            path = out_dir / f"view{view:03d}_{kind}.png"
-            write_image_atomic(path, image)
-            score.files[kind] = str(path)
-        mine.append((position, score, rgb.shape[:2]))
-        if on_view is not None:
-            on_view(score)
+    chunk = ckpt.config.render.chunk
+    with ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,)) as scorer:
+        pending: list[tuple[int, Future]] = []
+
+        def finish() -> None:
+            position, future = pending.pop()
+            score, shape = future.result()
+            mine.append((position, score, shape))
+            if on_view is not None:
+                on_view(score)
+
+        for position, view in ranks.shard(list(enumerate(scene.held_out))):
+            camera = scene.camera(view)
+            out = render_view(render_fn, camera, chunk, device, downscale)
+            if pending:
+                finish()
+            pending.append(
+                (
+                    position,
+                    scorer.submit(
+                        _score_view,
+                        out,
+                        camera,
+                        scene,
+                        view,
+                        device,
+                        downscale,
+                        out_dir,
+                        lpips_model,
+                    ),
+                )
+            )
+        if pending:
+            finish()
     done = sorted(item for part in ranks.all_gather_objects(mine) for item in part)
     scores = [score for _, score, _ in done]
     height, width = done[-1][2] if done else (0, 0)

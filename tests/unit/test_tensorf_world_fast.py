@@ -273,3 +273,84 @@ def test_dense_path_stops_rays_once_opaque(monkeypatch):
     stop = frozen_module.STOP_TRANSMITTANCE
     assert float((fast.opacity - plain.opacity).abs().max()) <= stop + 1e-5
     assert float((fast.rgb - plain.rgb).abs().max()) < 1e-3
+
+
+# ----------------------------------------------------------------------------- baked appearance
+
+
+def random_appearance(model, seed: int) -> None:
+    """Appearance factors of the size a trained model has (N(0, 1)), so the features matter."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for factor in [*model.field.app_planes, *model.field.app_lines]:
+            factor.copy_(torch.randn(factor.shape, generator=generator))
+
+
+def points_in(cells: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """Grid coords [count, 3] drawn uniformly inside the cells [Cz, Cy, Cx] marked True."""
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.nonzero(cells)  # [K, 3] (z, y, x)
+    pick = index[torch.randint(0, len(index), (count,), generator=generator)]
+    size = torch.tensor(cells.shape[::-1], dtype=torch.float32)  # (Cx, Cy, Cz)
+    return (pick.flip(1).float() + torch.rand(count, 3, generator=generator)) / size * 2.0 - 1.0
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.6])  # vertices baked one by one / by z-slices
+def test_the_appearance_table_is_the_factors_trilinear_read(fraction):
+    """A trilinear read of the baked vertices is the factors' own value (each mode is bilinear
+    in its plane and linear in its line): equal to the table's half precision (11 significant
+    bits: 2^-11 of the largest feature, times the 8 weights' sum of 1), in occupied cells; a
+    point in a cell no occupied cell touches is reported missing."""
+    model = make_model(ndc=False, seed=3)
+    random_appearance(model, 3)
+    model.eval()
+    frozen = model.frozen_field()
+    generator = torch.Generator().manual_seed(4)
+    cells = torch.rand(frozen._cells.shape, generator=generator) < fraction
+    planes, lines = frozen._factors
+    assert tuple(r - 1 for r in model.field.resolution[::-1]) == tuple(cells.shape)
+    table = frozen_module.AppearanceVertices(cells, planes, lines, frozen.basis)
+    inside = points_in(cells, 4000, 5)
+    features, missing = table.read(inside)
+    exact = frozen.features(inside)
+    scale = float(exact.abs().max())
+    assert not bool(missing.any())
+    assert float((features - exact).abs().max()) <= 2.0**-10 * scale
+    lonely = ~frozen_module.vertices_of(cells)  # vertices touching no occupied cell
+    if bool(lonely.any()):
+        z, y, x = (int(i) for i in torch.nonzero(lonely)[0])
+        size = torch.tensor(lonely.shape[::-1], dtype=torch.float32) - 1.0
+        vertex = torch.tensor([[x, y, z]], dtype=torch.float32) / size * 2.0 - 1.0
+        assert bool(table.read(vertex)[1].all())
+
+
+@pytest.mark.parametrize("kind", list(SCENES))
+def test_colour_from_the_table_renders_the_plain_image(monkeypatch, kind):
+    """Once baked (at once here: TABLE_AFTER = 0), colour comes from the table, and points the
+    table lacks from the factors: the fast render stays the plain path's, to the decoder's
+    response to half-precision features (asserted 2e-3) plus the termination bound."""
+    monkeypatch.setattr(frozen_module, "TABLE_AFTER", 0.0)
+    build, make_rays_fn, near, far = SCENES[kind]
+    model = build(8, False)
+    random_appearance(model, 8)
+    model.update_alpha_mask()
+    model.eval()
+    rays = make_rays_fn(300, 8)
+    fast, plain, _ = render_both(model, rays, near, far)
+    assert model.frozen_field().table is not None
+    assert bool(plain.opacity.max() > 0.5)
+    assert float((fast.rgb - plain.rgb).abs().max()) < 2e-3 + frozen_module.STOP_TRANSMITTANCE
+    # and the fallback: a point outside every occupied cell is read from the factors
+    frozen = model.frozen_field()
+    empty = ~frozen_module.vertices_of(frozen._cells)
+    if bool(empty.any()):
+        z, y, x = (int(i) for i in torch.nonzero(empty)[0])
+        size = torch.tensor(empty.shape[::-1], dtype=torch.float32) - 1.0
+        point = torch.tensor([[x, y, z]], dtype=torch.float32) / size * 2.0 - 1.0
+        view = torch.tensor([[0.0, 0.0, 1.0]])
+        with torch.no_grad():
+            from_table = frozen.colour(point, view)
+            frozen.table = None
+            frozen._table_fits = False
+            from_factors = frozen.colour(point, view)
+        assert torch.allclose(from_table, from_factors, atol=1e-6)

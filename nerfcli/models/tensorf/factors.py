@@ -241,6 +241,37 @@ def appearance_at_depths(
     return table
 
 
+def appearance_at_vertices(
+    planes: list[torch.Tensor],
+    lines: list[torch.Tensor],
+    basis: torch.Tensor,  # [A, C0 + C1 + C2] the appearance basis (no bias)
+    vertices: torch.Tensor,  # [N, 3] (x, y, z) vertex indices
+    dtype: torch.dtype = torch.float32,
+    block: int = 1 << 16,
+) -> torch.Tensor:
+    """The appearance features basis @ concat_m(P_m * L_m) at grid vertices [N, A], stored as
+    `dtype` (computed in float32, `block` vertices at a time): each factor read at a vertex,
+    no interpolation. A trilinear read of these values is the field's own appearance: each
+    mode's product is bilinear in its plane's axes and linear in its line's, so multilinear in
+    each grid cell."""
+    columns = []  # per mode: plane texels [H * W, C] (rows contiguous), line texels [L, C]
+    for mode in range(3):
+        plane, line = planes[mode][0], lines[mode][0, :, :, 0]  # [C, H, W], [C, L]
+        columns.append(
+            (plane.reshape(plane.shape[0], -1).t().contiguous(), line.t(), plane.shape[2])
+        )
+    out = basis.new_empty(len(vertices), basis.shape[0], dtype=dtype)
+    for first in range(0, len(vertices), block):
+        v = vertices[first : first + block]
+        parts = []
+        for mode, (plane, line, width) in enumerate(columns):
+            (a, b), c = PLANE_AXES[mode], LINE_AXES[mode]
+            texel = v[:, b] * width + v[:, a]  # [n]
+            parts.append(plane.index_select(0, texel) * line.index_select(0, v[:, c]))
+        out[first : first + block] = torch.cat(parts, 1) @ basis.t()
+    return out
+
+
 def _at_depth(factor: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """Linear interpolation of factor [C, Rz, ...] along its depth axis at box z [S] ->
     [S, C, ...] (align_corners=True, z clamped into the box)."""

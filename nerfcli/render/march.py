@@ -49,11 +49,15 @@ class MarchSettings:
     # frozen.render_dense): measured on a 198-step fox, marched bundles past 0.9 rendered
     # 0.65-0.8x as fast as the plain path, those at 0.81-0.86 1.4-5x (bench/README.md)
     dense_limit: float = 0.9
+    # judge a bundle from every PROBE_STRIDE-th ray first (for grids likely to be a fog: the
+    # probe costs a sparse grid such as lego's 3-5% and saves a 4-minute cup's 5%)
+    probe: bool = False
 
 
-# A bundle is first judged from every PROBE_STRIDE-th ray (neighbouring pixels: a fair sample),
-# so a fog is declined at 1/PROBE_STRIDE of the candidate test's cost (6% of a 4-minute cup's
-# render before); a bundle the probe passes is judged again on all of its rays.
+# With MarchSettings.probe, a bundle is first judged from every PROBE_STRIDE-th ray
+# (neighbouring pixels: a fair sample), so a fog is declined at 1/PROBE_STRIDE of the candidate
+# test's cost (6% of a 4-minute cup's render before); a bundle the probe passes is judged again
+# on all of its rays.
 PROBE_STRIDE = 8
 
 ToGrid = Callable[[torch.Tensor], torch.Tensor]  # points [..., 3] -> grid coords [..., 3]
@@ -147,7 +151,7 @@ def march(
 ) -> Packed | None:
     """The samples of t_vals in occupied cells, up to each ray's termination (module doc);
     None when more than settings.dense_limit of the blocks may hold one."""
-    if len(origins) >= PROBE_STRIDE * 64:  # a fog is declined from every PROBE_STRIDE-th ray
+    if settings.probe and len(origins) >= PROBE_STRIDE * 64:  # judged from a few rays first
         probe = slice(None, None, PROBE_STRIDE)
         few = RayCells(
             occupancy,

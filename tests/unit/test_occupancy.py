@@ -26,6 +26,7 @@ import math
 import pytest
 import torch
 
+import nerfcli.render.march as march_module
 from nerfcli.render.composite import (
     alpha_from_density,
     composite_grouped,
@@ -275,3 +276,45 @@ def test_early_termination_drops_at_most_the_threshold(density):
     assert float((full.rgb - cut.rgb).abs().max()) <= 1e-4 + 1e-4
     assert cut_count < 0.8 * full_count  # the surfaces do stop rays
     assert math.isfinite(float(cut.depth.sum()))
+
+
+@pytest.mark.parametrize("density", [box_density, ball_density], ids=["box", "ball"])
+def test_the_probe_changes_no_sample(density, monkeypatch):
+    """MarchSettings.probe only judges a bundle from every PROBE_STRIDE-th ray first: a bundle
+    the probe passes marches the same samples; with a limit no bundle meets, it declines."""
+    monkeypatch.setattr(march_module, "PROBE_STRIDE", 4)
+    grid = built_grid(density, 32, 1)
+    origins, directions = random_rays(500, seed=9)  # >= 64 probes of 4 rays: probed
+    t_vals = box_samples(origins, directions)
+    runs = [
+        march(
+            grid.frozen(),
+            grid.normalize,
+            density,
+            origins,
+            directions,
+            t_vals,
+            MarchSettings(probe=probe),
+        )
+        for probe in (False, True)
+    ]
+    for column in ("ray", "sample", "tau"):
+        assert torch.equal(getattr(runs[0], column), getattr(runs[1], column))
+    calls = []
+    blocks = march_module.candidate_blocks
+
+    def counted(cells_of, t, block):
+        calls.append(len(t))
+        return blocks(cells_of, t, block)
+
+    monkeypatch.setattr(march_module, "candidate_blocks", counted)
+    declined = march(
+        grid.frozen(),
+        grid.normalize,
+        density,
+        origins,
+        directions,
+        t_vals,
+        MarchSettings(probe=True, dense_limit=-1.0),
+    )
+    assert declined is None and calls == [125]  # judged from the probe's rays alone

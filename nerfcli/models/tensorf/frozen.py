@@ -55,6 +55,10 @@ from nerfcli.render.samplers import sample_points
 # Samples a ray reads at a time in `render_dense` before the rays that stopped leave.
 DENSE_SLAB = 32
 
+# Grids with more than this fraction of occupied cells are probed for a fog before a march
+# (MarchSettings.probe): lego's 3.5% never is, a 4-minute cup's 52% and fox's 35% are.
+PROBE_ABOVE = 0.2
+
 # Rays stop below this transmittance (the weight a ray can lose; PSNR within 0.01 dB on lego
 # and fox, bench/README.md).
 STOP_TRANSMITTANCE = 1e-4
@@ -282,7 +286,9 @@ def render_world_fast(
     """The composite [R] of the plain path through the occupancy grid (module docstring), and
     (all samples, samples given density, colours evaluated); `render_dense` where the march
     declines (nearly every block occupied)."""
-    settings = MarchSettings(stop_transmittance=STOP_TRANSMITTANCE)
+    settings = MarchSettings(
+        stop_transmittance=STOP_TRANSMITTANCE, probe=frozen.occupied_fraction > PROBE_ABOVE
+    )
     rates = None  # a box: straight_rates, exact
     if frozen.contraction != "none":
         box_scale = 2.0 / (frozen.aabb[1] - frozen.aabb[0])  # [3]

@@ -21,6 +21,7 @@ import torch
 
 import nerfcli.models.tensorf.frozen as frozen_module
 from nerfcli.data.rays import make_rays
+from nerfcli.render import compiled
 from nerfcli.render.march import MarchSettings
 from tests.unit.test_tensorf import make_model
 from tests.unit.test_tensorf_unbounded import blob_model as unbounded_blob_model
@@ -86,8 +87,15 @@ SCENES = {
 
 
 def take_path(monkeypatch, path: str) -> None:
-    """march: every bundle marched (a limit above any fraction of candidate blocks); dense:
-    every bundle declined by the march (a limit below any), so `render_dense` renders it."""
+    """compiled: the compiled march (nerfcli.render.compiled, the default where numba is
+    installed); the tensor march: march, every bundle marched (a limit above any fraction of
+    candidate blocks); dense, every bundle declined by the march (a limit below any), so
+    `render_dense` renders it."""
+    if path == "compiled":
+        assert compiled.available()  # numba is a dependency
+        monkeypatch.setattr(frozen_module, "COMPILED", True)
+        return
+    monkeypatch.setattr(frozen_module, "COMPILED", False)
     limit = {"march": 1.01, "dense": -1.0}[path]
     monkeypatch.setattr(
         frozen_module,
@@ -96,7 +104,7 @@ def take_path(monkeypatch, path: str) -> None:
     )
 
 
-@pytest.mark.parametrize("path", ["march", "dense"])
+@pytest.mark.parametrize("path", ["compiled", "march", "dense"])
 @pytest.mark.parametrize("kind", list(SCENES))
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("white", [False, True])
@@ -118,7 +126,7 @@ def test_fast_world_render_is_the_plain_path_without_termination(
     assert bool(plain.opacity.max() > 0.5)  # the rays do meet density
 
 
-@pytest.mark.parametrize("path", ["march", "dense"])
+@pytest.mark.parametrize("path", ["compiled", "march", "dense"])
 @pytest.mark.parametrize("kind", list(SCENES))
 def test_fast_world_render_with_termination_is_within_its_bound(monkeypatch, path, kind):
     take_path(monkeypatch, path)
@@ -240,8 +248,10 @@ def test_a_fog_takes_the_dense_path(monkeypatch):
     """Density in every cell (a nearly untrained model, or an unbounded scene whose background
     fills the contracted grid): the march declines, `render_dense` reads every sample, and the
     render is the plain path's to the rounding of an exp of a sum against a product (module
-    docstring; termination off here)."""
+    docstring; termination off here). The tensor march's choice (the compiled one walks every
+    ray alike: test_the_compiled_march_renders_a_fog)."""
     monkeypatch.setattr(frozen_module, "STOP_TRANSMITTANCE", 0.0)
+    monkeypatch.setattr(frozen_module, "COMPILED", False)
     model = fog_model(seed=6, factor=0.3)
     assert model.frozen_field().occupied_fraction == 1.0
     rays = outside_rays(200, 6)
@@ -266,6 +276,7 @@ def test_dense_path_stops_rays_once_opaque(monkeypatch):
     rays read no slab past the one where their transmittance fell below the threshold, and
     the render stays within it."""
     monkeypatch.setattr(frozen_module, "DENSE_SLAB", 4)
+    monkeypatch.setattr(frozen_module, "COMPILED", False)
     model = fog_model(seed=7, factor=3.0)
     rays = outside_rays(200, 7)
     fast, plain, counts = render_both(model, rays, 0.5, 6.0)
@@ -273,6 +284,31 @@ def test_dense_path_stops_rays_once_opaque(monkeypatch):
     stop = frozen_module.STOP_TRANSMITTANCE
     assert float((fast.opacity - plain.opacity).abs().max()) <= stop + 1e-5
     assert float((fast.rgb - plain.rgb).abs().max()) < 1e-3
+
+
+@pytest.mark.parametrize("factor", [0.3, 3.0])
+def test_the_compiled_march_renders_a_fog(monkeypatch, factor):
+    """Every cell occupied: the compiled march reads every sample up to each ray's termination
+    (a thin fog, termination off: the plain path to the rounding of an exp of a sum against a
+    product; a thick one: most samples never read, the render within the threshold)."""
+    take_path(monkeypatch, "compiled")
+    thin = factor < 1.0
+    if thin:
+        monkeypatch.setattr(frozen_module, "STOP_TRANSMITTANCE", 0.0)
+    model = fog_model(seed=6 if thin else 7, factor=factor)
+    rays = outside_rays(200, 6 if thin else 7)
+    fast, plain, counts = render_both(model, rays, 0.5, 6.0)
+    assert model.frozen_field().grid is not None  # the compiled march's grid was built
+    assert bool(plain.opacity.max() > 0.5)
+    if thin:
+        assert counts[1] == counts[0]
+        assert float((fast.rgb - plain.rgb).abs().max()) < 1e-4
+        assert float((fast.opacity - plain.opacity).abs().max()) < 1e-4
+    else:
+        assert counts[1] < counts[0] // 2
+        stop = frozen_module.STOP_TRANSMITTANCE
+        assert float((fast.opacity - plain.opacity).abs().max()) <= stop + 1e-5
+        assert float((fast.rgb - plain.rgb).abs().max()) < 1e-3
 
 
 # ----------------------------------------------------------------------------- baked appearance
@@ -382,3 +418,50 @@ def test_the_bake_finds_the_used_vertices_once(monkeypatch):
     fresh = frozen_module.AppearanceVertices(frozen._cells, planes, lines, frozen.basis)
     assert torch.equal(fresh.row_of, frozen.table.row_of)
     assert torch.equal(fresh.rows, frozen.table.rows)
+
+
+# ----------------------------------------------------------------------------- compiled march
+
+
+def test_even_depths_are_the_box_samples_in_the_loop_too(monkeypatch):
+    """A box scene's depths as even rows (EvenDepths): the rows stratified_samples gives the
+    plain path, and the compiled loop's own depths (computed per ray in float32) the same bits:
+    its render equals the render of the materialised rows exactly (a thin fog, termination
+    off: every sample's depth enters the depth and weights; colour from the factors in both,
+    never from a table baked between them)."""
+    monkeypatch.setattr(frozen_module, "STOP_TRANSMITTANCE", 0.0)
+    monkeypatch.setattr(frozen_module, "TABLE_AFTER", float("inf"))
+    model = fog_model(seed=3, factor=0.3)
+    rays = outside_rays(300, 3)
+    policy = model.policy
+    with torch.no_grad():
+        even = policy.world_depths(model.field, rays, 0.5, 6.0)
+        rows = policy.sample_depths(model.field, rays, 0.5, 6.0, False, None)
+        assert isinstance(even, compiled.EvenDepths)
+        assert torch.equal(even.rows(), rows)
+        frozen = model.frozen_field()
+        assert frozen.grid is not None
+
+        def render(depths):
+            return frozen_module.render_world_fast(frozen, rays, depths, 8, False)[0]
+
+        from_even, from_rows = render(even), render(rows)
+    assert bool(from_rows.opacity.max() > 0.5)
+    for name in ("rgb", "opacity", "depth"):
+        assert torch.equal(getattr(from_even, name), getattr(from_rows, name)), name
+
+
+def test_without_numba_the_tensor_march_renders(monkeypatch):
+    """Where numba is not installed (`compiled.available()` False) the frozen field has no
+    compiled grid and the tensor march renders the plain path's image."""
+    monkeypatch.setattr(compiled, "available", lambda: False)
+    monkeypatch.setattr(frozen_module, "STOP_TRANSMITTANCE", 0.0)
+    model = box_blob_model(5)
+    model.update_alpha_mask()
+    model.eval()
+    rays = outside_rays(300, 5)
+    fast, plain, counts = render_both(model, rays, 0.5, 6.0)
+    assert model.frozen_field().grid is None
+    assert counts[1] < counts[0]
+    assert float((fast.rgb - plain.rgb).abs().max()) < 1e-4
+    assert bool(plain.opacity.max() > 0.5)

@@ -186,6 +186,14 @@ def decode(field: TensorfField, inputs: torch.Tensor) -> torch.Tensor:
     dtype = decoder_dtype(inputs.device)
     params = list(field.decoder.parameters())
     layers = field._cached(f"decoder_{dtype}", params, lambda: _layers(field.decoder, dtype))
+    return decode_rows(layers, inputs, dtype)
+
+
+def decode_rows(
+    layers: list[tuple[torch.Tensor, torch.Tensor]], inputs: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """rgb [P, 3] float32 of the decoder's input rows [P, C] through its layers (as dtype), in
+    blocks of DECODER_ROWS rows, the last one padded to a multiple of DECODER_PAD (`decode`)."""
     num = len(inputs)
     rows = -(-num // DECODER_PAD) * DECODER_PAD
     padded = inputs.new_zeros(rows, inputs.shape[1], dtype=dtype)  # [P', A + 3]

@@ -40,15 +40,21 @@ from nerfcli.models.tensorf.factors import (
 )
 from nerfcli.models.tensorf.fast import (
     _layers,
-    _mlp,
     composite_quantiles,
+    decode_rows,
     decoder_dtype,
     decoder_inputs,
 )
 from nerfcli.models.tensorf.field import BAKE_DTYPE, BAKE_MAX_BYTES, TensorfField
+from nerfcli.render import compiled
 from nerfcli.render.composite import LAST_DELTA, Composite
 from nerfcli.render.contraction import contract, contraction_norm
-from nerfcli.render.march import MarchSettings, composite_packed, contracted_rates, march
+from nerfcli.render.march import (
+    MarchSettings,
+    composite_packed,
+    contracted_rates,
+    march,
+)
 from nerfcli.render.occupancy import FrozenOccupancy, OccupancyGrid, cell_index, occupied_cells
 from nerfcli.render.samplers import sample_points
 
@@ -58,6 +64,10 @@ DENSE_SLAB = 32
 # Grids with more than this fraction of occupied cells are probed for a fog before a march
 # (MarchSettings.probe): lego's 3.5% never is, a 4-minute cup's 52% and fox's 35% are.
 PROBE_ABOVE = 0.2
+
+# No-grad world renders take the compiled march (nerfcli.render.compiled) where numba is
+# installed; False: the tensor march (`march` + `composite_packed`, or `render_dense`).
+COMPILED = True
 
 # Rays stop below this transmittance (the weight a ray can lose; PSNR within 0.01 dB on lego
 # and fox, bench/README.md).
@@ -156,6 +166,19 @@ class FrozenField:
             cells = cells & estimator.occupied  # the plain path reads only there too
         self.occupancy = FrozenOccupancy.build(cells)
         self.occupied_fraction = float(cells.float().mean())
+        # the compiled march's view of the same tensors (None without numba or off the CPU)
+        self.grid: compiled.DensityGrid | None = None
+        if COMPILED and self.aabb.device.type == "cpu" and compiled.available():
+            self.grid = compiled.DensityGrid.of(
+                feature,
+                self.occupancy.occupied,
+                self.occupancy.free,
+                self.aabb,
+                self.contraction,
+                field.cfg.density_activation,
+                field.cfg.density_shift,
+                field.cfg.distance_scale,
+            )
         self.app_planes = stack_factors([p.detach() for p in field.app_planes])
         self.app_lines = stack_factors([line.detach() for line in field.app_lines])
         self.basis = field.basis.weight.detach().clone()  # [A, sum C]
@@ -243,8 +266,10 @@ class FrozenField:
             if bool(missing.any()):  # a point on a face of an unoccupied cell (roundings)
                 rows = torch.nonzero(missing).squeeze(1)
                 features.index_copy_(0, rows, self.features(coords.index_select(0, rows)))
-        inputs = decoder_inputs(self.decoder, features, viewdirs).to(self.decoder_dtype)
-        return _mlp(self.layers, inputs).float().sigmoid_()
+        inputs = decoder_inputs(self.decoder, features, viewdirs)
+        # blocks of fixed shapes: oneDNN builds its kernels once per shape (~3 ms), and a
+        # bundle's count of colours is new every time
+        return decode_rows(self.layers, inputs, self.decoder_dtype)
 
     def _bake_when_it_pays(self, count: int) -> AppearanceVertices | None:
         """The appearance table once the colours evaluated reach TABLE_AFTER x its vertices
@@ -290,13 +315,33 @@ class FrozenField:
 def render_world_fast(
     frozen: FrozenField,
     rays: Rays,  # [R]
-    t_vals: torch.Tensor,  # [R, S] the plain path's sample depths
+    depths: torch.Tensor | compiled.EvenDepths,  # [R, S] the plain path's sample depths
     count: int,  # colour quantiles per ray
     white_bkgd: bool,
 ) -> tuple[Composite, tuple[int, int, int]]:
     """The composite [R] of the plain path through the occupancy grid (module docstring), and
-    (all samples, samples given density, colours evaluated); `render_dense` where the march
+    (all samples, samples given density, colours evaluated): the compiled march where numba is
+    installed (nerfcli.render.compiled), else the tensor march, or `render_dense` where it
     declines (nearly every block occupied)."""
+
+    def colour_fn(ray: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return frozen.colour_on_rays(rays, ray, t)
+
+    is_even = isinstance(depths, compiled.EvenDepths)
+    if frozen.grid is not None:  # one compiled loop per ray
+        out, (read, coloured) = compiled.march_composite(
+            frozen.grid,
+            rays.origins,
+            rays.directions,
+            depths,
+            STOP_TRANSMITTANCE,
+            count,
+            colour_fn,
+            white_bkgd,
+        )
+        samples = len(rays) * (depths.count if is_even else depths.shape[1])
+        return out, (samples, read, coloured)
+    t_vals = depths.rows() if is_even else depths  # [R, S]
     settings = MarchSettings(
         stop_transmittance=STOP_TRANSMITTANCE, probe=frozen.occupied_fraction > PROBE_ABOVE
     )
@@ -316,10 +361,6 @@ def render_world_fast(
     )
     if packed is None:  # a fog: every sample read in slabs, the rays compacted between them
         return render_dense(frozen, rays, t_vals, count, white_bkgd, settings.stop_transmittance)
-
-    def colour_fn(ray: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return frozen.colour_on_rays(rays, ray, t)
-
     out, coloured = composite_packed(packed, t_vals, count, colour_fn, white_bkgd)
     return out, (t_vals.numel(), len(packed.ray), coloured)
 

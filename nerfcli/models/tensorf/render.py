@@ -33,6 +33,7 @@ from nerfcli.models.tensorf.config import TensorfModelConfig
 from nerfcli.models.tensorf.fast import colour_at, composite_quantiles, optical_depth
 from nerfcli.models.tensorf.field import TensorfField
 from nerfcli.models.tensorf.frozen import FrozenField, render_world_fast
+from nerfcli.render.compiled import EvenDepths
 from nerfcli.render.composite import (
     Composite,
     alpha_from_density,
@@ -157,6 +158,19 @@ class RenderPolicy:
             t_in, t_out, num_rays, num_samples, perturb, False, generator, device
         )  # [R, S]
 
+    def world_depths(
+        self, field: TensorfField, rays: Rays, near: float, far: float
+    ) -> torch.Tensor | EvenDepths:
+        """The no-grad render's depths of world rays (sample_depths without jitter): a box
+        scene's as even rows (not materialised: the compiled march computes them), an
+        unbounded scene's [R, S]."""
+        if self.contracted:
+            return self.sample_depths(field, rays, near, far, False, None)
+        t_in, t_out = box_interval(
+            rays.origins, rays.directions, field.aabb[0], field.aabb[1], near, far
+        )  # [R], [R]
+        return EvenDepths(t_in, t_out, self.num_samples(field, near, far, rays.directions))
+
     def shares_depth(self, rays: Rays) -> bool:
         """True when every ray has the same z origin and z direction (NDC rays: -1 and 2)."""
         if not self.ndc or len(rays) == 0:
@@ -181,12 +195,13 @@ class RenderPolicy:
         """Composite [R] of the rays, and how many samples got density and colour; density is
         read only in the `estimator`'s occupied cells once it is built, and no-grad world
         renders go through the baked field `frozen()` returns."""
+        fast = self.fast and self.colour_samples > 0 and not torch.is_grad_enabled()
+        if fast and not self.ndc and frozen is not None:
+            depths = self.world_depths(field, rays, near, far)
+            return render_world_fast(frozen(), rays, depths, self.colour_samples, self.white_bkgd)
         t_vals = self.sample_depths(field, rays, near, far, train, generator)  # [R, S]
-        if self.fast and self.colour_samples > 0 and not torch.is_grad_enabled():
-            if not self.ndc and frozen is not None:
-                baked = frozen()
-                return render_world_fast(baked, rays, t_vals, self.colour_samples, self.white_bkgd)
-            elif field.alpha_mask.numel() == 0 and self.shares_depth(rays):
+        if fast:
+            if field.alpha_mask.numel() == 0 and self.shares_depth(rays):
                 return self._render_fast(field, rays, t_vals[0])
         if self.shares_depth(rays):
             sigma = field.density_slices(rays, t_vals[0])  # [R, S]

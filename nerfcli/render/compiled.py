@@ -1,0 +1,215 @@
+"""The march of `nerfcli.render.march` and the composite of `nerfcli.render.packed` as one
+compiled loop per ray (numba): the fast no-grad render of scenes in world coordinates without
+a tensor pass per operation.
+
+In eager PyTorch the march is ~40 passes over the live samples of a bundle (cells, free radius,
+windows, density, running sums, quantile search), each writing a tensor the next one reads;
+here each ray walks its own samples once:
+1. the sample's cell (the alpha mask's rule, `cell_index`), one byte a cell: occupied, or its
+   free radius r (`free_radius`: every point within r cells of the cell, on each axis, is in
+   an unoccupied cell); r > 0 sends the ray to its first sample at or past t + r * reach,
+   reach the depth the ray covers per cell on its fastest axis, a hair short (exact for a box
+   scene; for an unbounded one through the contraction's Lipschitz bound, as
+   `contracted_rates`), so no occupied cell is jumped over; r = 0: the next sample;
+2. in an occupied cell the density is a trilinear read of the baked density feature (grid_sample
+   with align_corners=True and zero padding), activated (softplus with a shift, or ReLU, times
+   the distance scale), times the gap to the next sample and the direction's length; the ray
+   stops once its optical depth before a sample reaches -log(stop_transmittance), as the march;
+3. the kept samples are composited as `composite_packed`: weights exp(-before) - exp(-after)
+   (float64 sums, each optical depth capped at TAU_CAP), opacity and depth, K groups by each
+   sample's mass midpoint, and K colour quantiles (the first sample whose cdf reaches (k + 0.5)
+   / K of the opacity, else the ray's last), one pick per distinct sample of a ray.
+The colours of the picks are then evaluated in one batch by the caller's `colour_fn` (the
+baked appearance and the decoder, in torch), and rgb = sum_k group weight_k * colour_k.
+
+The loop runs without the GIL, so the render threads of `render_in_chunks` share the cores.
+It is compiled on first use (a few seconds, then cached on disk next to this file); where
+numba is not installed, `available()` is False and the caller takes the tensor march.
+tests/unit/test_tensorf_world_fast.py renders every scene kind through both and the plain path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import torch
+
+from nerfcli.render.composite import Composite
+from nerfcli.render.samplers import stratified_samples
+
+CONTRACTIONS = {"none": 0, "l2": 1, "linf": 2}
+ACTIVATIONS = {"relu": 0, "softplus": 1}
+OCCUPIED = 255  # a cell's code when occupied (else its free radius in cells, at most 254)
+
+ColourFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # ray [U], t [U] -> rgb [U, 3]
+
+
+@dataclass(frozen=True)
+class DensityGrid:
+    """What the loop reads, as numpy arrays (built once per bake, never written): the density
+    feature at the vertices [Vz, Vy, Vx] (float32), one byte a cell for its occupancy and free
+    radius (flat [Cz * Cy * Cx]: 7 MB for a 192^3 grid, against 35 MB as bool and float32),
+    the box (grid coords = (x - lo) * scale - 1, then the halved contraction), and the
+    activation sigma = density_scale * act(feature + shift)."""
+
+    volume: np.ndarray
+    cells: np.ndarray  # [Cz * Cy * Cx] uint8: OCCUPIED, else the free radius (floored, capped)
+    lo: np.ndarray  # [3] float64
+    scale: np.ndarray  # [3] float64
+    lo32: np.ndarray  # [3] float32: the box's own bits (TensorfField.normalize's)
+    scale32: np.ndarray  # [3] float32: 2 / (hi - lo) in float32, as normalize computes it
+    contraction: int  # CONTRACTIONS
+    activation: int  # ACTIVATIONS
+    shift: float
+    density_scale: float
+
+    def arrays(self) -> tuple:
+        """The loop's `grid` argument (march_loop.march_rays)."""
+        return (
+            self.volume,
+            self.cells,
+            self.lo,
+            self.scale,
+            self.lo32,
+            self.scale32,
+            self.contraction,
+            self.activation,
+            self.shift,
+            self.density_scale,
+        )
+
+    @classmethod
+    def of(
+        cls,
+        volume: torch.Tensor,  # [Vz, Vy, Vx]
+        occupied: torch.Tensor,  # [Cz * Cy * Cx] bool, cells = vertices - 1 on each axis
+        free: torch.Tensor,  # [Cz * Cy * Cx] free radius (occupancy.free_radius)
+        aabb: torch.Tensor,  # [2, 3]
+        contraction: str,
+        activation: str,
+        shift: float,
+        density_scale: float,
+    ) -> DensityGrid:
+        lo, hi = aabb.double().cpu()
+        lo32, hi32 = aabb.float().cpu()
+        # one byte a cell, one read a step; a radius floored and capped is still a lower
+        # bound on the empty space
+        radius = free.floor().clamp(0, OCCUPIED - 1).to(torch.uint8)
+        codes = torch.where(occupied.bool(), OCCUPIED, radius).to(torch.uint8)
+        return cls(
+            volume=volume.detach().float().contiguous().cpu().numpy(),
+            cells=codes.contiguous().cpu().numpy(),
+            lo=lo.numpy().copy(),
+            scale=(2.0 / (hi - lo)).numpy().copy(),
+            lo32=lo32.numpy().copy(),
+            scale32=(2.0 / (hi32 - lo32)).numpy().copy(),
+            contraction=CONTRACTIONS[contraction],
+            activation=ACTIVATIONS[activation],
+            shift=float(shift) if activation == "softplus" else 0.0,
+            density_scale=float(density_scale),
+        )
+
+
+@cache
+def _kernel():
+    """The compiled loop (nerfcli.render.march_loop, imported on first use: importing numba
+    takes ~0.5 s), or None without numba."""
+    try:
+        from nerfcli.render import march_loop
+    except ImportError:
+        return None
+    return march_loop.march_rays
+
+
+def available() -> bool:
+    """True where numba is installed (the compiled loop can run)."""
+    return _kernel() is not None
+
+
+def march_composite(
+    grid: DensityGrid,
+    origins: torch.Tensor,  # [R, 3]
+    directions: torch.Tensor,  # [R, 3]
+    depths: torch.Tensor | EvenDepths,  # [R, S] increasing along each ray, or even rows
+    stop_transmittance: float,
+    count: int,  # K colour quantiles per ray
+    colour_fn: ColourFn,
+    white_bkgd: bool,
+) -> tuple[Composite, tuple[int, int]]:
+    """The composite [R] of `march` + `composite_packed` (module docstring), and (samples given
+    density, colours evaluated). Composite.weights is empty: the loop keeps no per-sample
+    weights."""
+    kernel = _kernel()
+    if kernel is None:
+        raise RuntimeError("the compiled march needs numba: pip install numba")
+    num_rays = len(origins)
+    stop_depth = -math.log(stop_transmittance) if stop_transmittance > 0 else math.inf
+    opacity = np.zeros(num_rays, np.float32)
+    depth = np.zeros(num_rays, np.float32)
+    group_weights = np.zeros((num_rays, count), np.float32)
+    source = np.full(num_rays * count, -1, np.int64)
+    pick_ray = np.empty(num_rays * count, np.int64)
+    pick_t = np.empty(num_rays * count, np.float32)
+    read, picks = kernel(
+        origins.detach().float().contiguous().numpy(),
+        directions.detach().float().contiguous().numpy(),
+        *_depth_arrays(depths, num_rays),
+        grid.arrays(),
+        stop_depth,
+        opacity,
+        depth,
+        group_weights,
+        source,
+        pick_ray,
+        pick_t,
+    )
+    colour = colour_fn(torch.from_numpy(pick_ray[:picks]), torch.from_numpy(pick_t[:picks]))
+    colours = colour.new_zeros(picks + 1, 3)  # the last row for quantiles of empty rays
+    colours[:picks] = colour
+    source_t = torch.from_numpy(source)
+    per_quantile = colours.index_select(0, torch.where(source_t < 0, picks, source_t))
+    weights_t = torch.from_numpy(group_weights)  # [R, K]
+    rgb = torch.sum(weights_t[..., None] * per_quantile.view(num_rays, count, 3), 1)  # [R, 3]
+    opacity_t, depth_t = torch.from_numpy(opacity), torch.from_numpy(depth)
+    disparity = 1.0 / torch.clamp(depth_t / opacity_t.clamp(min=1e-10), min=1e-10)
+    if white_bkgd:
+        rgb = rgb + (1.0 - opacity_t[:, None])
+    empty = opacity_t.new_zeros(0)
+    return Composite(rgb, depth_t, disparity, opacity_t, empty), (int(read), int(picks))
+
+
+@dataclass(frozen=True)
+class EvenDepths:
+    """Depths evenly spaced in [near, far] of each ray, S of them: the rows stratified_samples
+    gives without jitter (a box scene's samples), never materialised as [R, S]."""
+
+    near: torch.Tensor  # [R]
+    far: torch.Tensor  # [R]
+    count: int  # S
+
+    def rows(self) -> torch.Tensor:
+        """The depths [R, S] (stratified_samples' own, for the paths that read them)."""
+        return stratified_samples(self.near, self.far, len(self.near), self.count, False)
+
+
+def _depth_arrays(depths, num_rays: int) -> tuple:
+    """The loop's depth arguments: (t_vals, even, near, far, u, 1 - u)."""
+    if isinstance(depths, EvenDepths):
+        lin = torch.linspace(0.0, 1.0, depths.count)  # [S] as stratified_samples
+        rest = 1.0 - lin
+        return (
+            np.zeros((0, depths.count), np.float32),
+            True,
+            depths.near.detach().float().contiguous().numpy(),
+            depths.far.detach().float().contiguous().numpy(),
+            lin.numpy(),
+            rest.numpy(),
+        )
+    t_vals = depths.detach().float().contiguous().numpy()
+    none = np.zeros(num_rays, np.float32)
+    lin = np.zeros(t_vals.shape[1], np.float32)
+    return t_vals, False, none, none, lin, lin

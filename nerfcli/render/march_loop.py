@@ -1,0 +1,214 @@
+"""The compiled march of nerfcli.render.compiled: numba functions, imported only where numba is
+installed and a render needs them (`compiled._kernel`). The module docstring of compiled.py
+says what the loop computes; the helpers here are inlined into `march_rays` in numba's IR (no
+calls in the loop). Compiled on first use, a few seconds, then cached on disk."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from nerfcli.render.compiled import OCCUPIED
+from nerfcli.render.composite import LAST_DELTA
+from nerfcli.render.packed import TAU_CAP
+
+_jit = numba.njit(nogil=True, cache=True, error_model="numpy")
+_inline = numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
+
+
+@_inline
+def _reach(sx, sy, sz, cx, cy, cz, contraction):
+    """The depth a ray covers per cell on its fastest axis, a hair less, from its box-coords
+    speed (sx, sy, sz) per unit t: exact for a box scene, where grid coords are affine in t;
+    through the contraction's Lipschitz constant (1 for l2, 2 for linf, on half the box
+    speed) for a contracted one (`contracted_rates`)."""
+    if contraction == 0:
+        fastest = max(abs(sx) * cx, abs(sy) * cy, abs(sz) * cz) * 0.5
+    else:
+        lipschitz = 1.0 if contraction == 1 else 2.0
+        bound = lipschitz * 0.5 * math.sqrt(sx * sx + sy * sy + sz * sz)
+        fastest = bound * 0.5 * max(cx, cy, cz)
+    return (1.0 - 1e-4) / max(fastest, 1e-30)
+
+
+@_inline
+def _contract_half(gx, gy, gz, contraction):
+    """contract(g) / 2 of box coords (nerfcli.render.contraction)."""
+    if contraction == 1:
+        n = math.sqrt(gx * gx + gy * gy + gz * gz)
+    else:
+        n = max(abs(gx), abs(gy), abs(gz))
+    n = max(n, 1.0)
+    factor = (2.0 * n - 1.0) / (2.0 * n * n)
+    return gx * factor, gy * factor, gz * factor
+
+
+@_inline
+def _density(volume, gx, gy, gz, activation, shift, density_scale):
+    """sigma at grid coords: a trilinear read of the density feature (grid_sample with
+    align_corners=True and zero padding), activated."""
+    vz, vy, vx = volume.shape
+    px, py, pz = (
+        (gx + 1.0) * 0.5 * (vx - 1),
+        (gy + 1.0) * 0.5 * (vy - 1),
+        (gz + 1.0) * 0.5 * (vz - 1),
+    )
+    x0, y0, z0 = math.floor(px), math.floor(py), math.floor(pz)
+    fx, fy, fz = px - x0, py - y0, pz - z0
+    feature = 0.0
+    for kz in range(2):
+        zi = z0 + kz
+        if zi < 0 or zi >= vz:
+            continue
+        wz = fz if kz == 1 else 1.0 - fz
+        for ky in range(2):
+            yi = y0 + ky
+            if yi < 0 or yi >= vy:
+                continue
+            wy = fy if ky == 1 else 1.0 - fy
+            for kx in range(2):
+                xi = x0 + kx
+                if xi < 0 or xi >= vx:
+                    continue
+                wx = fx if kx == 1 else 1.0 - fx
+                feature += wz * wy * wx * volume[zi, yi, xi]
+    if activation == 0:
+        return density_scale * max(feature, 0.0)
+    value = feature + shift
+    return density_scale * (value if value > 20.0 else math.log1p(math.exp(value)))
+
+
+@_inline
+def _walk(row, origin, direction, grid, kept_t, kept_tau, stop_depth):
+    """The samples of one ray (depths row [S]) in occupied cells up to its termination: their
+    depths and optical depths into kept_t, kept_tau; returns how many."""
+    volume, cells, lo, scale, lo32, scale32, contraction, activation, shift, dscale = grid
+    vz, vy, vx = volume.shape
+    cz, cy, cx = vz - 1, vy - 1, vx - 1
+    ox, oy, oz = origin[0], origin[1], origin[2]
+    dx, dy, dz = direction[0], direction[1], direction[2]
+    norm = math.sqrt(dx * dx + dy * dy + dz * dz)
+    bx, by, bz = (
+        (ox - lo[0]) * scale[0] - 1.0,
+        (oy - lo[1]) * scale[1] - 1.0,
+        (oz - lo[2]) * scale[2] - 1.0,
+    )
+    sx, sy, sz = dx * scale[0], dy * scale[1], dz * scale[2]  # box coords per unit t
+    reach = _reach(sx, sy, sz, cx, cy, cz, contraction)
+    one32 = np.float32(1.0)
+    num_samples, kept, optical, s = len(row), 0, 0.0, 0
+    while s < num_samples:
+        t = row[s]
+        inside = True
+        if contraction == 0:
+            # normalize(o + d t) in float32, as the plain path computes it: a sample on the
+            # box's face keeps its bits, and stays inside
+            gx32 = (ox + dx * t - lo32[0]) * scale32[0] - one32
+            gy32 = (oy + dy * t - lo32[1]) * scale32[1] - one32
+            gz32 = (oz + dz * t - lo32[2]) * scale32[2] - one32
+            inside = abs(gx32) <= one32 and abs(gy32) <= one32 and abs(gz32) <= one32
+            gx, gy, gz = float(gx32), float(gy32), float(gz32)
+        else:
+            gx, gy, gz = _contract_half(bx + sx * t, by + sy * t, bz + sz * t, contraction)
+        # the cell: floor((c + 1) / 2 * cells), clamped into the grid
+        ix = min(max(math.floor((gx + 1.0) * 0.5 * cx), 0), cx - 1)
+        iy = min(max(math.floor((gy + 1.0) * 0.5 * cy), 0), cy - 1)
+        iz = min(max(math.floor((gz + 1.0) * 0.5 * cz), 0), cz - 1)
+        code = cells[(iz * cy + iy) * cx + ix]
+        if code != OCCUPIED:
+            # to the first sample at or past t + r * reach (r = 0: the next one): a linear
+            # scan (a skip passes a few samples; a bisection cost more)
+            target = t + code * reach
+            s += 1
+            while s < num_samples and row[s] < target:
+                s += 1
+            continue
+        if optical >= stop_depth:
+            break
+        sigma = _density(volume, gx, gy, gz, activation, shift, dscale) if inside else 0.0
+        gap = row[s + 1] - t if s < num_samples - 1 else LAST_DELTA
+        tau = min(sigma * gap * norm, TAU_CAP)
+        kept_t[kept], kept_tau[kept] = t, tau
+        kept += 1
+        optical += tau
+        s += 1
+    return kept
+
+
+@_inline
+def _composite(kept, kept_t, kept_tau, kept_w, kept_cdf, chosen, group_weights, r):
+    """One ray's composite of its kept samples (`composite_packed`): (opacity, depth), its
+    group weights into group_weights[r], and its K colour quantiles' samples into chosen."""
+    before, total_w, depth_sum = 0.0, np.float32(0.0), np.float32(0.0)
+    for i in range(kept):
+        after = before + kept_tau[i]
+        w = np.float32(math.exp(-before) - math.exp(-after))
+        kept_w[i], kept_cdf[i] = w, 1.0 - math.exp(-after)
+        total_w += w
+        depth_sum += w * kept_t[i]
+        before = after
+    if kept == 0 or total_w <= 0.0:
+        return total_w, depth_sum
+    count = len(chosen)
+    total = max(total_w, np.float32(1e-10))
+    for i in range(kept):  # groups: each sample's mass midpoint in K parts of the opacity
+        middle = (np.float32(kept_cdf[i]) - np.float32(0.5) * kept_w[i]) / total
+        group_weights[r, min(max(int(middle * count), 0), count - 1)] += kept_w[i]
+    i = 0
+    for k in range(count):  # quantile k: the first sample whose cdf reaches (k + 0.5) / K
+        target = (k + 0.5) / count * total
+        while i < kept - 1 and kept_cdf[i] < target:
+            i += 1
+        chosen[k] = i
+    return total_w, depth_sum
+
+
+@_jit
+def march_rays(
+    origins,  # [R, 3] float32
+    directions,  # [R, 3] float32
+    t_vals,  # [R, S] float32 ([0, S] when even)
+    even,  # True: depths near[r] * (1 - u_s) + far[r] * u_s, not t_vals
+    near,  # [R] float32
+    far,  # [R] float32
+    lin,  # [S] float32: u_s
+    lin_rest,  # [S] float32: 1 - u_s
+    grid,  # (volume, cells, lo, scale, lo32, scale32, contraction, activation, shift, scale)
+    stop_depth,
+    opacity,  # out [R] float32
+    depth,  # out [R] float32
+    group_weights,  # out [R, K] float32
+    source,  # out [R * K] int64: the pick of each quantile (-1: none)
+    pick_ray,  # out [R * K] int64
+    pick_t,  # out [R * K] float32
+):
+    """Every ray's march and composite (compiled.py's module docstring); one pick per distinct
+    quantile sample of a ray with opacity. Returns (samples given density, picks)."""
+    num_rays, num_samples, count = len(origins), len(lin), group_weights.shape[1]
+    buffer = np.empty(num_samples, np.float32)  # the ray's depths, when even
+    kept_t, kept_w = np.empty(num_samples, np.float32), np.empty(num_samples, np.float32)
+    kept_tau, kept_cdf = np.empty(num_samples, np.float64), np.empty(num_samples, np.float64)
+    chosen = np.empty(count, np.int64)
+    read, picks = 0, 0
+    for r in range(num_rays):
+        if even:  # stratified_samples' near * (1 - u) + far * u, the same float32 bits
+            for i in range(num_samples):
+                buffer[i] = near[r] * lin_rest[i] + far[r] * lin[i]
+            row = buffer
+        else:
+            row = t_vals[r]
+        kept = _walk(row, origins[r], directions[r], grid, kept_t, kept_tau, stop_depth)
+        read += kept
+        opacity[r], depth[r] = _composite(
+            kept, kept_t, kept_tau, kept_w, kept_cdf, chosen, group_weights, r
+        )
+        if kept == 0 or opacity[r] <= 0.0:
+            continue
+        for k in range(count):
+            if k == 0 or chosen[k] != chosen[k - 1]:
+                pick_ray[picks], pick_t[picks] = r, kept_t[chosen[k]]
+                picks += 1
+            source[r * count + k] = picks - 1
+    return read, picks

@@ -39,13 +39,14 @@ import numpy as np
 import torch
 
 from nerfcli.render.composite import Composite
-from nerfcli.render.samplers import stratified_samples
+from nerfcli.render.samplers import EvenDepths, UnboundedDepths
 
 CONTRACTIONS = {"none": 0, "l2": 1, "linf": 2}
 ACTIVATIONS = {"relu": 0, "softplus": 1}
 OCCUPIED = 255  # a cell's code when occupied (else its free radius in cells, at most 254)
 
-ColourFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # ray [U], t [U] -> rgb [U, 3]
+# ray [U], grid coords [U, 3] (contracted for unbounded scenes) -> rgb [U, 3]
+ColourFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,29 @@ def _kernel():
     return march_loop.march_rays
 
 
+def trilinear_texels(
+    coords: torch.Tensor,  # [P, 3] grid coords
+    row_of: torch.Tensor,  # [Vz * Vy * Vx] int32: each vertex's row, `absent` for none
+    shape: tuple[int, int, int],  # (Vz, Vy, Vx)
+    absent: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The rows [P, 8] of a sparse vertex table at the corners of each point's cell, their
+    trilinear weights [P, 8] and whether a weighted corner has no row [P], in one compiled
+    pass (march_loop.trilinear_texels); None without numba."""
+    if _kernel() is None:
+        return None
+    from nerfcli.render import march_loop
+
+    count = len(coords)
+    texels = np.empty((count, 8), np.int32)
+    weights = np.empty((count, 8), np.float32)
+    missing = np.empty(count, np.bool_)
+    march_loop.trilinear_texels(
+        _f32(coords), row_of.numpy(), *shape, absent, texels, weights, missing
+    )
+    return torch.from_numpy(texels), torch.from_numpy(weights), torch.from_numpy(missing)
+
+
 def available() -> bool:
     """True where numba is installed (the compiled loop can run)."""
     return _kernel() is not None
@@ -134,7 +158,7 @@ def march_composite(
     grid: DensityGrid,
     origins: torch.Tensor,  # [R, 3]
     directions: torch.Tensor,  # [R, 3]
-    depths: torch.Tensor | EvenDepths,  # [R, S] increasing along each ray, or even rows
+    depths: torch.Tensor | EvenDepths | UnboundedDepths,  # [R, S] increasing, or a recipe
     stop_transmittance: float,
     count: int,  # K colour quantiles per ray
     colour_fn: ColourFn,
@@ -153,10 +177,10 @@ def march_composite(
     group_weights = np.zeros((num_rays, count), np.float32)
     source = np.full(num_rays * count, -1, np.int64)
     pick_ray = np.empty(num_rays * count, np.int64)
-    pick_t = np.empty(num_rays * count, np.float32)
+    pick_coords = np.empty((num_rays * count, 3), np.float32)
     read, picks = kernel(
-        origins.detach().float().contiguous().numpy(),
-        directions.detach().float().contiguous().numpy(),
+        _f32(origins),
+        _f32(directions),
         *_depth_arrays(depths, num_rays),
         grid.arrays(),
         stop_depth,
@@ -165,9 +189,9 @@ def march_composite(
         group_weights,
         source,
         pick_ray,
-        pick_t,
+        pick_coords,
     )
-    colour = colour_fn(torch.from_numpy(pick_ray[:picks]), torch.from_numpy(pick_t[:picks]))
+    colour = colour_fn(torch.from_numpy(pick_ray[:picks]), torch.from_numpy(pick_coords[:picks]))
     colours = colour.new_zeros(picks + 1, 3)  # the last row for quantiles of empty rays
     colours[:picks] = colour
     source_t = torch.from_numpy(source)
@@ -182,34 +206,39 @@ def march_composite(
     return Composite(rgb, depth_t, disparity, opacity_t, empty), (int(read), int(picks))
 
 
-@dataclass(frozen=True)
-class EvenDepths:
-    """Depths evenly spaced in [near, far] of each ray, S of them: the rows stratified_samples
-    gives without jitter (a box scene's samples), never materialised as [R, S]."""
-
-    near: torch.Tensor  # [R]
-    far: torch.Tensor  # [R]
-    count: int  # S
-
-    def rows(self) -> torch.Tensor:
-        """The depths [R, S] (stratified_samples' own, for the paths that read them)."""
-        return stratified_samples(self.near, self.far, len(self.near), self.count, False)
-
-
 def _depth_arrays(depths, num_rays: int) -> tuple:
-    """The loop's depth arguments: (t_vals, even, near, far, u, 1 - u)."""
-    if isinstance(depths, EvenDepths):
+    """The loop's depth arguments (march_loop.march_rays): (mode, t_vals, per-ray p, q, per-sample
+    c1, c2, inner count, near)."""
+    if isinstance(depths, EvenDepths):  # near * (1 - u) + far * u
         lin = torch.linspace(0.0, 1.0, depths.count)  # [S] as stratified_samples
-        rest = 1.0 - lin
+        per_ray = (_f32(depths.near), _f32(depths.far))
         return (
+            1,
             np.zeros((0, depths.count), np.float32),
-            True,
-            depths.near.detach().float().contiguous().numpy(),
-            depths.far.detach().float().contiguous().numpy(),
-            lin.numpy(),
-            rest.numpy(),
+            *per_ray,
+            _f32(1.0 - lin),
+            _f32(lin),
+            0,
+            0.0,
         )
-    t_vals = depths.detach().float().contiguous().numpy()
+    if isinstance(depths, UnboundedDepths):  # near + (t_exit - near) * inner, t_exit / outer
+        t_exit, span, inner, outer = depths.parts()
+        rows = np.zeros((0, depths.count), np.float32)
+        return (
+            2,
+            rows,
+            _f32(t_exit),
+            _f32(span),
+            _f32(inner),
+            _f32(outer),
+            depths.n_inner,
+            depths.near,
+        )
     none = np.zeros(num_rays, np.float32)
+    t_vals = _f32(depths)
     lin = np.zeros(t_vals.shape[1], np.float32)
-    return t_vals, False, none, none, lin, lin
+    return 0, t_vals, none, none, lin, lin, 0, 0.0
+
+
+def _f32(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().float().contiguous().cpu().numpy()

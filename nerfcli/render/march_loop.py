@@ -34,13 +34,17 @@ def _reach(sx, sy, sz, cx, cy, cz, contraction):
 
 
 @_inline
-def _contract_half(gx, gy, gz, contraction):
-    """contract(g) / 2 of box coords (nerfcli.render.contraction)."""
+def _norm(gx, gy, gz, contraction):
+    """|g| in the contraction's norm (1: l2, 2: linf)."""
     if contraction == 1:
-        n = math.sqrt(gx * gx + gy * gy + gz * gz)
-    else:
-        n = max(abs(gx), abs(gy), abs(gz))
-    n = max(n, 1.0)
+        return math.sqrt(gx * gx + gy * gy + gz * gz)
+    return max(abs(gx), abs(gy), abs(gz))
+
+
+@_inline
+def _contract_half(gx, gy, gz, norm):
+    """contract(g) / 2 of box coords g of norm `norm` (nerfcli.render.contraction)."""
+    n = max(norm, 1.0)
     factor = (2.0 * n - 1.0) / (2.0 * n * n)
     return gx * factor, gy * factor, gz * factor
 
@@ -81,9 +85,9 @@ def _density(volume, gx, gy, gz, activation, shift, density_scale):
 
 
 @_inline
-def _walk(row, origin, direction, grid, kept_t, kept_tau, stop_depth):
+def _walk(row, origin, direction, grid, kept_t, kept_tau, kept_g, stop_depth):
     """The samples of one ray (depths row [S]) in occupied cells up to its termination: their
-    depths and optical depths into kept_t, kept_tau; returns how many."""
+    depths, optical depths and grid coords into kept_t, kept_tau, kept_g; returns how many."""
     volume, cells, lo, scale, lo32, scale32, contraction, activation, shift, dscale = grid
     vz, vy, vx = volume.shape
     cz, cy, cx = vz - 1, vy - 1, vx - 1
@@ -111,7 +115,8 @@ def _walk(row, origin, direction, grid, kept_t, kept_tau, stop_depth):
             inside = abs(gx32) <= one32 and abs(gy32) <= one32 and abs(gz32) <= one32
             gx, gy, gz = float(gx32), float(gy32), float(gz32)
         else:
-            gx, gy, gz = _contract_half(bx + sx * t, by + sy * t, bz + sz * t, contraction)
+            ex, ey, ez = bx + sx * t, by + sy * t, bz + sz * t  # box coords
+            gx, gy, gz = _contract_half(ex, ey, ez, _norm(ex, ey, ez, contraction))
         # the cell: floor((c + 1) / 2 * cells), clamped into the grid
         ix = min(max(math.floor((gx + 1.0) * 0.5 * cx), 0), cx - 1)
         iy = min(max(math.floor((gy + 1.0) * 0.5 * cy), 0), cy - 1)
@@ -131,6 +136,7 @@ def _walk(row, origin, direction, grid, kept_t, kept_tau, stop_depth):
         gap = row[s + 1] - t if s < num_samples - 1 else LAST_DELTA
         tau = min(sigma * gap * norm, TAU_CAP)
         kept_t[kept], kept_tau[kept] = t, tau
+        kept_g[kept, 0], kept_g[kept, 1], kept_g[kept, 2] = gx, gy, gz
         kept += 1
         optical += tau
         s += 1
@@ -141,14 +147,16 @@ def _walk(row, origin, direction, grid, kept_t, kept_tau, stop_depth):
 def _composite(kept, kept_t, kept_tau, kept_w, kept_cdf, chosen, group_weights, r):
     """One ray's composite of its kept samples (`composite_packed`): (opacity, depth), its
     group weights into group_weights[r], and its K colour quantiles' samples into chosen."""
-    before, total_w, depth_sum = 0.0, np.float32(0.0), np.float32(0.0)
+    # transmittance before and after each sample: one exp a sample (after_i is before_i+1)
+    optical, trans_before, total_w, depth_sum = 0.0, 1.0, np.float32(0.0), np.float32(0.0)
     for i in range(kept):
-        after = before + kept_tau[i]
-        w = np.float32(math.exp(-before) - math.exp(-after))
-        kept_w[i], kept_cdf[i] = w, 1.0 - math.exp(-after)
+        optical += kept_tau[i]
+        trans_after = math.exp(-optical)
+        w = np.float32(trans_before - trans_after)
+        kept_w[i], kept_cdf[i] = w, 1.0 - trans_after
         total_w += w
         depth_sum += w * kept_t[i]
-        before = after
+        trans_before = trans_after
     if kept == 0 or total_w <= 0.0:
         return total_w, depth_sum
     count = len(chosen)
@@ -165,16 +173,32 @@ def _composite(kept, kept_t, kept_tau, kept_w, kept_cdf, chosen, group_weights, 
     return total_w, depth_sum
 
 
+@_inline
+def _fill_depths(buffer, mode, p, q, c1, c2, inner, near):
+    """One ray's depths into buffer, in float32 as the samplers compute them (the same bits)."""
+    if mode == 1:  # stratified_samples: near * (1 - u) + far * u
+        for i in range(len(buffer)):
+            buffer[i] = p * c1[i] + q * c2[i]
+        return
+    for i in range(inner):  # unbounded_samples: near + (t_exit - near) * s, then t_exit / (1 - s)
+        buffer[i] = near + q * c1[i]
+    for i in range(len(buffer) - inner):
+        buffer[inner + i] = p / c2[i]
+
+
 @_jit
 def march_rays(
     origins,  # [R, 3] float32
     directions,  # [R, 3] float32
-    t_vals,  # [R, S] float32 ([0, S] when even)
-    even,  # True: depths near[r] * (1 - u_s) + far[r] * u_s, not t_vals
-    near,  # [R] float32
-    far,  # [R] float32
-    lin,  # [S] float32: u_s
-    lin_rest,  # [S] float32: 1 - u_s
+    mode,  # depths: 0 t_vals[r]; 1 p[r] * c1[s] + q[r] * c2[s] (stratified_samples);
+    # 2 near + q[r] * c1[s] for s < inner, then p[r] / c2[s - inner] (unbounded_samples)
+    t_vals,  # [R, S] float32 (mode 0; else [0, S])
+    p,  # [R] float32
+    q,  # [R] float32
+    c1,  # [S] or [inner] float32
+    c2,  # [S] or [S - inner] float32
+    inner,
+    near,
     grid,  # (volume, cells, lo, scale, lo32, scale32, contraction, activation, shift, scale)
     stop_depth,
     opacity,  # out [R] float32
@@ -182,24 +206,26 @@ def march_rays(
     group_weights,  # out [R, K] float32
     source,  # out [R * K] int64: the pick of each quantile (-1: none)
     pick_ray,  # out [R * K] int64
-    pick_t,  # out [R * K] float32
+    pick_coords,  # out [R * K, 3] float32: grid coords of each pick
 ):
     """Every ray's march and composite (compiled.py's module docstring); one pick per distinct
     quantile sample of a ray with opacity. Returns (samples given density, picks)."""
-    num_rays, num_samples, count = len(origins), len(lin), group_weights.shape[1]
-    buffer = np.empty(num_samples, np.float32)  # the ray's depths, when even
+    num_rays, count = len(origins), group_weights.shape[1]
+    num_samples = t_vals.shape[1]
+    buffer = np.empty(num_samples, np.float32)  # the ray's depths (modes 1, 2)
+    near32 = np.float32(near)
     kept_t, kept_w = np.empty(num_samples, np.float32), np.empty(num_samples, np.float32)
     kept_tau, kept_cdf = np.empty(num_samples, np.float64), np.empty(num_samples, np.float64)
+    kept_g = np.empty((num_samples, 3), np.float32)
     chosen = np.empty(count, np.int64)
     read, picks = 0, 0
     for r in range(num_rays):
-        if even:  # stratified_samples' near * (1 - u) + far * u, the same float32 bits
-            for i in range(num_samples):
-                buffer[i] = near[r] * lin_rest[i] + far[r] * lin[i]
-            row = buffer
-        else:
+        if mode == 0:
             row = t_vals[r]
-        kept = _walk(row, origins[r], directions[r], grid, kept_t, kept_tau, stop_depth)
+        else:
+            _fill_depths(buffer, mode, p[r], q[r], c1, c2, inner, near32)
+            row = buffer
+        kept = _walk(row, origins[r], directions[r], grid, kept_t, kept_tau, kept_g, stop_depth)
         read += kept
         opacity[r], depth[r] = _composite(
             kept, kept_t, kept_tau, kept_w, kept_cdf, chosen, group_weights, r
@@ -208,7 +234,47 @@ def march_rays(
             continue
         for k in range(count):
             if k == 0 or chosen[k] != chosen[k - 1]:
-                pick_ray[picks], pick_t[picks] = r, kept_t[chosen[k]]
+                pick_ray[picks] = r
+                pick_coords[picks, 0] = kept_g[chosen[k], 0]
+                pick_coords[picks, 1] = kept_g[chosen[k], 1]
+                pick_coords[picks, 2] = kept_g[chosen[k], 2]
                 picks += 1
             source[r * count + k] = picks - 1
     return read, picks
+
+
+@_jit
+def trilinear_texels(coords, row_of, vz, vy, vx, absent, texels, weights, missing):
+    """For grid coords [P, 3] (x, y, z; clamped into the grid) the rows [P, 8] of a sparse
+    vertex table (row_of [Vz * Vy * Vx]: a vertex's row, `absent` where it has none) at the 8
+    corners of each point's cell (z, then y, then x), their trilinear weights [P, 8], and
+    whether a corner with weight > 0 has no row [P] (AppearanceVertices.read's, in one pass)."""
+    for p in range(len(coords)):
+        gx = min(max(coords[p, 0], -1.0), 1.0)
+        gy = min(max(coords[p, 1], -1.0), 1.0)
+        gz = min(max(coords[p, 2], -1.0), 1.0)
+        px, py, pz = (
+            (gx + 1.0) * 0.5 * (vx - 1),
+            (gy + 1.0) * 0.5 * (vy - 1),
+            (gz + 1.0) * 0.5 * (vz - 1),
+        )
+        x0 = min(math.floor(px), vx - 2)
+        y0 = min(math.floor(py), vy - 2)
+        z0 = min(math.floor(pz), vz - 2)
+        fx, fy, fz = px - x0, py - y0, pz - z0
+        base = (z0 * vy + y0) * vx + x0
+        missing[p] = False
+        corner = 0
+        for dz in range(2):
+            wz = fz if dz == 1 else 1.0 - fz
+            for dy in range(2):
+                wy = fy if dy == 1 else 1.0 - fy
+                for dx in range(2):
+                    wx = fx if dx == 1 else 1.0 - fx
+                    row = row_of[base + (dz * vy + dy) * vx + dx]
+                    weight = wz * wy * wx
+                    texels[p, corner] = row
+                    weights[p, corner] = weight
+                    if row == absent and weight > 0.0:
+                        missing[p] = True
+                    corner += 1

@@ -4,6 +4,8 @@ to infinity), and the points at given depths."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
@@ -127,3 +129,66 @@ def unbounded_samples(
     s_outer = (outer_bins + u[:, n_inner:]) / n_outer  # [R, n_outer] in [0, 1)
     t_outer = t_exit / (1.0 - s_outer).clamp(min=1e-7)  # disparity (1 - s) / t_exit
     return torch.cat([t_inner, t_outer], -1).contiguous()
+
+
+@dataclass(frozen=True)
+class EvenDepths:
+    """Depths evenly spaced in [near, far] of each ray, S of them: the rows stratified_samples
+    gives without jitter (a box scene's samples), described per ray, not materialised as
+    [R, S] (the compiled march computes each ray's row: render/compiled.py)."""
+
+    near: torch.Tensor  # [R]
+    far: torch.Tensor  # [R]
+    count: int  # S
+
+    def rows(self) -> torch.Tensor:
+        """The depths [R, S], stratified_samples' own."""
+        return stratified_samples(self.near, self.far, len(self.near), self.count, False)
+
+
+@dataclass(frozen=True)
+class UnboundedDepths:
+    """unbounded_samples' rows without jitter, described per ray: n_inner at the bin middles
+    of [near, t_exit], n_outer at the bin middles in disparity from t_exit to 0."""
+
+    origins: torch.Tensor  # [R, 3]
+    directions: torch.Tensor  # [R, 3]
+    lo: torch.Tensor  # [3]
+    hi: torch.Tensor  # [3]
+    near: float
+    n_inner: int
+    n_outer: int
+
+    @property
+    def count(self) -> int:
+        return self.n_inner + self.n_outer
+
+    def rows(self) -> torch.Tensor:
+        """The depths [R, S], unbounded_samples' own."""
+        return unbounded_samples(
+            self.origins,
+            self.directions,
+            self.lo,
+            self.hi,
+            self.near,
+            self.n_inner,
+            self.n_outer,
+            False,
+        )
+
+    def parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(t_exit [R], t_exit - near [R], inner fractions [n_inner], 1 - outer fractions
+        [n_outer], clamped) as unbounded_samples computes them: depth i of a ray is near +
+        (t_exit - near) * inner_i, then t_exit / outer_i, in float32 the same bits."""
+        _, t_exit = box_interval(
+            self.origins, self.directions, self.lo, self.hi, self.near, float("inf")
+        )
+        t_exit = t_exit.clamp(min=max(self.near, 1e-6))  # [R]
+        device = self.origins.device
+        inner = (
+            torch.arange(self.n_inner, device=device, dtype=torch.float32) + 0.5
+        ) / self.n_inner
+        outer = (
+            torch.arange(self.n_outer, device=device, dtype=torch.float32) + 0.5
+        ) / self.n_outer
+        return t_exit, t_exit - self.near, inner, (1.0 - outer).clamp(min=1e-7)

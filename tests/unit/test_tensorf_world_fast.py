@@ -23,6 +23,7 @@ import nerfcli.models.tensorf.frozen as frozen_module
 from nerfcli.data.rays import make_rays
 from nerfcli.render import compiled
 from nerfcli.render.march import MarchSettings
+from nerfcli.render.samplers import EvenDepths, UnboundedDepths
 from tests.unit.test_tensorf import make_model
 from tests.unit.test_tensorf_unbounded import blob_model as unbounded_blob_model
 from tests.unit.test_tensorf_unbounded import inside_rays
@@ -360,6 +361,39 @@ def test_the_appearance_table_is_the_factors_trilinear_read(fraction):
         assert bool(table.read(vertex)[1].all())
 
 
+def test_the_compiled_table_read_is_the_tensor_one(monkeypatch):
+    """AppearanceVertices.read through the compiled texels (compiled.trilinear_texels) and
+    through tensor operations: the same features and the same missing points, for points
+    inside cells, on the grid's faces and corners, outside it (clamped) and on vertices no
+    occupied cell touches."""
+    model = make_model(ndc=False, seed=8)
+    random_appearance(model, 8)
+    model.eval()
+    frozen = model.frozen_field()
+    cells = torch.rand(frozen._cells.shape, generator=torch.Generator().manual_seed(9)) < 0.3
+    planes, lines = frozen._factors
+    table = frozen_module.AppearanceVertices(cells, planes, lines, frozen.basis)
+    generator = torch.Generator().manual_seed(10)
+    coords = torch.cat(
+        [
+            points_in(cells, 2000, 11),
+            torch.rand(2000, 3, generator=generator) * 2.4 - 1.2,  # some outside: clamped
+            torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0], [1.0, -1.0, 0.0], [0.0, 0.0, 1.0]]),
+        ]
+    )
+    compiled_features, compiled_missing = table.read(coords)
+    monkeypatch.setattr(compiled, "trilinear_texels", lambda *args: None)
+    features, missing = table.read(coords)
+    assert bool(missing.any()) and not bool(missing.all())
+    assert torch.equal(compiled_missing, missing)
+    # the weights are rounded to the table's half precision from float64 here, from float32
+    # there: a weight may land one half ulp (2^-11) apart, so a feature moves by up to that
+    # much of the largest feature
+    scale = float(features.abs().max())
+    assert float((compiled_features - features).abs().max()) <= 2.0**-10 * scale
+    assert float((compiled_features - features).abs().mean()) <= 2.0**-14 * scale
+
+
 @pytest.mark.parametrize("kind", list(SCENES))
 def test_colour_from_the_table_renders_the_plain_image(monkeypatch, kind):
     """Once baked (at once here: TABLE_AFTER = 0), colour comes from the table, and points the
@@ -423,32 +457,39 @@ def test_the_bake_finds_the_used_vertices_once(monkeypatch):
 # ----------------------------------------------------------------------------- compiled march
 
 
-def test_even_depths_are_the_box_samples_in_the_loop_too(monkeypatch):
-    """A box scene's depths as even rows (EvenDepths): the rows stratified_samples gives the
-    plain path, and the compiled loop's own depths (computed per ray in float32) the same bits:
-    its render equals the render of the materialised rows exactly (a thin fog, termination
-    off: every sample's depth enters the depth and weights; colour from the factors in both,
-    never from a table baked between them)."""
+@pytest.mark.parametrize("kind", ["box", "unbounded"])
+def test_depth_recipes_are_the_plain_samples_in_the_loop_too(monkeypatch, kind):
+    """The no-grad depths of world rays as a recipe per ray (EvenDepths for a box scene,
+    UnboundedDepths): rows() are sample_depths' own, and the compiled loop's own depths
+    (computed per ray in float32) the same bits: its render equals the render of the
+    materialised rows exactly (termination off, so every read sample's depth enters the depth
+    and weights; colour from the factors in both, never from a table baked between them)."""
     monkeypatch.setattr(frozen_module, "STOP_TRANSMITTANCE", 0.0)
     monkeypatch.setattr(frozen_module, "TABLE_AFTER", float("inf"))
-    model = fog_model(seed=3, factor=0.3)
-    rays = outside_rays(300, 3)
+    if kind == "box":  # a thin fog: every sample read
+        model, rays, near, far = fog_model(seed=3, factor=0.3), outside_rays(300, 3), 0.5, 6.0
+    else:
+        model, near, far = unbounded_column_model(3), 0.05, 10.0
+        model.update_alpha_mask()
+        model.eval()
+        rays = inside_rays(300, 3)
     policy = model.policy
     with torch.no_grad():
-        even = policy.world_depths(model.field, rays, 0.5, 6.0)
-        rows = policy.sample_depths(model.field, rays, 0.5, 6.0, False, None)
-        assert isinstance(even, compiled.EvenDepths)
-        assert torch.equal(even.rows(), rows)
+        recipe = policy.world_depths(model.field, rays, near, far)
+        rows = policy.sample_depths(model.field, rays, near, far, False, None)
+        assert isinstance(recipe, {"box": EvenDepths, "unbounded": UnboundedDepths}[kind])
+        assert torch.equal(recipe.rows(), rows)
         frozen = model.frozen_field()
         assert frozen.grid is not None
 
         def render(depths):
-            return frozen_module.render_world_fast(frozen, rays, depths, 8, False)[0]
+            return frozen_module.render_world_fast(frozen, rays, depths, 8, False)
 
-        from_even, from_rows = render(even), render(rows)
+        (from_recipe, counts), (from_rows, _) = render(recipe), render(rows)
     assert bool(from_rows.opacity.max() > 0.5)
+    assert counts[1] > 2 * len(rays)  # samples read along the rays
     for name in ("rgb", "opacity", "depth"):
-        assert torch.equal(getattr(from_even, name), getattr(from_rows, name)), name
+        assert torch.equal(getattr(from_recipe, name), getattr(from_rows, name)), name
 
 
 def test_without_numba_the_tensor_march_renders(monkeypatch):

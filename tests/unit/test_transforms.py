@@ -165,6 +165,30 @@ def test_zero_distortion_equals_the_pinhole_rays(tmp_path):
     assert not torch.equal(camera_rays(pinhole).directions, camera_rays(tiny).directions)
 
 
+def test_distorted_views_sharing_a_lens_get_their_own_rays(tmp_path):
+    """camera_rays undistorts a lens once (cached by value) and rotates per view: each view's
+    rays are still camera_pixel_rays' at every pixel (computed afresh), a lens with other
+    coefficients gets other rays, and the cached grid is not written by the first caller."""
+    extra = {"k1": 0.1, "k2": -0.05, "p1": 0.01, "p2": -0.02}
+    scene = transforms.load(write_transforms(tmp_path, **extra), cfg(), load_images=False)
+    first, second = scene.camera(1), scene.camera(3)
+    assert np.array_equal(first.distortion, second.distortion)
+    assert not np.allclose(first.c2w, second.c2w)
+    rows, cols = torch.meshgrid(
+        torch.arange(first.height, dtype=torch.float32),
+        torch.arange(first.width, dtype=torch.float32),
+        indexing="ij",
+    )
+    for camera in (first, second, first):
+        rays = camera_rays(camera)
+        rays.directions.mul_(0.0)  # a caller writing its rays leaves the cache alone
+        again = camera_rays(camera).directions.reshape(-1, 3)
+        fresh = camera_pixel_rays(camera, cols.reshape(-1), rows.reshape(-1)).directions
+        assert torch.allclose(again, fresh, atol=1e-6)
+    other = Camera(**{**first.__dict__, "distortion": first.distortion * 0.5})
+    assert not torch.allclose(camera_rays(other).directions, camera_rays(first).directions)
+
+
 # ----------------------------------------------------------------------------- intrinsics
 
 

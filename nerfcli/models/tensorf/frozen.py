@@ -56,7 +56,7 @@ from nerfcli.render.march import (
     march,
 )
 from nerfcli.render.occupancy import FrozenOccupancy, OccupancyGrid, cell_index, occupied_cells
-from nerfcli.render.samplers import sample_points
+from nerfcli.render.samplers import EvenDepths, UnboundedDepths, sample_points
 
 # Samples a ray reads at a time in `render_dense` before the rays that stopped leave.
 DENSE_SLAB = 32
@@ -125,6 +125,13 @@ class AppearanceVertices:
         """Features [P, A] float32 at grid coords [P, 3] (clamped into the grid), and which
         points [P] touch a vertex with no row (weight > 0 on it: their features are wrong)."""
         vz, vy, vx = self.shape
+        compiled_read = compiled.trilinear_texels(coords, self.row_of, self.shape, self.absent)
+        if compiled_read is not None:  # the same texels and weights in one compiled pass
+            texels, weights, missing = compiled_read
+            features = F.embedding_bag(
+                texels, self.rows, per_sample_weights=weights.to(self.rows.dtype), mode="sum"
+            )
+            return features.float(), missing
         size = coords.new_tensor([vx - 1, vy - 1, vz - 1])  # [3]
         pixel = (coords.clamp(-1.0, 1.0) + 1.0) * (0.5 * size)  # [P, 3]
         lower = torch.minimum(pixel.floor(), size - 1.0)  # [P, 3]
@@ -315,7 +322,7 @@ class FrozenField:
 def render_world_fast(
     frozen: FrozenField,
     rays: Rays,  # [R]
-    depths: torch.Tensor | compiled.EvenDepths,  # [R, S] the plain path's sample depths
+    depths: torch.Tensor | EvenDepths | UnboundedDepths,  # the plain path's depths [R, S]
     count: int,  # colour quantiles per ray
     white_bkgd: bool,
 ) -> tuple[Composite, tuple[int, int, int]]:
@@ -327,8 +334,12 @@ def render_world_fast(
     def colour_fn(ray: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return frozen.colour_on_rays(rays, ray, t)
 
-    is_even = isinstance(depths, compiled.EvenDepths)
-    if frozen.grid is not None:  # one compiled loop per ray
+    recipe = isinstance(depths, (EvenDepths, UnboundedDepths))  # rows not materialised
+    if frozen.grid is not None:  # one compiled loop per ray, which gives the grid coords too
+
+        def colour_at(ray: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+            return frozen.colour(coords, rays.viewdirs.index_select(0, ray))
+
         out, (read, coloured) = compiled.march_composite(
             frozen.grid,
             rays.origins,
@@ -336,12 +347,12 @@ def render_world_fast(
             depths,
             STOP_TRANSMITTANCE,
             count,
-            colour_fn,
+            colour_at,
             white_bkgd,
         )
-        samples = len(rays) * (depths.count if is_even else depths.shape[1])
+        samples = len(rays) * (depths.count if recipe else depths.shape[1])
         return out, (samples, read, coloured)
-    t_vals = depths.rows() if is_even else depths  # [R, S]
+    t_vals = depths.rows() if recipe else depths  # [R, S]
     settings = MarchSettings(
         stop_transmittance=STOP_TRANSMITTANCE, probe=frozen.occupied_fraction > PROBE_ABOVE
     )

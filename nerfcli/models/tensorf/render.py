@@ -33,7 +33,6 @@ from nerfcli.models.tensorf.config import TensorfModelConfig
 from nerfcli.models.tensorf.fast import colour_at, composite_quantiles, optical_depth
 from nerfcli.models.tensorf.field import TensorfField
 from nerfcli.models.tensorf.frozen import FrozenField, render_world_fast
-from nerfcli.render.compiled import EvenDepths
 from nerfcli.render.composite import (
     Composite,
     alpha_from_density,
@@ -44,6 +43,8 @@ from nerfcli.render.composite import (
 )
 from nerfcli.render.occupancy import OccupancyGrid
 from nerfcli.render.samplers import (
+    EvenDepths,
+    UnboundedDepths,
     box_interval,
     sample_points,
     stratified_samples,
@@ -160,16 +161,21 @@ class RenderPolicy:
 
     def world_depths(
         self, field: TensorfField, rays: Rays, near: float, far: float
-    ) -> torch.Tensor | EvenDepths:
-        """The no-grad render's depths of world rays (sample_depths without jitter): a box
-        scene's as even rows (not materialised: the compiled march computes them), an
-        unbounded scene's [R, S]."""
+    ) -> EvenDepths | UnboundedDepths:
+        """The no-grad render's depths of world rays (sample_depths without jitter) as a
+        recipe per ray, not materialised (the compiled march computes each ray's row; `rows()`
+        gives sample_depths' own [R, S])."""
+        num_samples = self.num_samples(field, near, far, rays.directions)
         if self.contracted:
-            return self.sample_depths(field, rays, near, far, False, None)
+            n_outer = field.outer_samples()
+            lo, hi = field.aabb[0], field.aabb[1]
+            return UnboundedDepths(
+                rays.origins, rays.directions, lo, hi, near, num_samples - n_outer, n_outer
+            )
         t_in, t_out = box_interval(
             rays.origins, rays.directions, field.aabb[0], field.aabb[1], near, far
         )  # [R], [R]
-        return EvenDepths(t_in, t_out, self.num_samples(field, near, far, rays.directions))
+        return EvenDepths(t_in, t_out, num_samples)
 
     def shares_depth(self, rays: Rays) -> bool:
         """True when every ray has the same z origin and z direction (NDC rays: -1 and 2)."""

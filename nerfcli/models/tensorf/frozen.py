@@ -11,7 +11,10 @@ grid_sample, the basis, and the decoder's layers. Nothing in it is written after
 so render threads share it without a lock.
 
 `render_world_fast` is the image of `RenderPolicy.render` (the plain path, fast=False) for the
-same rays: the same sample depths, but only the samples in occupied cells get a density
+same rays, on the CPU where numba is installed as one compiled loop per ray
+(nerfcli.render.compiled: the march, termination and the composite below without a tensor pass
+per operation; the colours then in one batch from the grid coords it gives), else through the
+tensor march: the same sample depths, but only the samples in occupied cells get a density
 (nerfcli.render.march: blocks skipped by the free radius, then cells), rays stop once their
 transmittance is below STOP_TRANSMITTANCE (at most that much weight is dropped per ray), and colour is
 evaluated only at the K weight quantiles of the rays with any opacity. A bundle where nearly
@@ -49,12 +52,7 @@ from nerfcli.models.tensorf.field import BAKE_DTYPE, BAKE_MAX_BYTES, TensorfFiel
 from nerfcli.render import compiled
 from nerfcli.render.composite import LAST_DELTA, Composite
 from nerfcli.render.contraction import contract, contraction_norm
-from nerfcli.render.march import (
-    MarchSettings,
-    composite_packed,
-    contracted_rates,
-    march,
-)
+from nerfcli.render.march import MarchSettings, composite_packed, contracted_rates, march
 from nerfcli.render.occupancy import FrozenOccupancy, OccupancyGrid, cell_index, occupied_cells
 from nerfcli.render.samplers import EvenDepths, UnboundedDepths, sample_points
 
@@ -330,10 +328,6 @@ def render_world_fast(
     (all samples, samples given density, colours evaluated): the compiled march where numba is
     installed (nerfcli.render.compiled), else the tensor march, or `render_dense` where it
     declines (nearly every block occupied)."""
-
-    def colour_fn(ray: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return frozen.colour_on_rays(rays, ray, t)
-
     recipe = isinstance(depths, (EvenDepths, UnboundedDepths))  # rows not materialised
     if frozen.grid is not None:  # one compiled loop per ray, which gives the grid coords too
 
@@ -372,6 +366,10 @@ def render_world_fast(
     )
     if packed is None:  # a fog: every sample read in slabs, the rays compacted between them
         return render_dense(frozen, rays, t_vals, count, white_bkgd, settings.stop_transmittance)
+
+    def colour_fn(ray: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return frozen.colour_on_rays(rays, ray, t)
+
     out, coloured = composite_packed(packed, t_vals, count, colour_fn, white_bkgd)
     return out, (t_vals.numel(), len(packed.ray), coloured)
 

@@ -17,7 +17,8 @@ The plain path, colour at every sample, is nerfcli.models.reference.render_rays_
 No-grad renders (eval, previews, videos) take a fast path, the same image in fewer passes
 (`fast=False`: this module's, as in training): fast.py's in NDC, frozen.py's in world
 coordinates (boxes and unbounded scenes: the occupancy grid, early termination, the baked
-frozen field).
+frozen field; on the CPU one compiled loop per ray, nerfcli.render.compiled, which takes the
+sample depths as a recipe per ray, `world_depths`, instead of [R, S]).
 """
 
 from __future__ import annotations

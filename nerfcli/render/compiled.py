@@ -116,14 +116,14 @@ class DensityGrid:
 
 
 @cache
-def _kernel():
-    """The compiled loop (nerfcli.render.march_loop, imported on first use: importing numba
-    takes ~0.5 s), or None without numba."""
+def _loop():
+    """nerfcli.render.march_loop (imported on first use: importing numba takes ~0.5 s), or
+    None without numba."""
     try:
         from nerfcli.render import march_loop
     except ImportError:
         return None
-    return march_loop.march_rays
+    return march_loop
 
 
 def trilinear_texels(
@@ -135,10 +135,9 @@ def trilinear_texels(
     """The rows [P, 8] of a sparse vertex table at the corners of each point's cell, their
     trilinear weights [P, 8] and whether a weighted corner has no row [P], in one compiled
     pass (march_loop.trilinear_texels); None without numba."""
-    if _kernel() is None:
+    march_loop = _loop()
+    if march_loop is None:
         return None
-    from nerfcli.render import march_loop
-
     count = len(coords)
     texels = np.empty((count, 8), np.int32)
     weights = np.empty((count, 8), np.float32)
@@ -151,7 +150,7 @@ def trilinear_texels(
 
 def available() -> bool:
     """True where numba is installed (the compiled loop can run)."""
-    return _kernel() is not None
+    return _loop() is not None
 
 
 def march_composite(
@@ -167,8 +166,8 @@ def march_composite(
     """The composite [R] of `march` + `composite_packed` (module docstring), and (samples given
     density, colours evaluated). Composite.weights is empty: the loop keeps no per-sample
     weights."""
-    kernel = _kernel()
-    if kernel is None:
+    march_loop = _loop()
+    if march_loop is None:
         raise RuntimeError("the compiled march needs numba: pip install numba")
     num_rays = len(origins)
     stop_depth = -math.log(stop_transmittance) if stop_transmittance > 0 else math.inf
@@ -178,7 +177,7 @@ def march_composite(
     source = np.full(num_rays * count, -1, np.int64)
     pick_ray = np.empty(num_rays * count, np.int64)
     pick_coords = np.empty((num_rays * count, 3), np.float32)
-    read, picks = kernel(
+    read, picks = march_loop.march_rays(
         _f32(origins),
         _f32(directions),
         *_depth_arrays(depths, num_rays),

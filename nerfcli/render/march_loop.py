@@ -1,5 +1,5 @@
 """The compiled march of nerfcli.render.compiled: numba functions, imported only where numba is
-installed and a render needs them (`compiled._kernel`). The module docstring of compiled.py
+installed and a render needs them (`compiled._loop`). The module docstring of compiled.py
 says what the loop computes; the helpers here are inlined into `march_rays` in numba's IR (no
 calls in the loop). Compiled on first use, a few seconds, then cached on disk."""
 

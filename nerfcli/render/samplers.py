@@ -133,23 +133,32 @@ def unbounded_samples(
 
 @dataclass(frozen=True)
 class EvenDepths:
-    """Depths evenly spaced in [near, far] of each ray, S of them: the rows stratified_samples
-    gives without jitter (a box scene's samples), described per ray, not materialised as
-    [R, S] (the compiled march computes each ray's row: render/compiled.py)."""
+    """Depths evenly spaced in [near, far] of each ray, S of them (a box scene's samples):
+    stratified_samples' rows described per ray, not materialised as [R, S] (the compiled
+    march computes each ray's row without jitter: render/compiled.py)."""
 
     near: torch.Tensor  # [R]
     far: torch.Tensor  # [R]
     count: int  # S
 
-    def rows(self) -> torch.Tensor:
-        """The depths [R, S], stratified_samples' own."""
-        return stratified_samples(self.near, self.far, len(self.near), self.count, False)
+    def rows(self, perturb: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The depths [R, S] (jittered in their bins when perturb), on the rays' device."""
+        return stratified_samples(
+            self.near,
+            self.far,
+            len(self.near),
+            self.count,
+            perturb,
+            False,
+            generator,
+            self.near.device,
+        )
 
 
 @dataclass(frozen=True)
 class UnboundedDepths:
-    """unbounded_samples' rows without jitter, described per ray: n_inner at the bin middles
-    of [near, t_exit], n_outer at the bin middles in disparity from t_exit to 0."""
+    """unbounded_samples' rows, described per ray: without jitter n_inner at the bin middles of
+    [near, t_exit], n_outer at the bin middles in disparity from t_exit to 0."""
 
     origins: torch.Tensor  # [R, 3]
     directions: torch.Tensor  # [R, 3]
@@ -163,8 +172,8 @@ class UnboundedDepths:
     def count(self) -> int:
         return self.n_inner + self.n_outer
 
-    def rows(self) -> torch.Tensor:
-        """The depths [R, S], unbounded_samples' own."""
+    def rows(self, perturb: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The depths [R, S] (jittered in their bins when perturb)."""
         return unbounded_samples(
             self.origins,
             self.directions,
@@ -173,7 +182,8 @@ class UnboundedDepths:
             self.near,
             self.n_inner,
             self.n_outer,
-            False,
+            perturb,
+            generator,
         )
 
     def parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

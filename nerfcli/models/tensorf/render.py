@@ -49,7 +49,6 @@ from nerfcli.render.samplers import (
     box_interval,
     sample_points,
     stratified_samples,
-    unbounded_samples,
 )
 
 SampleCounts = tuple[int, int, int]  # (all samples, samples given density, given colour)
@@ -133,39 +132,21 @@ class RenderPolicy:
         the jitter is drawn once per sample index and shared by the rays of the batch; in world
         coordinates each ray is sampled only where it is inside the scene box; with a
         contraction, through the box and then in disparity to infinity (far is not used)."""
-        num_rays = len(rays)
-        num_samples = self.num_samples(field, near, far, rays.directions)
-        device = rays.origins.device
         perturb = train and self.perturb
-        if self.contracted:
-            n_outer = field.outer_samples()
-            return unbounded_samples(
-                rays.origins,
-                rays.directions,
-                field.aabb[0],
-                field.aabb[1],
-                near,
-                num_samples - n_outer,
-                n_outer,
-                perturb,
-                generator,
-            )  # [R, S]
-        if self.ndc:
-            row = stratified_samples(near, far, 1, num_samples, perturb, False, generator, device)
-            return row.expand(num_rays, num_samples)  # [R, S]
-        t_in, t_out = box_interval(
-            rays.origins, rays.directions, field.aabb[0], field.aabb[1], near, far
-        )  # [R], [R]
-        return stratified_samples(
-            t_in, t_out, num_rays, num_samples, perturb, False, generator, device
-        )  # [R, S]
+        if not self.ndc:  # the recipe of the no-grad render, materialised (jittered or not)
+            return self.world_depths(field, rays, near, far).rows(perturb, generator)  # [R, S]
+        num_samples = self.num_samples(field, near, far, rays.directions)
+        row = stratified_samples(
+            near, far, 1, num_samples, perturb, False, generator, rays.origins.device
+        )
+        return row.expand(len(rays), num_samples)  # [R, S]
 
     def world_depths(
         self, field: TensorfField, rays: Rays, near: float, far: float
     ) -> EvenDepths | UnboundedDepths:
-        """The no-grad render's depths of world rays (sample_depths without jitter) as a
-        recipe per ray, not materialised (the compiled march computes each ray's row; `rows()`
-        gives sample_depths' own [R, S])."""
+        """The depths of world rays as a recipe per ray, not materialised: the compiled march
+        computes each ray's row; `rows(perturb, generator)` gives the [R, S] that
+        sample_depths returns (it is how sample_depths makes them)."""
         num_samples = self.num_samples(field, near, far, rays.directions)
         if self.contracted:
             n_outer = field.outer_samples()

@@ -7,10 +7,12 @@ windows, density, running sums, quantile search), each writing a tensor the next
 here each ray walks its own samples once:
 1. the sample's cell (the alpha mask's rule, `cell_index`), one byte a cell: occupied, or its
    free radius r (`free_radius`: every point within r cells of the cell, on each axis, is in
-   an unoccupied cell); r > 0 sends the ray to its first sample at or past t + r * reach,
-   reach the depth the ray covers per cell on its fastest axis, a hair short (exact for a box
-   scene; for an unbounded one through the contraction's Lipschitz bound, as
-   `contracted_rates`), so no occupied cell is jumped over; r = 0: the next sample;
+   an unoccupied cell). In a box scene r > 0 sends the ray to its first sample at or past
+   t + r * reach, reach the depth the ray covers per cell on its fastest axis, a hair short
+   (grid coords are affine in t there), so no occupied cell is jumped over; r = 0: the next
+   sample. A contracted scene's ray takes its samples in blocks of 16 instead, each block's
+   coords and cells in one vectorized pass (its background is mostly occupied, and a radius
+   seldom reached past the next sample);
 2. in an occupied cell the density is a trilinear read of the baked density feature (grid_sample
    with align_corners=True and zero padding), activated (softplus with a shift, or ReLU, times
    the distance scale), times the gap to the next sample and the direction's length; the ray

@@ -189,6 +189,36 @@ def test_the_table_is_baked_once_it_pays_and_dropped_by_training(monkeypatch):
     assert "app_table" not in model.field._caches
 
 
+def test_ndc_views_an_ulp_apart_share_their_slices_and_the_baked_table(monkeypatch):
+    # float32 leaves NDC rays' z origin and direction an ulp or two off -1 and 2, by a mean
+    # that differs between views; the slices (and the table keyed on them) must not
+    rays = ndc_rays(64)
+    model = blob_model(7)
+    t_row = model.sample_depths(rays, 0.0, 1.0, train=False)[0]
+
+    def ulps(values: torch.Tensor, count: int) -> torch.Tensor:  # count ulps up (down if < 0)
+        for _ in range(abs(count)):
+            values = torch.nextafter(values, torch.full_like(values, 10.0 * count))
+        return values
+
+    shifted = []
+    for count in (1, -2):
+        origins, directions = rays.origins.clone(), rays.directions.clone()
+        origins[:, 2], directions[:, 2] = ulps(origins[:, 2], count), ulps(directions[:, 2], -count)
+        shifted.append(dataclasses.replace(rays, origins=origins, directions=directions))
+    assert not torch.equal(shifted[0].origins[:, 2], rays.origins[:, 2])
+    z = model.field.slice_depths(rays, t_row)
+    for other in shifted:
+        assert torch.equal(model.field.slice_depths(other, t_row), z)
+    monkeypatch.setattr(field_module, "BAKE_AFTER", 1e12)  # worth baking at once
+    with torch.no_grad():
+        model.render_rays(rays, 0.0, 1.0, train=False)
+        table = model.field._caches["app_table"]
+        for other in shifted:
+            model.render_rays(other, 0.0, 1.0, train=False)
+            assert model.field._caches["app_table"] is table  # not baked again
+
+
 def test_while_one_render_thread_bakes_the_others_read_the_factors(monkeypatch):
     # a bake in progress (another worker) makes appearance_table answer None at once instead
     # of waiting on the lock; once it is over the next call bakes

@@ -168,12 +168,18 @@ def colour_at(
 def decoder_inputs(decoder, features: torch.Tensor, viewdirs: torch.Tensor) -> torch.Tensor:
     """The decoder's input rows [P, C]: [features, viewdirs, PE(features), PE(viewdirs)]
     (ColourDecoder.forward's)."""
-    inputs = [features, viewdirs]  # [P, A], [P, 3]
+    return torch.cat(decoder_parts(decoder, features, viewdirs), 1)
+
+
+def decoder_parts(decoder, features: torch.Tensor, viewdirs: torch.Tensor) -> list[torch.Tensor]:
+    """decoder_inputs' column blocks, not yet concatenated ([P, A], [P, 3], then the PEs):
+    decode_rows writes them into its padded block directly."""
+    parts = [features, viewdirs]  # [P, A], [P, 3]
     if decoder.feature_pe > 0:
-        inputs.append(positional_encoding(features, decoder.feature_pe, include_input=False))
+        parts.append(positional_encoding(features, decoder.feature_pe, include_input=False))
     if decoder.view_pe > 0:
-        inputs.append(positional_encoding(viewdirs, decoder.view_pe, include_input=False))
-    return torch.cat(inputs, 1)
+        parts.append(positional_encoding(viewdirs, decoder.view_pe, include_input=False))
+    return parts
 
 
 def decode(field: TensorfField, inputs: torch.Tensor) -> torch.Tensor:
@@ -190,15 +196,23 @@ def decode(field: TensorfField, inputs: torch.Tensor) -> torch.Tensor:
 
 
 def decode_rows(
-    layers: list[tuple[torch.Tensor, torch.Tensor]], inputs: torch.Tensor, dtype: torch.dtype
+    layers: list[tuple[torch.Tensor, torch.Tensor]],
+    inputs: torch.Tensor | list[torch.Tensor],
+    dtype: torch.dtype,
 ) -> torch.Tensor:
-    """rgb [P, 3] float32 of the decoder's input rows [P, C] through its layers (as dtype), in
-    blocks of DECODER_ROWS rows, the last one padded to a multiple of DECODER_PAD (`decode`)."""
-    num = len(inputs)
+    """rgb [P, 3] float32 of the decoder's input rows [P, C] (or their column blocks,
+    decoder_parts) through its layers (as dtype), in blocks of DECODER_ROWS rows, the last one
+    padded to a multiple of DECODER_PAD (`decode`)."""
+    parts = [inputs] if isinstance(inputs, torch.Tensor) else inputs
+    num, first_part = len(parts[0]), parts[0]
     rows = -(-num // DECODER_PAD) * DECODER_PAD
-    padded = inputs.new_zeros(rows, inputs.shape[1], dtype=dtype)  # [P', A + 3]
-    padded[:num] = inputs  # float32 -> bfloat16 in one pass
-    rgb = inputs.new_empty(rows, 3)
+    padded = first_part.new_empty(rows, sum(p.shape[1] for p in parts), dtype=dtype)  # [P', C]
+    padded[num:] = 0
+    column = 0
+    for part in parts:  # float32 -> bfloat16 straight into the block: no concatenated copy
+        padded[:num, column : column + part.shape[1]] = part
+        column += part.shape[1]
+    rgb = first_part.new_empty(rows, 3, dtype=torch.float32)
     for first in range(0, rows, DECODER_ROWS):
         block = slice(first, first + DECODER_ROWS)
         rgb[block] = _mlp(layers, padded[block])

@@ -46,7 +46,7 @@ from nerfcli.models.tensorf.fast import (
     composite_quantiles,
     decode_rows,
     decoder_dtype,
-    decoder_inputs,
+    decoder_parts,
 )
 from nerfcli.models.tensorf.field import BAKE_DTYPE, BAKE_MAX_BYTES, TensorfField
 from nerfcli.render import compiled
@@ -271,7 +271,7 @@ class FrozenField:
             if bool(missing.any()):  # a point on a face of an unoccupied cell (roundings)
                 rows = torch.nonzero(missing).squeeze(1)
                 features.index_copy_(0, rows, self.features(coords.index_select(0, rows)))
-        inputs = decoder_inputs(self.decoder, features, viewdirs)
+        inputs = decoder_parts(self.decoder, features, viewdirs)
         # blocks of fixed shapes: oneDNN builds its kernels once per shape (~3 ms), and a
         # bundle's count of colours is new every time
         return decode_rows(self.layers, inputs, self.decoder_dtype)

@@ -296,6 +296,31 @@ def test_decode_is_the_decoder_in_blocks_and_padding(rows, encodings):
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("encodings", [0, 2])
+def test_decode_rows_of_column_blocks_is_decode_rows_of_their_concatenation(dtype, encodings):
+    """decode_rows given decoder_parts (each block written into the padded block in place)
+    gives the same bits as given decoder_inputs (their concatenation), with padding rows."""
+    model = make_model(
+        f"model.tensorf.view_pe={encodings}", f"model.tensorf.feature_pe={encodings}"
+    )
+    rows = fast_module.DECODER_ROWS + fast_module.DECODER_PAD // 2 + 1
+    generator = torch.Generator().manual_seed(encodings)
+    features = torch.randn(rows, 5, generator=generator)
+    viewdirs = torch.nn.functional.normalize(torch.randn(rows, 3, generator=generator), dim=-1)
+    decoder = model.field.decoder
+    layers = fast_module._layers(decoder, dtype)
+    with torch.no_grad():
+        parts = fast_module.decoder_parts(decoder, features, viewdirs)
+        assert len(parts) == (4 if encodings else 2)
+        got = fast_module.decode_rows(layers, parts, dtype)
+        whole = fast_module.decode_rows(
+            layers, fast_module.decoder_inputs(decoder, features, viewdirs), dtype
+        )
+    assert got.shape == (rows, 3) and got.dtype == torch.float32
+    assert torch.equal(got, whole)
+
+
 def test_bfloat16_decoder_is_within_its_tolerance(monkeypatch):
     """Where the CPU multiplies bfloat16 natively the decoder runs in it: inputs and weights
     keep 8 significant bits, so the colour (after a sigmoid, slope <= 1/4) moves by a few

@@ -162,17 +162,12 @@ def colour_at(
         features = field.appearance(torch.cat([xy, z[sample][:, None]], 1))  # [P, A]
     else:
         features = gather_slices(table, xy, sample).float()  # [P, A]
-    return decode(field, decoder_inputs(field.decoder, features, per_ray[:, 4:]))
-
-
-def decoder_inputs(decoder, features: torch.Tensor, viewdirs: torch.Tensor) -> torch.Tensor:
-    """The decoder's input rows [P, C]: [features, viewdirs, PE(features), PE(viewdirs)]
-    (ColourDecoder.forward's)."""
-    return torch.cat(decoder_parts(decoder, features, viewdirs), 1)
+    return decode(field, decoder_parts(field.decoder, features, per_ray[:, 4:]))
 
 
 def decoder_parts(decoder, features: torch.Tensor, viewdirs: torch.Tensor) -> list[torch.Tensor]:
-    """decoder_inputs' column blocks, not yet concatenated ([P, A], [P, 3], then the PEs):
+    """The column blocks of the decoder's input rows [P, C] (ColourDecoder.forward's
+    concatenation [features, viewdirs, PE(features), PE(viewdirs)]), not concatenated:
     decode_rows writes them into its padded block directly."""
     parts = [features, viewdirs]  # [P, A], [P, 3]
     if decoder.feature_pe > 0:
@@ -182,14 +177,16 @@ def decoder_parts(decoder, features: torch.Tensor, viewdirs: torch.Tensor) -> li
     return parts
 
 
-def decode(field: TensorfField, inputs: torch.Tensor) -> torch.Tensor:
-    """The field's decoder on its input rows [P, C] (decoder_inputs) -> rgb [P, 3] float32,
+def decode(field: TensorfField, inputs: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    """The field's decoder on its input rows [P, C] or their column blocks (decoder_parts)
+    -> rgb [P, 3] float32,
     in blocks of DECODER_ROWS rows (activations in cache; the
     last block padded to a multiple of DECODER_PAD: oneDNN builds its kernels once per shape,
     ~3 ms each, more than a block's product) and in bfloat16 where the CPU multiplies it
     natively (AVX512-BF16: ~2.3x faster than float32 here; the PSNR change is in
     bench/README.md)."""
-    dtype = decoder_dtype(inputs.device)
+    first = inputs if isinstance(inputs, torch.Tensor) else inputs[0]
+    dtype = decoder_dtype(first.device)
     params = list(field.decoder.parameters())
     layers = field._cached(f"decoder_{dtype}", params, lambda: _layers(field.decoder, dtype))
     return decode_rows(layers, inputs, dtype)

@@ -145,7 +145,13 @@ TENSORF_CPU_SURROUND: dict = {
 #   mask keeps 45% of the cells and 35% of the samples get a density read.
 # - max_samples 128 in the box (one per box voxel / step_ratio 1.0 along its diagonal at
 #   192^3 is 167); outer samples from the grid: one per shell voxel, 48 at 192^3.
+# - components 8/8/8 density, 24/24/24 appearance (as objects; NDC's 16/4/4 and 48/12/12
+#   before): `python -m bench.cup --minutes 15 --set data.factor=8` alone on a 2-core Xeon
+#   (2026-12-06), 28.45 dB at 10 minutes and 28.69 at 15 (5012 steps), against 27.78 and
+#   27.86 (5436 steps) for the old split on the same kind of machine the day before.
 TENSORF_CPU_UNBOUNDED: dict = {
+    "density_components": [8, 8, 8],
+    "appearance_components": [24, 24, 24],
     "contraction": "l2",
     "grid_init": [64, 64, 64],
     "grid_final": [192, 192, 192],

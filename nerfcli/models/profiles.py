@@ -109,14 +109,15 @@ TENSORF_CPU: dict = {
     "colour_samples": 8,
     "decoder_width": 64,
 }
+# the same number of factor components in every mode, for scenes with no special axis
+ISOTROPIC_COMPONENTS: dict = {"density_components": [8, 8, 8], "appearance_components": [24, 24, 24]}
 # Objects take the same number of factor components in every mode (8/8/8 density, 24/24/24
 # appearance), not NDC's z-favouring 16/4/4 and 48/12/12: lego --half-res, 10 minutes each, one
 # after the other alone on a 2-core Xeon (2026-12-06, `python -m bench.lego --minutes 10`): 28.12
 # dB on the 25 held-out views at 10 minutes (26.76 at 5, 27.71 at 7.5) against 27.95 (26.62,
 # 27.56); 9538 steps against 8357. One seed each.
 TENSORF_CPU_SURROUND: dict = {
-    "density_components": [8, 8, 8],
-    "appearance_components": [24, 24, 24],
+    **ISOTROPIC_COMPONENTS,
     "grid_init": [64, 64, 64],
     "grid_final": [192, 192, 192],
     "max_samples": 128,
@@ -150,8 +151,7 @@ TENSORF_CPU_SURROUND: dict = {
 #   (2026-12-06), 28.45 dB at 10 minutes and 28.69 at 15 (5012 steps), against 27.78 and
 #   27.86 (5436 steps) for the old split on the same kind of machine the day before.
 TENSORF_CPU_UNBOUNDED: dict = {
-    "density_components": [8, 8, 8],
-    "appearance_components": [24, 24, 24],
+    **ISOTROPIC_COMPONENTS,
     "contraction": "l2",
     "grid_init": [64, 64, 64],
     "grid_final": [192, 192, 192],

@@ -110,7 +110,10 @@ TENSORF_CPU: dict = {
     "decoder_width": 64,
 }
 # the same number of factor components in every mode, for scenes with no special axis
-ISOTROPIC_COMPONENTS: dict = {"density_components": [8, 8, 8], "appearance_components": [24, 24, 24]}
+ISOTROPIC_COMPONENTS: dict = {
+    "density_components": [8, 8, 8],
+    "appearance_components": [24, 24, 24],
+}
 # Objects take the same number of factor components in every mode (8/8/8 density, 24/24/24
 # appearance), not NDC's z-favouring 16/4/4 and 48/12/12: lego --half-res, 10 minutes each, one
 # after the other alone on a 2-core Xeon (2026-12-06, `python -m bench.lego --minutes 10`): 28.12

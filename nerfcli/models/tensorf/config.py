@@ -37,6 +37,12 @@ class TensorfModelConfig:
     colour_samples: int = 8  # colour evaluations per ray, at weight quantiles (0: threshold)
     weight_threshold: float = 1e-4  # colour_samples=0: colour only where the weight exceeds this
     alpha_mask_threshold: float = 1e-4
+    # box scenes (not NDC, not contracted): at every alpha-mask update the box shrinks to the
+    # cells the mask keeps (when they leave room), and every later upsampling spreads its
+    # vertex count over that box (TensoRF's shrink, which it does once, at its first update:
+    # there a softplus density starts empty, here a ReLU one starts as fog in the whole box);
+    # see TensorfModel.before_step
+    shrink: bool = True
     tv_weight_density: float = 0.02  # times the mean squared neighbour difference of planes
     tv_weight_app: float = 0.02
     l1_weight: float = 0.0

@@ -63,6 +63,24 @@ def resample_factors(
         lines[mode] = nn.Parameter(line.contiguous())
 
 
+@torch.no_grad()
+def crop_factors(
+    planes: nn.ParameterList,
+    lines: nn.ParameterList,
+    first: tuple[int, int, int],
+    last: tuple[int, int, int],
+) -> None:
+    """Keep only the vertices first .. last (inclusive, x, y, z) of every plane and line: over
+    the box those vertices span, the same field, value for value (the kept vertices are the
+    new box's grid, read with align_corners=True as before)."""
+    for mode in range(3):
+        (a, b), c = PLANE_AXES[mode], LINE_AXES[mode]
+        plane = planes[mode].data[:, :, first[b] : last[b] + 1, first[a] : last[a] + 1]
+        line = lines[mode].data[:, :, first[c] : last[c] + 1]
+        planes[mode] = nn.Parameter(plane.contiguous())
+        lines[mode] = nn.Parameter(line.contiguous())
+
+
 def factor_resolution(planes: list[torch.Tensor]) -> tuple[int, int, int]:
     """The (x, y, z) vertex counts of a factor set, read from its xy and xz planes."""
     return int(planes[0].shape[3]), int(planes[0].shape[2]), int(planes[1].shape[2])

@@ -6,6 +6,8 @@ loss)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -79,7 +81,10 @@ class TensorfModel(RadianceModel):
                 "set data.ndc=false (a surround capture) or model.tensorf.contraction=none"
             )
         self.cfg = m
-        self.field = TensorfField(m, scene_box_for(m, scene_box, ndc))
+        box = scene_box_for(m, scene_box, ndc)
+        self.field = TensorfField(m, box.clone())
+        # the box before any shrink (upsample_target spreads the grid over the field's box)
+        self.full_box = box
         self.policy = RenderPolicy.from_config(m, ndc, background == "white", perturb)
         self.schedule = grid_schedule(m.grid_init, m.grid_final, len(m.upsample_steps))
         # (all samples, samples given density, samples given colour) of the last render
@@ -179,14 +184,17 @@ class TensorfModel(RadianceModel):
         ]
 
     def before_step(self, step: int) -> bool:
-        """Alpha-mask updates and upsampling at their configured steps; True after an
-        upsample (the parameters were replaced)."""
+        """Alpha-mask updates (each shrinking a box scene's box to the mask) and upsampling
+        at their configured steps; True after a shrink or an upsample (the parameters were
+        replaced)."""
         changed = False
         if step in self.cfg.alpha_mask_steps:
             self.update_alpha_mask()
+            if self.shrinks():
+                changed = self.shrink()
         if step in self.cfg.upsample_steps:
             stage = list(self.cfg.upsample_steps).index(step) + 1
-            target = self.schedule[stage]
+            target = self.upsample_target(stage)
             if target != self.field.resolution:
                 self._frozen = None
                 self.field.upsample(target)
@@ -195,6 +203,37 @@ class TensorfModel(RadianceModel):
         if not self.policy.ndc and every > 0 and (step % every == 0 or changed):
             self.update_estimator()
         return changed
+
+    def shrinks(self) -> bool:
+        """Whether the box shrinks at the alpha-mask updates: box scenes only (NDC's box is
+        the frustum, a contracted grid spans all of space)."""
+        return self.cfg.shrink and not self.policy.ndc and not self.policy.contracted
+
+    def shrink(self) -> bool:
+        """Crop the field's box to the alpha mask's cells (TensorfField.shrink); the
+        estimator restarts over the new box. True when the box changed."""
+        if not self.field.shrink():
+            return False
+        self._frozen = None
+        self.estimator.aabb.copy_(self.field.aabb)
+        self.estimator.resize(tuple(r - 1 for r in self.field.resolution))
+        return True
+
+    def upsample_target(self, stage: int) -> tuple[int, int, int]:
+        """The vertices (x, y, z) of upsampling stage `stage`: the schedule's, or, once the
+        box has shrunk, as many voxels as the schedule's spread over the field's box in
+        proportion to its sides against the full box (TensoRF's N_to_reso), so each voxel
+        covers less of the scene."""
+        target = self.schedule[stage]
+        ratio = ((self.field.aabb[1] - self.field.aabb[0]).cpu().double()) / (
+            (self.full_box[1] - self.full_box[0]).double()
+        )
+        if bool((ratio >= 1.0).all()):
+            return target
+        cells = torch.tensor(target, dtype=torch.float64) - 1.0
+        spread = cells * ratio
+        spread = spread * (math.prod(cells.tolist()) / math.prod(spread.tolist())) ** (1 / 3)
+        return tuple(max(2, int(round(float(n))) + 1) for n in spread)
 
     def adapt_to_state_dict(self, state: dict) -> None:
         """Give every factor and the alpha mask the shapes stored in `state` (whose keys of a

@@ -30,6 +30,7 @@ STAGE_LABELS = {
     "extract": "SIFT features",
     "match": "matching",
     "map": "mapping (registered)",
+    "remap": "mapping again: the pose checks failed (registered)",
     "write": "write",
 }
 

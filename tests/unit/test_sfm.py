@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from nerfcli.data.formats.colmap import colmap_c2w, rotmat_to_qvec
 from nerfcli.data.formats.colmap_model import Camera, ColmapImage, ColmapModel, Points3D
 from nerfcli.data.sfm import colmap as sfm_colmap
+from nerfcli.data.sfm import mapping as sfm_mapping
 from nerfcli.data.sfm.align import pose_errors, umeyama
 from nerfcli.data.sfm.inputs import check_photos, check_targets, commit, make_targets
 from nerfcli.data.sfm.transforms import APPLIED_TRANSFORM, camera_params, transforms_doc
@@ -276,3 +277,76 @@ def test_missing_pycolmap_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "pycolmap", None)  # import pycolmap -> ImportError
     with pytest.raises(NerfError, match=r"pip install 'nerfcli\[sfm\]'"):
         sfm_colmap.import_pycolmap()
+
+
+# ----------------------------------------------------------------------------- remapping
+
+
+class FakeReconstruction:
+    """What map_checked reads of a pycolmap reconstruction, through the patched helpers."""
+
+    def __init__(self, name: str, problem: str | None):
+        self.name, self.problem = name, problem
+
+
+def patch_mapping(monkeypatch, first_problem: str | None, remaps: list[FakeReconstruction]):
+    """The mapper, model choice and pose check of sfm.mapping replaced: the mapper returns
+    `remaps` in turn and records the seeds it was called with. Returns (first mapping, seeds)."""
+    seeds: list[int] = []
+
+    def incremental_mapping(settings, output, on_progress=None, seed=0):
+        seeds.append(seed)
+        if on_progress is not None:
+            on_progress("map", 1, 2)
+        return [remaps[len(seeds) - 1]]
+
+    monkeypatch.setattr(sfm_mapping.sfm_colmap, "incremental_mapping", incremental_mapping)
+    monkeypatch.setattr(sfm_mapping, "choose_model", lambda found, *args: found[0])
+    monkeypatch.setattr(sfm_mapping, "pose_problem", lambda rec, folder: rec.problem)
+    return [FakeReconstruction("first", first_problem)], seeds
+
+
+def map_checked(first, tmp_path):
+    settings = sfm_colmap.ColmapSettings(
+        database=tmp_path / "db",
+        image_dir=tmp_path,
+        image_names=["a.jpg", "b.jpg"],
+        camera_model="SIMPLE_PINHOLE",
+        matcher="sequence",
+        max_image_size=None,
+        threads=1,
+    )
+    warnings: list[str] = []
+    seconds: dict[str, float] = {}
+    stages: list[str] = []
+    found, chosen = sfm_mapping.map_checked(
+        first, settings, tmp_path, seconds, lambda stage, *_: stages.append(stage), tmp_path,
+        warnings,
+    )  # fmt: skip
+    return found, chosen, warnings, seconds, stages
+
+
+def test_a_model_that_passes_the_pose_checks_is_kept_without_mapping_again(monkeypatch, tmp_path):
+    first, seeds = patch_mapping(monkeypatch, None, [])
+    found, chosen, warnings, seconds, stages = map_checked(first, tmp_path)
+    assert chosen.name == "first" and found == first
+    assert seeds == [] and warnings == [] and "remap" not in seconds and stages == []
+
+
+def test_a_failed_mapping_is_mapped_again_until_one_passes(monkeypatch, tmp_path):
+    remaps = [FakeReconstruction("seed1", "still flipped"), FakeReconstruction("seed2", None)]
+    first, seeds = patch_mapping(monkeypatch, "65.jpg -> 66.jpg flipped", remaps)
+    found, chosen, warnings, seconds, stages = map_checked(first, tmp_path)
+    assert chosen.name == "seed2" and found == [remaps[1]]
+    assert seeds == list(sfm_mapping.REMAP_SEEDS) == [1, 2]
+    assert len(warnings) == 1 and "65.jpg -> 66.jpg flipped" in warnings[0]
+    assert "(seed 2)" in warnings[0] and "remap" in seconds
+    assert set(stages) == {"remap"}  # the mapper's own progress relabelled
+
+
+def test_when_no_mapping_passes_the_first_is_returned_for_the_refusal(monkeypatch, tmp_path):
+    remaps = [FakeReconstruction("seed1", "bad"), FakeReconstruction("seed2", "bad")]
+    first, seeds = patch_mapping(monkeypatch, "flipped", remaps)
+    found, chosen, warnings, seconds, stages = map_checked(first, tmp_path)
+    assert chosen.name == "first" and found == first
+    assert seeds == [1, 2] and warnings == []

@@ -236,14 +236,17 @@ def match_features(settings: ColmapSettings) -> None:
 
 
 def incremental_mapping(
-    settings: ColmapSettings, output: Path, on_progress: ProgressFn | None = None
+    settings: ColmapSettings,
+    output: Path,
+    on_progress: ProgressFn | None = None,
+    seed: int = SEED,
 ) -> list[Any]:
-    """COLMAP's incremental mapper; the reconstructions it found, largest first."""
+    """COLMAP's incremental mapper, seeded; the reconstructions it found, largest first."""
     pycolmap = import_pycolmap()
-    pycolmap.set_random_seed(SEED)
+    pycolmap.set_random_seed(seed)
     options = pycolmap.IncrementalPipelineOptions()
     options.num_threads = _threads(settings.threads)
-    options.random_seed = SEED
+    options.random_seed = seed
     output.mkdir(parents=True, exist_ok=True)
     total = len(settings.image_names)
     registered = [0]

@@ -37,13 +37,12 @@ from nerfcli.data.sfm.inputs import (
     make_targets,
     write_frames_record,
 )
+from nerfcli.data.sfm.mapping import map_checked
 from nerfcli.data.sfm.quality import assess_colmap_model, refuse_suspect
 from nerfcli.data.sfm.sequence import default_matcher, match_sequence
 from nerfcli.errors import DataError, NerfError
 
 MATCHERS = ("exhaustive", "sequential", "sequence")
-MIN_REGISTERED = 3
-MIN_REGISTERED_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -215,8 +214,9 @@ def _run(
         threads=options.threads,
     )
     matched: dict = {}  # the sequence matcher's summary
-    reconstructions = _reconstruct(settings, build, seconds, report, matched)
-    chosen = _choose_model(reconstructions, settings, image_dir, warnings)
+    reconstructions, chosen = _reconstruct(
+        settings, build, seconds, report, matched, image_dir, warnings
+    )
     with _timed(seconds, "write"):
         report("write", 0, 1)
         result = _write(chosen, build, targets, image_dir, work_images, options, warnings, matcher)
@@ -233,7 +233,11 @@ def _reconstruct(
     seconds: dict[str, float],
     report: ProgressFn,
     matched: dict,
-) -> list[Any]:
+    image_dir: Path,
+    warnings: list[str],
+) -> tuple[list[Any], Any]:
+    """Features, matches and the mapping: (the reconstructions, largest first, and the one
+    to write: mapping.map_checked's)."""
     log_prefix = build / "colmap" / "sfm.log."
     total = len(settings.image_names)
     with sfm_colmap.colmap_log(log_prefix):
@@ -251,51 +255,9 @@ def _reconstruct(
             report("map", 0, total)
             reconstructions = sfm_colmap.incremental_mapping(settings, build / "mapper", report)
             report("map", total, total)
+        found = map_checked(reconstructions, settings, build, seconds, report, image_dir, warnings)
     sfm_colmap.collect_log(log_prefix, build / "colmap" / "sfm.log")
-    return reconstructions
-
-
-def _advice(matcher: str) -> str:
-    tips = "take photos with more overlap (each part of the subject in 3 or more photos), "
-    tips += "avoid blur and moving objects"
-    return tips + (", or try --matcher exhaustive" if matcher == "sequential" else "")
-
-
-def _choose_model(
-    reconstructions: list[Any], settings: ColmapSettings, image_dir: Path, warnings: list[str]
-) -> Any:
-    """The largest reconstruction, or a DataError when too few photos registered."""
-    total = len(settings.image_names)
-    if not reconstructions:
-        stats = sfm_colmap.database_stats(settings.database)
-        counts = sorted(stats.num_keypoints.values()) or [0]
-        raise DataError(
-            f"{image_dir}: COLMAP could not start a reconstruction: {stats.num_verified_pairs} "
-            f"photo pair(s) of {total} photos passed geometric verification (SIFT found "
-            f"{counts[0]}-{counts[-1]} features per photo); the photos must show the same scene "
-            f"from nearby viewpoints; {_advice(settings.matcher)}"
-        )
-    largest = reconstructions[0]
-    registered = sfm_colmap.registered_names(largest)
-    if len(registered) < MIN_REGISTERED or len(registered) < MIN_REGISTERED_FRACTION * total:
-        missing = [name for name in settings.image_names if name not in set(registered)]
-        split = f" (the mapper split them into {len(reconstructions)} models)"
-        raise DataError(
-            f"{image_dir}: only {len(registered)} of {total} photos registered "
-            f"({100 * len(registered) / total:.0f}%){split if len(reconstructions) > 1 else ''}; "
-            f"not registered: {listing(missing)}; {_advice(settings.matcher)}"
-        )
-    if len(reconstructions) > 1:
-        others = "; ".join(
-            f"model {k + 1}: {rec.num_reg_images()} photos ({listing(sfm_colmap.registered_names(rec), 4)})"
-            for k, rec in enumerate(reconstructions[1:], 1)
-        )
-        warnings.append(
-            f"the mapper split the photos into {len(reconstructions)} models; wrote the largest "
-            f"(model 1, {len(registered)} photos); the others: {others}; photos only there get "
-            "no pose"
-        )
-    return largest
+    return found
 
 
 def _write(

@@ -18,8 +18,9 @@ from nerfcli.errors import DataError
 # When the first mapping's model fails the pose checks, the mapper runs again on the same
 # features and matches with these seeds in turn, and the first model that passes is written.
 # COLMAP's mapper is randomised and threaded, so a rerun can land elsewhere: on a 2-core AMD
-# EPYC, one of two `nerf sfm` runs on cup's 77 photos was refused (photos 65 -> 66 -> 67 looked
-# 130 and 168 deg apart) and the other passed. A map of those photos takes ~16 s there.
+# EPYC, the first of six `nerf sfm` runs on cup's 77 photos was refused (photos 65 -> 66 -> 67
+# looked 130 and 168 deg apart) and the other five passed (whether their matches or only their
+# mappings differed is not known). A map of those photos takes 15-20 s there.
 REMAP_SEEDS = (1, 2)
 MIN_REGISTERED = 3
 MIN_REGISTERED_FRACTION = 0.5

@@ -680,13 +680,18 @@ def test_scene_box_is_restored_from_the_state_dict():
     fresh.adapt_to_state_dict(model.state_dict())
     fresh.load_state_dict(model.state_dict())
     assert torch.equal(fresh.field.aabb, model.field.aabb)
-    c2w = torch.eye(4)[:3].clone()
-    c2w[:, 3] = torch.tensor([0.0, 0.0, 5.0])
-    rays = make_rays(4, 4, 4.0, c2w, ndc=False).reshape(-1)
-    with torch.no_grad():
-        a = model.render_rays(rays, 0.5, 9.0, train=False)
-        b = fresh.render_rays(rays, 0.5, 9.0, train=False)
+    a, b = renders_from_above(5.0, 4, 9.0, model, fresh)
     assert torch.equal(a.rgb, b.rgb)
+
+
+def renders_from_above(z: float, size: int, far: float, *models: TensorfModel) -> list:
+    """No-grad renders [size * size] of each model from a size x size camera at (0, 0, z)
+    looking down -z (focal = size), rays from depth 0.5 to far."""
+    c2w = torch.eye(4)[:3].clone()
+    c2w[:, 3] = torch.tensor([0.0, 0.0, z])
+    rays = make_rays(size, size, float(size), c2w, ndc=False).reshape(-1)
+    with torch.no_grad():
+        return [model.render_rays(rays, 0.5, far, train=False) for model in models]
 
 
 def test_production_code_never_imports_the_references():

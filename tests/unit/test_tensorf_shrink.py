@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from nerfcli.data.rays import make_rays
 from nerfcli.models.registry import build_model
 from nerfcli.models.tensorf import TensorfModel, grid_schedule
-from tests.unit.test_tensorf import tiny_config
+from tests.unit.test_tensorf import renders_from_above, tiny_config
 
 BOX = np.array([[-2.0, -1.5, -1.0], [2.0, 1.5, 3.0]], dtype=np.float32)
 # the blob's vertices (inclusive) at grid_init 11 x 9 x 7: x 3..6, y 2..5, z 2..4
@@ -172,11 +171,6 @@ def test_a_shrunk_checkpoint_loads_and_resumes_the_same_schedule(steps):
     assert torch.equal(fresh.field.aabb, model.field.aabb)
     assert fresh.field.resolution == model.field.resolution
     assert fresh.upsample_target(2) == model.upsample_target(2)
-    c2w = torch.eye(4)[:3].clone()
-    c2w[:, 3] = torch.tensor([0.0, 0.0, 6.0])
-    rays = make_rays(6, 6, 6.0, c2w, ndc=False).reshape(-1)
-    with torch.no_grad():
-        a = model.render_rays(rays, 0.5, 12.0, train=False)
-        b = fresh.render_rays(rays, 0.5, 12.0, train=False)
+    a, b = renders_from_above(6.0, 6, 12.0, model, fresh)
     assert torch.equal(a.rgb, b.rgb)
     assert float(a.opacity.max()) > 0.01  # the rays see the blob

@@ -72,6 +72,9 @@ def test_shrink_crops_to_the_occupied_cells_and_keeps_the_field():
     assert model.field.density_planes[0].shape[2:] == (8, 8)
     assert model.field.app_lines[0].shape[2] == 7
     assert tuple(model.field.alpha_mask.shape) == (6, 7, 7)
+    cropped = model.field.alpha_mask.clone()
+    model.update_alpha_mask()  # the cropped mask is the one the new grid gives
+    assert torch.equal(model.field.alpha_mask, cropped)
     assert tuple(model.estimator.aabb.tolist()) == tuple(model.field.aabb.tolist())
     after = density_at(model, points)
     # the same field inside the new box, value for value; nothing with density left outside

@@ -370,7 +370,10 @@ class TensorfField(nn.Module):
         self.aabb.copy_(torch.stack([new_lo, new_hi]).to(self.aabb))
         self.resolution = tuple(int(n) for n in (last - first + 1).tolist())
         self.clear_caches()
-        self.update_alpha_mask()
+        # the kept cells' mask, as update_alpha_mask would recompute it (the same vertex
+        # densities and the same voxel size)
+        (x0, y0, z0), (x1, y1, z1) = crop
+        self.alpha_mask = mask[z0:z1, y0:y1, x0:x1].contiguous()
         return True
 
     def mask_step(self) -> float:

@@ -58,5 +58,20 @@ class RadianceModel(nn.Module):
         rank alike; the schedule's position of before_step jumps on a time schedule, this does
         not)."""
 
+    def prepare_renders(self, pixels: int) -> None:
+        """A hint before no-grad renders of about `pixels` pixels with these weights (an eval,
+        a video): a model may build now, on every core, what pays for itself over them."""
+
+    def ray_filter_key(self) -> object | None:
+        """None while every training ray can change the model (the default); else a value that
+        changes whenever `useful_rays` would answer differently (the trainer draws batches
+        only from the rays it keeps, and asks again on a new key)."""
+        return None
+
+    def useful_rays(self, rays: Rays, near: float, far: float) -> torch.Tensor:
+        """Which training rays [P] (bool) can change the model now: a ray left out must get
+        no gradient (asked only while ray_filter_key is not None)."""
+        raise NotImplementedError
+
     def adapt_to_state_dict(self, state: dict) -> None:
         """Resize parameters/buffers so `state` loads (models whose shapes change in training)."""

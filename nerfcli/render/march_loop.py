@@ -393,3 +393,35 @@ def trilinear_texels(coords, row_of, vz, vy, vx, absent, texels, weights, missin
                     if row == absent and weight > 0.0:
                         missing[p] = True
                     corner += 1
+
+
+@_jit
+def rays_meeting(origins, directions, near, far, box, cells, kx, ky, kz, per_unit, spacing, out):
+    """nerfcli.render.ray_filter.rays_meeting for rays [R]: each ray's segment in the box
+    (box [2, 3]: lo, hi; the slab method, clamped to near, far, as samplers.box_interval, in
+    float64) sampled at most `spacing` apart (both ends included), True at the first sample
+    in a set coarse cell (cells flat [Kz * Ky * Kx]; per_unit: coarse cells per unit length
+    on each axis)."""
+    for r in range(len(origins)):
+        out[r] = False
+        t_in, t_out = near, far
+        for axis in range(3):
+            o, d = float(origins[r, axis]), float(directions[r, axis])
+            if abs(d) < 1e-9:
+                d = 1e-9
+            a, b = (box[0, axis] - o) / d, (box[1, axis] - o) / d
+            t_in, t_out = max(t_in, min(a, b)), min(t_out, max(a, b))
+        if t_out <= t_in:  # box_interval's miss: samples at near, outside the box
+            continue
+        ox, oy, oz = origins[r, 0], origins[r, 1], origins[r, 2]
+        dx, dy, dz = directions[r, 0], directions[r, 1], directions[r, 2]
+        span = t_out - t_in
+        count = int(math.ceil(span * math.sqrt(dx * dx + dy * dy + dz * dz) / spacing))
+        for k in range(count + 1):
+            t = t_in + (span * k / count if count > 0 else 0.0)
+            ix = min(max(math.floor((ox + dx * t - box[0, 0]) * per_unit[0]), 0), kx - 1)
+            iy = min(max(math.floor((oy + dy * t - box[0, 1]) * per_unit[1]), 0), ky - 1)
+            iz = min(max(math.floor((oz + dz * t - box[0, 2]) * per_unit[2]), 0), kz - 1)
+            if cells[(iz * ky + iy) * kx + ix]:
+                out[r] = True
+                break

@@ -128,6 +128,7 @@ class RaySource:
         if home.type == "cpu" and device.type == "cuda":
             table = table.pin_memory()
         self.table = table.to(home)
+        self._rows: torch.Tensor | None = None  # [K] the rows batches are drawn from (None: all)
         self._buffer: torch.Tensor | None = None  # pinned [b, C], host gathers
         self._copied = None  # a CUDA event: the buffer's last copy is done
 
@@ -145,10 +146,25 @@ class RaySource:
     def target(self) -> torch.Tensor:
         return self.table[:, RGB]  # [P, 3]
 
+    @property
+    def num_drawn(self) -> int:
+        """The rows batches are drawn from."""
+        return self.num_rays if self._rows is None else len(self._rows)
+
+    def keep(self, mask: torch.Tensor | None) -> None:
+        """Draw batches only from the rows where mask [P] is True from now on (None, or a
+        mask keeping no row: every row)."""
+        if mask is None or not bool(mask.any()):
+            self._rows = None
+        else:
+            self._rows = torch.nonzero(mask.to(self.home)).squeeze(1)
+
     def draw(self, batch_rays: int, rows: slice) -> Batch:
         """The global batch's random rows (and background colours); this rank's `rows`."""
         g = self.generator
-        index = torch.randint(0, self.num_rays, (batch_rays,), generator=g, device=g.device)
+        index = torch.randint(0, self.num_drawn, (batch_rays,), generator=g, device=g.device)
+        if self._rows is not None:
+            index = self._rows[index]
         colour = None
         if self.random_background:
             colour = torch.rand((batch_rays, 3), generator=g, device=g.device)  # [B, 3]

@@ -100,6 +100,7 @@ class Trainer:
         else:
             self.optimizer = build_optimizer(self.model, cfg)
         self.source = RaySource(scene, self.device, home, self.generator)
+        self._filter_key: object | None = None  # the model's ray_filter_key last applied
         check_free_space(self.out_dir, self.model.state_dict())
 
     @property
@@ -297,10 +298,26 @@ class Trainer:
         if changed:
             self.optimizer = build_optimizer(self.model, self.cfg)
 
+    def _filter_rays(self) -> None:
+        """Batches from the rays the model can still learn from, where it says which
+        (RadianceModel.ray_filter_key: a new key whenever its answer changes); recorded in
+        metrics.jsonl as rays_kept of rays."""
+        key = self.model.ray_filter_key()
+        if key == self._filter_key:
+            return
+        self._filter_key = key
+        keep = None
+        if key is not None:
+            keep = self.model.useful_rays(self.source.rays, self.scene.near, self.scene.far)
+        self.source.keep(keep)
+        if keep is not None:
+            self._log({"step": self.step, "rays_kept": int(keep.sum()), "rays": len(keep)})
+
     def _train_step(self, use_amp: bool, schedule: Schedule) -> tuple[float, float, list[float]]:
         """One optimisation step on a random batch: (loss, PSNR of the batch, the rates used);
         across ranks, of the global batch (gradients and loss terms summed)."""
         self._advance_model(schedule)
+        self._filter_rays()
         decay = schedule.decay(self.step, self.train_seconds)
         # What the optimizer uses, per parameter group (TensoRF: grids, then networks).
         lrs = set_learning_rates(self.optimizer, decay)

@@ -43,6 +43,11 @@ class TensorfModelConfig:
     # there a softplus density starts empty, here a ReLU one starts as fog in the whole box);
     # see TensorfModel.before_step
     shrink: bool = True
+    # box scenes: from the second alpha-mask update on (TensoRF's filtering_rays), training
+    # batches are drawn only from the rays that may meet a cell the mask keeps; the others get
+    # density 0 at every sample, so no gradient (nerfcli/render/ray_filter.py). Drawn again
+    # whenever the mask changes; see TensorfModel.ray_filter_key
+    filter_rays: bool = True
     tv_weight_density: float = 0.02  # times the mean squared neighbour difference of planes
     tv_weight_app: float = 0.02
     l1_weight: float = 0.0

@@ -276,6 +276,14 @@ class FrozenField:
         # bundle's count of colours is new every time
         return decode_rows(self.layers, inputs, self.decoder_dtype)
 
+    def expect_colours(self, count: int) -> None:
+        """Renders of about `count` colours are coming (an eval, a video): bake the appearance
+        table now, on the caller's threads (every core; a render worker has one), where those
+        colours pay for it (`_bake_when_it_pays`)."""
+        if self.table is None:
+            self._coloured += count
+            self._bake_when_it_pays(0)
+
     def _bake_when_it_pays(self, count: int) -> AppearanceVertices | None:
         """The appearance table once the colours evaluated reach TABLE_AFTER x its vertices
         (CPU only, under BAKE_MAX_BYTES); None before."""

@@ -23,6 +23,7 @@ from nerfcli.models.tensorf.losses import tensorf_loss
 from nerfcli.models.tensorf.render import RenderPolicy
 from nerfcli.render.composite import RenderResult
 from nerfcli.render.occupancy import OccupancyGrid
+from nerfcli.render.ray_filter import rays_meeting
 
 # The LLFF box in NDC: NDC x, y of the training rays reach a little past [-1, 1].
 NDC_BOX = ((-1.5, -1.67, -1.0), (1.5, 1.67, 1.0))
@@ -100,6 +101,10 @@ class TensorfModel(RadianceModel):
         # render, loading, upsampling). Render threads that find none both build one (the
         # same values): a benign race, so no lock.
         self._frozen: FrozenField | None = None
+        # the training-ray filter (ray_filter_key): alpha-mask updates reached, and a count
+        # bumped whenever the mask may have changed (an update, a shrink, an upsampling, a load)
+        self._masks_done = 0
+        self._mask_version = 0
         self.register_load_state_dict_pre_hook(_field_keys_hook)
 
     def frozen_field(self) -> FrozenField:
@@ -109,6 +114,13 @@ class TensorfModel(RadianceModel):
             frozen = FrozenField(self.field, self.estimator)
             self._frozen = frozen
         return frozen
+
+    @torch.no_grad()
+    def prepare_renders(self, pixels: int) -> None:
+        """World scenes: the frozen field now, and its appearance table when about one colour
+        a pixel pays for it (FrozenField.expect_colours), on the caller's threads."""
+        if not self.policy.ndc and not self.training:
+            self.frozen_field().expect_colours(pixels)
 
     def train(self, mode: bool = True):
         """train() / eval(): the render snapshots (the frozen field, the NDC caches) go."""
@@ -199,15 +211,39 @@ class TensorfModel(RadianceModel):
                 self._frozen = None
                 self.field.upsample(target)
                 changed = True
+        self._masks_done = sum(1 for s in self.cfg.alpha_mask_steps if s <= step)
+        if changed or step in self.cfg.alpha_mask_steps:
+            self._mask_version += 1
         every = self.cfg.estimator_every
         if not self.policy.ndc and every > 0 and (step % every == 0 or changed):
             self.update_estimator()
         return changed
 
+    def box_scene(self) -> bool:
+        """A box scene: not NDC (whose box is the frustum), not contracted (whose grid spans
+        all of space)."""
+        return not self.policy.ndc and not self.policy.contracted
+
     def shrinks(self) -> bool:
-        """Whether the box shrinks at the alpha-mask updates: box scenes only (NDC's box is
-        the frustum, a contracted grid spans all of space)."""
-        return self.cfg.shrink and not self.policy.ndc and not self.policy.contracted
+        """Whether the box shrinks at the alpha-mask updates: box scenes only."""
+        return self.cfg.shrink and self.box_scene()
+
+    def ray_filter_key(self) -> int | None:
+        """From the second alpha-mask update on (TensoRF's filtering_rays), in box scenes with
+        `filter_rays`: the mask's version (a new one whenever it may have changed), so the
+        trainer draws batches from the rays that may meet its cells (`useful_rays`); None
+        before, and for other scenes."""
+        if not (self.cfg.filter_rays and self.box_scene()) or self._masks_done < 2:
+            return None
+        return self._mask_version if self.field.alpha_mask.numel() else None
+
+    @torch.no_grad()
+    def useful_rays(self, rays: Rays, near: float, far: float) -> torch.Tensor:
+        """Rays [P] (bool) whose part inside the box may meet a cell of the alpha mask
+        (conservative: render/ray_filter.py); the others read density nowhere, as the
+        training render reads it only in the mask."""
+        lo, hi = self.field.aabb[0], self.field.aabb[1]
+        return rays_meeting(self.field.alpha_mask, lo, hi, rays.origins, rays.directions, near, far)
 
     def shrink(self) -> bool:
         """Crop the field's box to the alpha mask's cells (TensorfField.shrink); the
@@ -239,6 +275,7 @@ class TensorfModel(RadianceModel):
         """Give every factor and the alpha mask the shapes stored in `state` (whose keys of a
         checkpoint saved before the composition are renamed in place)."""
         self._frozen = None
+        self._mask_version += 1
         adapt_to_state_dict(self.field, self.estimator, state)
 
     def extra_repr(self) -> str:

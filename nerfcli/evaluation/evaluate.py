@@ -95,6 +95,10 @@ def load_matching_scene(
 
 
 @torch.no_grad()
+def _pixels(camera) -> int:
+    return camera.height * camera.width
+
+
 def _score_view(
     out,
     camera,
@@ -156,6 +160,8 @@ def evaluate(
     def render_fn(rays, near, far):
         return model.render_rays(rays, near, far, train=False)
 
+    views = ranks.shard(list(enumerate(scene.held_out)))
+    model.prepare_renders(sum(_pixels(scene.camera(view).downscaled(downscale)) for _, view in views))
     out_dir.mkdir(parents=True, exist_ok=True)
     mine: list[tuple[int, ViewScore, tuple[int, int]]] = []
     chunk = ckpt.config.render.chunk
@@ -169,7 +175,7 @@ def evaluate(
             if on_view is not None:
                 on_view(score)
 
-        for position, view in ranks.shard(list(enumerate(scene.held_out))):
+        for position, view in views:
             camera = scene.camera(view)
             out = render_view(render_fn, camera, chunk, device, downscale)
             if pending:

@@ -136,12 +136,14 @@ def render_frames(
     def render_fn(rays, near, far):
         return model.render_rays(rays, near, far, train=False)
 
+    first = camera_of(0).downscaled(downscale)
+    # the frames this rank renders, at about the first one's size
+    model.prepare_renders(first.height * first.width * len(ranks.shard(range(len(poses)))))
     if ranks.world == 1:
         for index in range(len(poses)):
             yield render_one(index)
         return
-    camera = camera_of(0).downscaled(downscale)
-    size = (camera.height, camera.width)
+    size = (first.height, first.width)
     blank = np.zeros((*size, 3), np.uint8), np.zeros(size, np.float32)  # past the last frame
     for first in range(0, len(poses), ranks.world):
         mine = first + ranks.rank

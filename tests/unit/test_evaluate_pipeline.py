@@ -45,7 +45,9 @@ def test_each_view_keeps_its_own_score_files_and_order(tmp_path: Path, monkeypat
         return RenderResult(rgb=rgb, depth=zeros, disparity=zeros, opacity=zeros + 1.0)
 
     expected: dict[int, float] = {}
-    monkeypatch.setattr(evaluate_module, "restore_model", lambda ckpt, device: None)
+    prepared = []  # the pixels the model is told to expect (RadianceModel.prepare_renders)
+    model = SimpleNamespace(prepare_renders=prepared.append)
+    monkeypatch.setattr(evaluate_module, "restore_model", lambda ckpt, device: model)
     monkeypatch.setattr(evaluate_module, "render_view", render_view)
     main = threading.get_ident()
     scoring_threads = set()
@@ -65,6 +67,8 @@ def test_each_view_keeps_its_own_score_files_and_order(tmp_path: Path, monkeypat
         ckpt, scene, tmp_path / "eval", torch.device("cpu"), on_view=scored.append
     )
     assert rendered == list(scene.held_out)
+    pixels = sum(scene.camera(v).height * scene.camera(v).width for v in scene.held_out)
+    assert prepared == [pixels]  # told once, before the first view, of every view's pixels
     assert [s.view for s in scored] == list(scene.held_out)  # callbacks in order, last included
     assert [s.view for s in report.views] == list(scene.held_out)
     for score in report.views:

@@ -454,6 +454,22 @@ def test_the_bake_finds_the_used_vertices_once(monkeypatch):
     assert torch.equal(fresh.rows, frozen.table.rows)
 
 
+def test_prepare_renders_bakes_the_table_before_the_first_colour_where_it_pays():
+    """An eval or a video tells the model its pixels first: the table is baked then, when a
+    colour a pixel reaches TABLE_AFTER colours a vertex, and not for a few pixels."""
+    model = make_model(ndc=False, seed=5)
+    random_appearance(model, 5)
+    model.eval()
+    model.prepare_renders(10)  # far fewer than 2 colours a vertex
+    assert model.frozen_field().table is None
+    vertices = int(frozen_module.vertices_of(model.frozen_field()._cells).sum())
+    model.prepare_renders(int(frozen_module.TABLE_AFTER * vertices))
+    assert model.frozen_field().table is not None
+    model.train()  # training drops the frozen field; a training model is not prepared
+    model.prepare_renders(10**9)
+    assert model._frozen is None
+
+
 # ----------------------------------------------------------------------------- compiled march
 
 

@@ -161,7 +161,9 @@ def evaluate(
         return model.render_rays(rays, near, far, train=False)
 
     views = ranks.shard(list(enumerate(scene.held_out)))
-    model.prepare_renders(sum(_pixels(scene.camera(view).downscaled(downscale)) for _, view in views))
+    model.prepare_renders(
+        sum(_pixels(scene.camera(view).downscaled(downscale)) for _, view in views)
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     mine: list[tuple[int, ViewScore, tuple[int, int]]] = []
     chunk = ckpt.config.render.chunk

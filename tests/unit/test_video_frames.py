@@ -1,0 +1,43 @@
+"""render_frames' one-ahead rendering (evaluation/video.py `_rendered_ahead`): frames come in
+order, the next one renders while the caller takes the current one, and a render's error
+reaches the caller."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from nerfcli.evaluation.video import _rendered_ahead
+
+
+def test_frames_come_in_order_and_the_next_renders_while_the_caller_works():
+    started: list[int] = []
+    second_started = threading.Event()
+
+    def render_one(index: int):
+        started.append(index)
+        if index == 1:
+            second_started.set()
+        return index, threading.get_ident()
+
+    frames = _rendered_ahead(render_one, 4)
+    first, thread = next(frames)
+    assert first == 0 and thread != threading.get_ident()  # rendered off the caller's thread
+    # frame 1 renders while the caller still holds frame 0
+    assert second_started.wait(5.0)
+    assert [index for index, _ in frames] == [1, 2, 3]
+    assert started == [0, 1, 2, 3]  # each once, in order
+    assert list(_rendered_ahead(render_one, 0)) == []
+
+
+def test_a_render_error_reaches_the_caller():
+    def render_one(index: int):
+        if index == 2:
+            raise ValueError("frame 2 failed")
+        return index
+
+    frames = _rendered_ahead(render_one, 5)
+    assert [next(frames), next(frames)] == [0, 1]
+    with pytest.raises(ValueError, match="frame 2 failed"):
+        next(frames)

@@ -41,3 +41,34 @@ def test_a_render_error_reaches_the_caller():
     assert [next(frames), next(frames)] == [0, 1]
     with pytest.raises(ValueError, match="frame 2 failed"):
         next(frames)
+
+
+def test_an_mp4_holds_every_frame_close_to_what_was_rendered(tmp_path):
+    """VideoWriter's encoding (x264, crf 10, veryfast): every frame comes back, in order, within
+    a few grey levels of the rendered one (smooth waves moving by frame)."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    from nerfcli.evaluation.video import VideoWriter
+
+    y, x = np.mgrid[0:96, 0:128]
+    frames = [
+        np.stack(
+            [
+                127.5 + 120 * np.sin((x + 4 * k) / 20),
+                2.0 * y,
+                127.5 + 120 * np.cos((x + y) / 30 + k),
+            ],
+            -1,
+        ).astype(np.uint8)
+        for k in range(6)
+    ]
+    writer = VideoWriter(tmp_path / "v.mp4", fps=10)
+    for frame in frames:
+        writer.append(frame)
+    path = writer.close()
+    back = np.stack(list(iio.imiter(path))).astype(np.float64)
+    assert back.shape == (6, 96, 128, 3)
+    mse = ((back - np.stack(frames)) ** 2).mean(axis=(1, 2, 3))
+    assert (10 * np.log10(255**2 / mse) > 38.0).all(), mse
+    assert not list(tmp_path.glob("*.tmp*"))  # the temp file was renamed into place

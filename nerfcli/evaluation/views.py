@@ -4,7 +4,6 @@ camera (RGB, depth or accumulation), through the same per-camera render as eval 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -32,8 +31,8 @@ def render_camera(
 ) -> RenderResult:
     """Render `camera` (its own size) with the model in eval mode, without gradients; outputs
     shaped [H, W, ...]. The one render of a view the viewer uses: the whole picture in one
-    call (the chunks shared by render_view's worker threads, `balanced_chunk` so that every
-    worker gets the same share), asking `cancelled()` before each chunk and raising Cancelled
+    call (the chunks shared by render_view's worker threads, each worker the same share),
+    asking `cancelled()` before each chunk and raising Cancelled
     when it says yes."""
 
     def render_fn(rays, near, far):
@@ -41,17 +40,7 @@ def render_camera(
             raise Cancelled
         return model.render_rays(rays, near, far, train=False)
 
-    rays = camera.height * camera.width
-    workers = torch.get_num_threads() if torch.device(device).type == "cpu" else 1
-    return render_view(render_fn, camera, balanced_chunk(rays, chunk, workers), device)
-
-
-def balanced_chunk(rays: int, chunk: int, workers: int) -> int:
-    """The largest chunk <= `chunk` that cuts `rays` into a multiple of `workers` near-equal
-    chunks (10,000 rays at chunk 8192 on 2 workers: 2 x 5000, not 8192 + 1808)."""
-    workers = max(1, workers)
-    count = workers * math.ceil(rays / (max(1, chunk) * workers))  # chunks, a multiple of workers
-    return max(1, math.ceil(rays / max(1, count)))
+    return render_view(render_fn, camera, chunk, device)
 
 
 def picture(result: RenderResult, output: str, ndc: bool) -> np.ndarray:

@@ -14,6 +14,7 @@ built twice with the same values; see TensorfField._cached and models/tensorf/fr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -31,10 +32,12 @@ def render_in_chunks(
 ) -> RenderResult:
     """Render a flat bundle of rays [R] in chunks of at most `chunk` rays and concatenate.
     workers: threads sharing the chunks (None: one per core for CPU rays, else 1); with more
-    than one, each runs its operations on one core."""
-    parts = [rays[start : start + chunk] for start in range(0, len(rays), chunk)]
+    than one, each runs its operations on one core. The chunks are cut near-equal and their
+    count a multiple of the workers (`balanced_chunk`), so that the workers finish together."""
     if workers is None:
         workers = torch.get_num_threads() if rays.origins.device.type == "cpu" else 1
+    size = balanced_chunk(len(rays), chunk, workers)
+    parts = [rays[start : start + size] for start in range(0, len(rays), size)]
     workers = min(workers, len(parts))
     if workers > 1:
         # The OpenMP thread count is per thread: each worker sets its own, and the caller's
@@ -58,6 +61,14 @@ def render_in_chunks(
         opacity=torch.cat([o.opacity for o in outputs], 0),
         extras={k: torch.cat([o.extras[k] for o in outputs], 0) for k in keys},
     )
+
+
+def balanced_chunk(rays: int, chunk: int, workers: int) -> int:
+    """The largest chunk <= `chunk` that cuts `rays` into a multiple of `workers` near-equal
+    chunks (10,000 rays at chunk 8192 on 2 workers: 2 x 5000, not 8192 + 1808)."""
+    workers = max(1, workers)
+    count = workers * math.ceil(rays / (max(1, chunk) * workers))  # chunks, a multiple of workers
+    return max(1, math.ceil(rays / max(1, count)))
 
 
 def _with_grad_mode(render_fn: RenderFn) -> RenderFn:

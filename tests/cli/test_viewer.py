@@ -19,8 +19,8 @@ from nerfcli.cli.app import app
 from nerfcli.data.rays import camera_rays
 from nerfcli.errors import NerfError
 from nerfcli.evaluation.camera_path import read_path_file
-from nerfcli.evaluation.views import Cancelled, balanced_chunk, picture, render_camera
-from nerfcli.render.image import render_view
+from nerfcli.evaluation.views import Cancelled, picture, render_camera
+from nerfcli.render.image import balanced_chunk, render_view
 from nerfcli.training.checkpoint import load_checkpoint, restore_model
 from nerfcli.viewer.cameras import browser_from_pose, pose_from_browser, view_camera
 from nerfcli.viewer.engine import Engine, EngineOptions

@@ -260,10 +260,13 @@ def test_render_in_chunks_with_workers_matches_one_thread():
     rays = Rays(*(torch.randn(37, 3, generator=generator) for _ in range(3)))
     seen: list[tuple[str, int, bool]] = []
 
+    sizes: list[int] = []
+
     def render_fn(batch: Rays) -> RenderResult:
         seen.append(
             (threading.current_thread().name, torch.get_num_threads(), torch.is_grad_enabled())
         )
+        sizes.append(len(batch))
         value = torch.tanh(batch.origins * 2.0 + batch.directions)  # [R, 3]
         return RenderResult(value, value[:, 0], value[:, 1], value[:, 2], {"x": value[:, :1]})
 
@@ -279,3 +282,7 @@ def test_render_in_chunks_with_workers_matches_one_thread():
     assert all(threads == 1 and not grad for _, threads, grad in seen)
     assert threading.current_thread().name not in {name for name, _, _ in seen}
     assert torch.get_num_threads() == threads_before  # the caller's count is restored
+    sizes.clear()
+    halves = render_in_chunks(render_fn, rays, 30, workers=2)  # one worker each: not 30 + 7
+    assert sorted(sizes) == [18, 19]
+    torch.testing.assert_close(halves.rgb, serial.rgb, rtol=0, atol=0)

@@ -104,7 +104,7 @@ class TensorfModel(RadianceModel):
         # the training-ray filter (ray_filter_key): alpha-mask updates reached, and a count
         # bumped whenever the mask may have changed (an update, a shrink, an upsampling, a load)
         self._masks_done = 0
-        self._mask_version = 0
+        self._mask_changes = 0
         self.register_load_state_dict_pre_hook(_field_keys_hook)
 
     def frozen_field(self) -> FrozenField:
@@ -213,7 +213,7 @@ class TensorfModel(RadianceModel):
                 changed = True
         self._masks_done = sum(1 for s in self.cfg.alpha_mask_steps if s <= step)
         if changed or step in self.cfg.alpha_mask_steps:
-            self._mask_version += 1
+            self._mask_changes += 1
         every = self.cfg.estimator_every
         if not self.policy.ndc and every > 0 and (step % every == 0 or changed):
             self.update_estimator()
@@ -230,12 +230,12 @@ class TensorfModel(RadianceModel):
 
     def ray_filter_key(self) -> int | None:
         """From the second alpha-mask update on (TensoRF's filtering_rays), in box scenes with
-        `filter_rays`: the mask's version (a new one whenever it may have changed), so the
-        trainer draws batches from the rays that may meet its cells (`useful_rays`); None
-        before, and for other scenes."""
+        `filter_rays`: a count of the mask's possible changes (a new key whenever it may have
+        changed), so the trainer draws batches from the rays that may meet its cells
+        (`useful_rays`); None before, and for other scenes."""
         if not (self.cfg.filter_rays and self.box_scene()) or self._masks_done < 2:
             return None
-        return self._mask_version if self.field.alpha_mask.numel() else None
+        return self._mask_changes if self.field.alpha_mask.numel() else None
 
     @torch.no_grad()
     def useful_rays(self, rays: Rays, near: float, far: float) -> torch.Tensor:
@@ -275,7 +275,7 @@ class TensorfModel(RadianceModel):
         """Give every factor and the alpha mask the shapes stored in `state` (whose keys of a
         checkpoint saved before the composition are renamed in place)."""
         self._frozen = None
-        self._mask_version += 1
+        self._mask_changes += 1
         adapt_to_state_dict(self.field, self.estimator, state)
 
     def extra_repr(self) -> str:

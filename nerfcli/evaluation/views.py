@@ -32,8 +32,7 @@ def render_camera(
     """Render `camera` (its own size) with the model in eval mode, without gradients; outputs
     shaped [H, W, ...]. The one render of a view the viewer uses: the whole picture in one
     call (the chunks shared by render_view's worker threads, each worker the same share),
-    asking `cancelled()` before each chunk and raising Cancelled
-    when it says yes."""
+    asking `cancelled()` before each chunk and raising Cancelled when it says yes."""
 
     def render_fn(rays, near, far):
         if cancelled is not None and cancelled():

@@ -259,8 +259,7 @@ def test_render_in_chunks_with_workers_matches_one_thread():
     generator = torch.Generator().manual_seed(0)
     rays = Rays(*(torch.randn(37, 3, generator=generator) for _ in range(3)))
     seen: list[tuple[str, int, bool]] = []
-
-    sizes: list[int] = []
+    sizes: list[int] = []  # rays of each chunk
 
     def render_fn(batch: Rays) -> RenderResult:
         seen.append(

@@ -78,8 +78,8 @@ def tensorf_profile(device_type: str, kind: str = "forward") -> dict:
     (aimed at ~25 dB on fern in under 5 minutes on one H100; not measured here).
     Surround captures (LLFF's spherified frame, world coordinates) take an isotropic grid in the cube
     around the cameras instead: CPU 64^3 -> 192^3 (a dense 192^3 density volume per step costs
-    about half the 320x320x128 NDC grid's), up to 128 samples along the part of each ray inside
-    the box; GPU 128^3 -> 300^3 (TensoRF's size for objects).
+    about half the 320x320x128 NDC grid's), up to 256 samples along the part of each ray inside
+    the box (TENSORF_CPU_SURROUND says why); GPU 128^3 -> 300^3 (TensoRF's size for objects).
     Unbounded surround captures (a room behind the subject): the grid in contracted space,
     the scene box its middle half; see TENSORF_CPU_UNBOUNDED for the numbers and why.
     """
@@ -124,12 +124,19 @@ ISOTROPIC_COMPONENTS: dict = {
 # with the shrink and the ray filter, the two one after the other alone on a 2-core AMD EPYC
 # (2026-12-06, `python -m bench.lego --minutes 10`, then `nerf eval` on all 200 views): seed 0
 # 28.51 dB (7565 steps) against 28.15 (6748); seed 1 28.31 (7450) against 28.22 (6988).
+# Objects take up to 256 samples along the part of each ray inside the box (one per 1.3 voxels of
+# the final grid's diagonal, ~333 voxels), not 128 (one per 2.6): fewer steps, each worth more.
+# lego --half-res, 10 minutes, each run alone on a 2-core AMD EPYC (2026-12-06, `python -m
+# bench.lego --minutes 10`, then `nerf eval` on all 200 views): seed 0 29.29 dB (5755 steps)
+# against 28.24 (7729) for 128 the run before; seed 1 29.56 (5545) against 28.31 (7450) for 128
+# the session before. No cap (one sample a voxel, ~333): 29.64 and 29.24, the same mean, for more
+# render time (eval 48 s against 46). TV off, with 128: 28.06 (seed 0), below 128 with TV.
 TENSORF_CPU_SURROUND: dict = {
     **ISOTROPIC_COMPONENTS,
     "grid_init": [64, 64, 64],
     "grid_final": [192, 192, 192],
     "upsample_steps": [250, 500, 750, 1000],
-    "max_samples": 128,
+    "max_samples": 256,
 }
 # Unbounded surround captures: the scene box (cameras and subject) is the inner region, the
 # rest of space contracted around it (model.tensorf.contraction; the box fills the middle half

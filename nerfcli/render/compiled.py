@@ -193,12 +193,9 @@ def march_composite(
         pick_coords,
     )
     colour = colour_fn(torch.from_numpy(pick_ray[:picks]), torch.from_numpy(pick_coords[:picks]))
-    colours = colour.new_zeros(picks + 1, 3)  # the last row for quantiles of empty rays
-    colours[:picks] = colour
-    source_t = torch.from_numpy(source)
-    per_quantile = colours.index_select(0, torch.where(source_t < 0, picks, source_t))
-    weights_t = torch.from_numpy(group_weights)  # [R, K]
-    rgb = torch.sum(weights_t[..., None] * per_quantile.view(num_rays, count, 3), 1)  # [R, 3]
+    rgb = np.empty((num_rays, 3), np.float32)
+    march_loop.blend(group_weights, source, _f32(colour), rgb)  # [R, 3]
+    rgb = torch.from_numpy(rgb)
     opacity_t, depth_t = torch.from_numpy(opacity), torch.from_numpy(depth)
     disparity = 1.0 / torch.clamp(depth_t / opacity_t.clamp(min=1e-10), min=1e-10)
     if white_bkgd:

@@ -367,6 +367,23 @@ def _march_contracted(
 
 
 @_jit
+def blend(group_weights, source, colours, rgb):
+    """rgb [R, 3] = sum_k group_weights[r, k] * colours[source[r * K + k]] (a quantile with no
+    pick, source -1, adds nothing): the colours of march_rays' picks [P, 3] per ray."""
+    count = group_weights.shape[1]
+    for r in range(len(rgb)):
+        red, green, blue = np.float32(0.0), np.float32(0.0), np.float32(0.0)
+        for k in range(count):
+            pick = source[r * count + k]
+            if pick >= 0:
+                weight = group_weights[r, k]
+                red += weight * colours[pick, 0]
+                green += weight * colours[pick, 1]
+                blue += weight * colours[pick, 2]
+        rgb[r, 0], rgb[r, 1], rgb[r, 2] = red, green, blue
+
+
+@_jit
 def trilinear_texels(coords, row_of, vz, vy, vx, absent, texels, weights, missing):
     """For grid coords [P, 3] (x, y, z; clamped into the grid) the rows [P, 8] of a sparse
     vertex table (row_of [Vz * Vy * Vx]: a vertex's row, `absent` where it has none) at the 8

@@ -172,7 +172,8 @@ TENSORF_CPU_SURROUND: dict = {
 #   one after the other alone on a 2-core AMD EPYC (2026-12-07): 4 quantiles 4077 steps, `nerf
 #   eval` 25.91 dB, SSIM 0.800 (held-out at half resolution 24.14); 8 quantiles 3555 steps,
 #   25.91 dB, SSIM 0.804 (24.18). The 120-frame orbit (`nerf render-video`): 79.8 s against
-#   97.1 s.
+#   97.1 s. Fox, `python -m bench.fox --minutes 10`, the same way: 25.63 dB, SSIM 0.739 (4589
+#   steps) against 25.33, 0.738 (4342).
 TENSORF_CPU_UNBOUNDED: dict = {
     **ISOTROPIC_COMPONENTS,
     "contraction": "l2",

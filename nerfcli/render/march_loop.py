@@ -368,17 +368,15 @@ def _march_contracted(
 
 @_jit
 def blend(group_weights, source, colours, rgb):
-    """rgb [R, 3] = sum_k group_weights[r, k] * colours[source[r * K + k]] (a quantile with no
-    pick, source -1, adds nothing): the colours of march_rays' picks [P, 3] per ray."""
+    """rgb [R, 3] = sum_k group_weights[r, k] * colours[source[r * K + k]] of march_rays' picks'
+    colours [P, 3] (a quantile with no pick, source -1, adds nothing)."""
     count = group_weights.shape[1]
     for r in range(len(rgb)):
         red, green, blue = np.float32(0.0), np.float32(0.0), np.float32(0.0)
         for k in range(count):
-            pick = source[r * count + k]
+            pick, weight = source[r * count + k], group_weights[r, k]
             if pick >= 0:
-                weight = group_weights[r, k]
-                red += weight * colours[pick, 0]
-                green += weight * colours[pick, 1]
+                red, green = red + weight * colours[pick, 0], green + weight * colours[pick, 1]
                 blue += weight * colours[pick, 2]
         rgb[r, 0], rgb[r, 1], rgb[r, 2] = red, green, blue
 

@@ -193,7 +193,7 @@ def march_composite(
         pick_coords,
     )
     colour = colour_fn(torch.from_numpy(pick_ray[:picks]), torch.from_numpy(pick_coords[:picks]))
-    rgb = np.empty((num_rays, 3), np.float32)
+    rgb = np.zeros((num_rays, 3), np.float32)
     march_loop.blend(group_weights, source, _f32(colour), rgb)  # [R, 3]
     rgb = torch.from_numpy(rgb)
     opacity_t, depth_t = torch.from_numpy(opacity), torch.from_numpy(depth)

@@ -368,17 +368,15 @@ def _march_contracted(
 
 @_jit
 def blend(group_weights, source, colours, rgb):
-    """rgb [R, 3] = sum_k group_weights[r, k] * colours[source[r * K + k]] of march_rays' picks'
-    colours [P, 3] (a quantile with no pick, source -1, adds nothing)."""
+    """rgb [R, 3] (zeros in) += sum_k group_weights[r, k] * colours[source[r * K + k]] of
+    march_rays' picks' colours [P, 3] (a quantile with no pick, source -1, adds nothing)."""
     count = group_weights.shape[1]
     for r in range(len(rgb)):
-        red, green, blue = np.float32(0.0), np.float32(0.0), np.float32(0.0)
         for k in range(count):
-            pick, weight = source[r * count + k], group_weights[r, k]
+            pick = source[r * count + k]
             if pick >= 0:
-                red, green = red + weight * colours[pick, 0], green + weight * colours[pick, 1]
-                blue += weight * colours[pick, 2]
-        rgb[r, 0], rgb[r, 1], rgb[r, 2] = red, green, blue
+                for channel in range(3):
+                    rgb[r, channel] += group_weights[r, k] * colours[pick, channel]
 
 
 @_jit
